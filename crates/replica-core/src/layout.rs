@@ -1,0 +1,230 @@
+//! Canonical names and paths of the replica layout.
+//!
+//! ```text
+//! generations/<generation>/snapshots/<index>.snapshot.lz4
+//! generations/<generation>/wal/<index>/<offset>.wal.lz4
+//! ```
+//!
+//! `<index>` and `<offset>` are exactly 16 lowercase hex digits. Paths are
+//! relative, `/`-separated, and built only from validated parts, so they never
+//! escape the root. Parsing accepts canonical names only: anything else found
+//! in a store is junk that listings skip.
+
+use crate::error::{Error, Result};
+use crate::types::{is_lower_hex, Generation, Pos};
+
+/// The largest index or offset: 2^63-1.
+pub const MAX_INDEX: u64 = i64::MAX as u64;
+/// Top-level directory holding all generations.
+pub const GENERATIONS_DIR: &str = "generations";
+/// Directory (within a generation) holding snapshots.
+pub const SNAPSHOTS_DIR: &str = "snapshots";
+/// Directory (within a generation) holding WAL index directories.
+pub const WAL_DIR: &str = "wal";
+/// File-name suffix of a snapshot.
+pub const SNAPSHOT_EXT: &str = ".snapshot.lz4";
+/// File-name suffix of a WAL segment.
+pub const WAL_SEGMENT_EXT: &str = ".wal.lz4";
+
+/// Formats an index or offset as 16 lowercase hex digits.
+pub fn format_index(value: u64) -> String {
+    format!("{value:016x}")
+}
+
+/// Parses exactly 16 lowercase hex digits with a value of at most [`MAX_INDEX`].
+pub fn parse_hex16(s: &str) -> Option<u64> {
+    if s.len() != 16 || !is_lower_hex(s) {
+        return None;
+    }
+    u64::from_str_radix(s, 16).ok().filter(|v| *v <= MAX_INDEX)
+}
+
+/// Rejects an index above 2^63-1.
+pub fn check_index(index: u64) -> Result<u64> {
+    check_range("index", index)
+}
+
+/// Rejects an offset above 2^63-1.
+pub fn check_offset(offset: u64) -> Result<u64> {
+    check_range("offset", offset)
+}
+
+fn check_range(what: &str, value: u64) -> Result<u64> {
+    if value > MAX_INDEX {
+        return Err(Error::invalid(format!(
+            "{what} {value:#x} above maximum {MAX_INDEX:#x}"
+        )));
+    }
+    Ok(value)
+}
+
+/// Checks every field of a position (the generation is valid by type).
+pub fn check_pos(pos: &Pos) -> Result<()> {
+    check_index(pos.index)?;
+    check_offset(pos.offset)?;
+    Ok(())
+}
+
+/// `generations/<g>`
+pub fn generation_dir(generation: &Generation) -> String {
+    format!("{GENERATIONS_DIR}/{generation}")
+}
+
+/// `generations/<g>/snapshots`
+pub fn snapshots_dir(generation: &Generation) -> String {
+    format!("{GENERATIONS_DIR}/{generation}/{SNAPSHOTS_DIR}")
+}
+
+/// `generations/<g>/wal`
+pub fn wal_dir(generation: &Generation) -> String {
+    format!("{GENERATIONS_DIR}/{generation}/{WAL_DIR}")
+}
+
+/// `generations/<g>/wal/<index>`; checks the index.
+pub fn wal_index_dir(generation: &Generation, index: u64) -> Result<String> {
+    check_index(index)?;
+    Ok(format!("{}/{}", wal_dir(generation), format_index(index)))
+}
+
+/// File name of a snapshot: `<index>.snapshot.lz4`; checks the index.
+pub fn snapshot_file_name(index: u64) -> Result<String> {
+    check_index(index)?;
+    Ok(format!("{}{SNAPSHOT_EXT}", format_index(index)))
+}
+
+/// File name of a WAL segment: `<offset>.wal.lz4`; checks the offset.
+pub fn wal_segment_file_name(offset: u64) -> Result<String> {
+    check_offset(offset)?;
+    Ok(format!("{}{WAL_SEGMENT_EXT}", format_index(offset)))
+}
+
+/// Full path of a snapshot; checks the index.
+pub fn snapshot_path(generation: &Generation, index: u64) -> Result<String> {
+    Ok(format!(
+        "{}/{}",
+        snapshots_dir(generation),
+        snapshot_file_name(index)?
+    ))
+}
+
+/// Full path of a WAL segment; checks index and offset.
+pub fn wal_segment_path(pos: &Pos) -> Result<String> {
+    Ok(format!(
+        "{}/{}",
+        wal_index_dir(&pos.generation, pos.index)?,
+        wal_segment_file_name(pos.offset)?
+    ))
+}
+
+/// Parses a generation directory name; `None` for anything non-canonical.
+pub fn parse_generation_name(name: &str) -> Option<Generation> {
+    Generation::new(name).ok()
+}
+
+/// Parses a WAL index directory name; `None` for anything non-canonical.
+pub fn parse_index_name(name: &str) -> Option<u64> {
+    parse_hex16(name)
+}
+
+/// Parses a snapshot file name into its index; `None` for anything non-canonical.
+pub fn parse_snapshot_file_name(name: &str) -> Option<u64> {
+    parse_hex16(name.strip_suffix(SNAPSHOT_EXT)?)
+}
+
+/// Parses a WAL segment file name into its offset; `None` for anything non-canonical.
+pub fn parse_wal_segment_file_name(name: &str) -> Option<u64> {
+    parse_hex16(name.strip_suffix(WAL_SEGMENT_EXT)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gen() -> Generation {
+        Generation::new("0123456789abcdef").unwrap()
+    }
+
+    #[test]
+    fn paths_follow_the_spec_layout() {
+        assert_eq!(
+            snapshot_path(&gen(), 1000).unwrap(),
+            "generations/0123456789abcdef/snapshots/00000000000003e8.snapshot.lz4"
+        );
+        let pos = Pos::new(gen(), 1, 0x1038).unwrap();
+        assert_eq!(
+            wal_segment_path(&pos).unwrap(),
+            "generations/0123456789abcdef/wal/0000000000000001/0000000000001038.wal.lz4"
+        );
+    }
+
+    #[test]
+    fn paths_reject_indexes_above_i64_max() {
+        assert!(snapshot_path(&gen(), 1 << 63)
+            .unwrap_err()
+            .is_invalid_argument());
+        let pos = Pos {
+            generation: gen(),
+            index: 0,
+            offset: u64::MAX,
+        };
+        assert!(wal_segment_path(&pos).unwrap_err().is_invalid_argument());
+    }
+
+    #[test]
+    fn canonical_names_parse_back() {
+        assert_eq!(parse_index_name("00000000000003e8"), Some(1000));
+        assert_eq!(parse_index_name("7fffffffffffffff"), Some(MAX_INDEX));
+        assert_eq!(
+            parse_snapshot_file_name("00000000000003e8.snapshot.lz4"),
+            Some(1000)
+        );
+        assert_eq!(
+            parse_wal_segment_file_name("0000000000000000.wal.lz4"),
+            Some(0)
+        );
+    }
+
+    #[test]
+    fn non_canonical_names_are_not_parsed() {
+        for junk in [
+            "",
+            "1",
+            "README",
+            "00000000000003E8",
+            "00000000000003e",
+            "000000000000003e80",
+            "8000000000000000",
+            "ffffffffffffffff",
+            "../0000000000000",
+            "+000000000000003",
+            "-000000000000003",
+            " 00000000000003e",
+        ] {
+            assert_eq!(parse_index_name(junk), None, "{junk:?}");
+            assert_eq!(
+                parse_snapshot_file_name(&format!("{junk}.snapshot.lz4")),
+                None,
+                "{junk:?}"
+            );
+            assert_eq!(
+                parse_wal_segment_file_name(&format!("{junk}.wal.lz4")),
+                None,
+                "{junk:?}"
+            );
+        }
+        for junk in [
+            "00000000000003e8.snapshot.lz4.tmp",
+            "00000000000003e8.snapshot",
+            "00000000000003e8.wal.lz4",
+            ".00000000000003e8.snapshot.lz4",
+        ] {
+            assert_eq!(parse_snapshot_file_name(junk), None, "{junk:?}");
+        }
+        assert_eq!(
+            parse_wal_segment_file_name("00000000000003e8.snapshot.lz4"),
+            None
+        );
+        assert_eq!(parse_generation_name("0123456789ABCDEF"), None);
+        assert_eq!(parse_generation_name("0123456789abcdef"), Some(gen()));
+    }
+}

@@ -1,0 +1,35 @@
+//! Core of replica: the types, the storage-client trait and the logic every
+//! backend shares.
+//!
+//! A replica stores SQLite replication data in the Litestream layout:
+//! generations of snapshots and WAL segments. This crate holds:
+//! - the value types [`Generation`], [`Pos`], [`SnapshotInfo`], [`WalSegmentInfo`];
+//! - [`layout`]: canonical names and paths, and their strict parsing;
+//! - the [`ReplicaClient`] trait that backends implement, with data as [`ByteStream`]s;
+//! - the [`WalSegmentCursor`] with the append-validation rules;
+//! - [`lz4`]: streaming LZ4 frame adapters;
+//! - [`ReplicaClientExt`]: operations over any client (latest generation,
+//!   time bounds, restore with gap detection);
+//! - the one [`Error`] type.
+//!
+//! It does no storage itself: backends live in their own crates
+//! (`replica-memory`, `replica-file`, `replica-object-store`).
+
+pub mod client;
+pub mod cursor;
+pub mod error;
+pub mod layout;
+pub mod lz4;
+pub mod ops;
+pub mod types;
+
+pub use client::{
+    bytes_stream, collect_bytes, reader_stream, ByteStream, ReplicaClient, WalSegmentSource,
+};
+pub use cursor::{WalAppender, WalSegmentCursor};
+pub use error::{AppendError, Error, Result};
+pub use ops::{ReplicaClientExt, RestorePlan, RestoreSink, RestoreTarget, TimeBounds};
+pub use types::{Generation, Pos, SnapshotInfo, WalSegmentInfo};
+
+/// Re-exported so backends implement [`ReplicaClient`] with the same macro version.
+pub use async_trait::async_trait;

@@ -1,0 +1,434 @@
+//! Streaming LZ4 frame compression and decompression.
+//!
+//! The bytes a client stores are, by convention, an LZ4 frame: the standard
+//! format that the reference `lz4` tool reads and writes. These adapters turn
+//! a [`ByteStream`] of plain bytes into one of frame bytes and back, holding
+//! only a block or two in memory at a time.
+
+use std::io::{Read, Write};
+
+use bytes::Bytes;
+use futures::stream::{self, StreamExt, TryStreamExt};
+use lz4_flex::frame::{FrameDecoder, FrameEncoder};
+
+use crate::client::ByteStream;
+use crate::error::{Error, Result};
+
+/// Size of the chunks the decompressor hands out.
+const OUTPUT_CHUNK: usize = 256 * 1024;
+/// Decompressed chunks allowed in flight between the decoder thread and its reader.
+const CHANNEL_DEPTH: usize = 4;
+
+/// Compresses a stream into one LZ4 frame, chunk by chunk.
+pub fn compress_stream(input: ByteStream) -> ByteStream {
+    struct St {
+        input: ByteStream,
+        encoder: Option<FrameEncoder<Vec<u8>>>,
+    }
+    let state = St {
+        input,
+        encoder: Some(FrameEncoder::new(Vec::new())),
+    };
+    stream::try_unfold(state, |mut st| async move {
+        loop {
+            let Some(encoder) = st.encoder.as_mut() else {
+                return Ok(None);
+            };
+            match st.input.try_next().await? {
+                Some(chunk) => {
+                    encoder
+                        .write_all(&chunk)
+                        .map_err(|e| Error::io("compressing", e))?;
+                    let out = std::mem::take(encoder.get_mut());
+                    if !out.is_empty() {
+                        return Ok(Some((Bytes::from(out), st)));
+                    }
+                }
+                None => {
+                    let encoder = st.encoder.take().expect("checked above");
+                    let out = encoder
+                        .finish()
+                        .map_err(|e| Error::io("finishing LZ4 frame", e.into()))?;
+                    return Ok(Some((Bytes::from(out), st)));
+                }
+            }
+        }
+    })
+    .boxed()
+}
+
+/// Decompresses a stream of LZ4 frame bytes.
+///
+/// Decoding runs on a blocking thread that is fed from `input` and hands out
+/// chunks through a small bounded channel. A corrupt or truncated frame, or
+/// input that holds no frame at all, is [`Error::Corrupt`]; an error of the
+/// input stream itself is passed through unchanged. Needs a Tokio runtime when
+/// first polled.
+pub fn decompress_stream(input: ByteStream) -> ByteStream {
+    stream::once(async move { start_decoder(input) })
+        .flatten()
+        .boxed()
+}
+
+fn start_decoder(input: ByteStream) -> ByteStream {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes>>(CHANNEL_DEPTH);
+    let reader = tokio_util::io::StreamReader::new(input.map_err(std::io::Error::other));
+    let reader = tokio_util::io::SyncIoBridge::new(reader);
+    tokio::task::spawn_blocking(move || {
+        let mut counting = CountingReader::new(reader);
+        let result = decode_into(&mut counting, |chunk| tx.blocking_send(Ok(chunk)).is_ok());
+        if let Err(err) = result {
+            let _ = tx.blocking_send(Err(err));
+        }
+    });
+    stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })
+    .boxed()
+}
+
+/// Decodes every frame of `reader`, handing decompressed chunks to `emit`
+/// until it returns false (the consumer went away).
+fn decode_into<R: Read>(
+    reader: &mut CountingReader<R>,
+    mut emit: impl FnMut(Bytes) -> bool,
+) -> Result<()> {
+    let mut decoder = FrameDecoder::new(reader);
+    loop {
+        let mut buf = vec![0u8; OUTPUT_CHUNK];
+        let mut filled = 0;
+        while filled < buf.len() {
+            match decoder.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(decode_error(e)),
+            }
+        }
+        if filled == 0 {
+            let reader = decoder.get_ref();
+            if reader.count == 0 {
+                return Err(corrupt("no LZ4 frame (empty input)".to_owned()));
+            }
+            if !reader.frames.at_frame_boundary() {
+                return Err(corrupt(format!(
+                    "truncated LZ4 frame: input ends inside a frame after {} bytes",
+                    reader.count
+                )));
+            }
+            return Ok(());
+        }
+        buf.truncate(filled);
+        if !emit(Bytes::from(buf)) {
+            return Ok(());
+        }
+    }
+}
+
+fn decode_error(e: std::io::Error) -> Error {
+    if let Some(inner) = e.get_ref().and_then(|i| i.downcast_ref::<Error>()) {
+        return inner.clone();
+    }
+    corrupt(e.to_string())
+}
+
+fn corrupt(message: String) -> Error {
+    Error::Corrupt {
+        path: "LZ4 frame".to_owned(),
+        message,
+    }
+}
+
+/// Passes bytes through while following the frame structure (sizes only, no
+/// decoding), so that input ending anywhere but between frames is caught:
+/// the decoder alone accepts a frame cut at a block boundary.
+struct CountingReader<R> {
+    inner: R,
+    count: u64,
+    frames: FrameTracker,
+}
+
+impl<R> CountingReader<R> {
+    fn new(inner: R) -> Self {
+        CountingReader {
+            inner,
+            count: 0,
+            frames: FrameTracker::default(),
+        }
+    }
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count += n as u64;
+        self.frames.feed(&buf[..n]);
+        Ok(n)
+    }
+}
+
+const FRAME_MAGIC: u32 = 0x184D_2204;
+const SKIPPABLE_MAGIC_MASK: u32 = 0xFFFF_FFF0;
+const SKIPPABLE_MAGIC: u32 = 0x184D_2A50;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Magic,
+    Descriptor,
+    HeaderRest,
+    BlockSize,
+    ContentChecksum,
+    SkippableSize,
+    Skip { then_block: bool },
+}
+
+/// The frame-structure state machine behind [`CountingReader`].
+#[derive(Debug)]
+struct FrameTracker {
+    phase: Phase,
+    buf: Vec<u8>,
+    need: usize,
+    skip: u64,
+    flags: u8,
+}
+
+impl Default for FrameTracker {
+    fn default() -> Self {
+        FrameTracker {
+            phase: Phase::Magic,
+            buf: Vec::with_capacity(16),
+            need: 4,
+            skip: 0,
+            flags: 0,
+        }
+    }
+}
+
+impl FrameTracker {
+    /// True when the input seen so far ends exactly between frames.
+    fn at_frame_boundary(&self) -> bool {
+        self.phase == Phase::Magic && self.buf.is_empty()
+    }
+
+    fn feed(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            if let Phase::Skip { then_block } = self.phase {
+                let n = (self.skip.min(data.len() as u64)) as usize;
+                self.skip -= n as u64;
+                data = &data[n..];
+                if self.skip == 0 {
+                    self.enter(if then_block {
+                        Phase::BlockSize
+                    } else {
+                        Phase::Magic
+                    });
+                }
+                continue;
+            }
+            let n = (self.need - self.buf.len()).min(data.len());
+            self.buf.extend_from_slice(&data[..n]);
+            data = &data[n..];
+            if self.buf.len() == self.need {
+                self.advance();
+            }
+        }
+    }
+
+    fn enter(&mut self, phase: Phase) {
+        self.phase = phase;
+        self.buf.clear();
+        self.need = match phase {
+            Phase::Magic | Phase::BlockSize | Phase::ContentChecksum | Phase::SkippableSize => 4,
+            Phase::Descriptor => 2,
+            Phase::HeaderRest => {
+                1 + if self.flags & 0x08 != 0 { 8 } else { 0 }
+                    + if self.flags & 0x01 != 0 { 4 } else { 0 }
+            }
+            Phase::Skip { .. } => 0,
+        };
+    }
+
+    fn skip(&mut self, bytes: u64, then_block: bool) {
+        if bytes == 0 {
+            self.enter(if then_block {
+                Phase::BlockSize
+            } else {
+                Phase::Magic
+            });
+        } else {
+            self.skip = bytes;
+            self.enter(Phase::Skip { then_block });
+        }
+    }
+
+    fn advance(&mut self) {
+        let word = || u32::from_le_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]);
+        match self.phase {
+            Phase::Magic => {
+                let magic = word();
+                if magic == FRAME_MAGIC {
+                    self.enter(Phase::Descriptor);
+                } else if magic & SKIPPABLE_MAGIC_MASK == SKIPPABLE_MAGIC {
+                    self.enter(Phase::SkippableSize);
+                } else {
+                    // Not a frame: the decoder reports it; stay off the boundary.
+                    self.skip(u64::MAX, false);
+                }
+            }
+            Phase::Descriptor => {
+                self.flags = self.buf[0];
+                self.enter(Phase::HeaderRest);
+            }
+            Phase::HeaderRest => self.enter(Phase::BlockSize),
+            Phase::BlockSize => {
+                let size = word();
+                if size == 0 {
+                    if self.flags & 0x04 != 0 {
+                        self.enter(Phase::ContentChecksum);
+                    } else {
+                        self.enter(Phase::Magic);
+                    }
+                } else {
+                    let checksum = if self.flags & 0x10 != 0 { 4 } else { 0 };
+                    self.skip(u64::from(size & 0x7FFF_FFFF) + checksum, true);
+                }
+            }
+            Phase::ContentChecksum => self.enter(Phase::Magic),
+            Phase::SkippableSize => {
+                let size = word();
+                self.skip(u64::from(size), false);
+            }
+            Phase::Skip { .. } => unreachable!("skip is handled in feed"),
+        }
+    }
+}
+
+/// Compresses a small buffer into one LZ4 frame.
+pub fn compress(data: &[u8]) -> Vec<u8> {
+    let mut encoder = FrameEncoder::new(Vec::with_capacity(data.len() / 2 + 64));
+    encoder
+        .write_all(data)
+        .expect("writing to a Vec cannot fail");
+    encoder.finish().expect("writing to a Vec cannot fail")
+}
+
+/// Decompresses a small buffer holding LZ4 frames.
+pub fn decompress(data: &[u8]) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut reader = CountingReader::new(data);
+    decode_into(&mut reader, |chunk| {
+        out.extend_from_slice(&chunk);
+        true
+    })?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::{bytes_stream, collect_bytes};
+
+    fn sample(len: usize) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i % 251) as u8 ^ (i / 4096) as u8)
+            .collect()
+    }
+
+    #[test]
+    fn buffer_round_trip() {
+        for len in [0, 1, 100, 65_536, 1_000_003] {
+            let data = sample(len);
+            assert_eq!(decompress(&compress(&data)).unwrap(), data, "len {len}");
+        }
+    }
+
+    #[tokio::test]
+    async fn stream_round_trip_in_many_chunks() {
+        let data = sample(3_000_000);
+        let chunks: Vec<Result<Bytes>> = data
+            .chunks(7_777)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        let compressed = compress_stream(stream::iter(chunks).boxed());
+        let round = collect_bytes(decompress_stream(compressed)).await.unwrap();
+        assert_eq!(&round[..], &data[..]);
+    }
+
+    #[tokio::test]
+    async fn stream_output_is_a_standard_frame() {
+        let data = sample(200_000);
+        let framed = collect_bytes(compress_stream(bytes_stream(data.clone())))
+            .await
+            .unwrap();
+        assert_eq!(&framed[..4], &[0x04, 0x22, 0x4d, 0x18], "LZ4 frame magic");
+        assert_eq!(decompress(&framed).unwrap(), data);
+    }
+
+    #[tokio::test]
+    async fn truncated_frame_is_corrupt() {
+        let framed = compress(&sample(300_000));
+        for cut in
+            (1..framed.len())
+                .step_by(97)
+                .chain([4, 7, 8, framed.len() - 4, framed.len() - 1])
+        {
+            let err = collect_bytes(decompress_stream(bytes_stream(framed[..cut].to_vec())))
+                .await
+                .unwrap_err();
+            assert!(matches!(err, Error::Corrupt { .. }), "cut {cut}: {err}");
+            assert!(matches!(
+                decompress(&framed[..cut]),
+                Err(Error::Corrupt { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn concatenated_frames_decode_as_one_stream() {
+        let mut two = compress(b"hello ");
+        two.extend(compress(b"world"));
+        assert_eq!(decompress(&two).unwrap(), b"hello world");
+    }
+
+    #[test]
+    fn frames_with_checksums_and_content_size_are_understood() {
+        let info = lz4_flex::frame::FrameInfo::new()
+            .content_checksum(true)
+            .block_checksums(true)
+            .content_size(Some(100_000))
+            .block_mode(lz4_flex::frame::BlockMode::Linked);
+        let data = sample(100_000);
+        let mut enc = FrameEncoder::with_frame_info(info, Vec::new());
+        enc.write_all(&data).unwrap();
+        let framed = enc.finish().unwrap();
+        assert_eq!(decompress(&framed).unwrap(), data);
+        for cut in [framed.len() - 1, framed.len() - 4, framed.len() - 5, 12] {
+            assert!(
+                matches!(decompress(&framed[..cut]), Err(Error::Corrupt { .. })),
+                "cut {cut}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn garbage_and_empty_input_are_corrupt() {
+        for bad in [&b""[..], b"hello world, not lz4", &[0u8; 64]] {
+            let err = collect_bytes(decompress_stream(bytes_stream(bad.to_vec())))
+                .await
+                .unwrap_err();
+            assert!(matches!(err, Error::Corrupt { .. }), "{bad:?}: {err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn input_errors_pass_through_unchanged() {
+        let framed = compress(&sample(10_000));
+        let input = stream::iter(vec![
+            Ok(Bytes::copy_from_slice(&framed[..10])),
+            Err(Error::not_found("generations/x")),
+        ])
+        .boxed();
+        let err = collect_bytes(decompress_stream(input)).await.unwrap_err();
+        assert!(err.is_not_found(), "{err}");
+    }
+}

@@ -1,0 +1,242 @@
+//! Operations over any client, written once: [`ReplicaClientExt`].
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
+
+use crate::client::{ByteStream, ReplicaClient};
+use crate::error::{Error, Result};
+use crate::layout::check_index;
+use crate::lz4::decompress_stream;
+use crate::types::{Generation, Pos, SnapshotInfo, WalSegmentInfo};
+
+/// Oldest and newest `created_at` of a set of objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeBounds {
+    /// Earliest `created_at`.
+    pub first: DateTime<Utc>,
+    /// Latest `created_at`.
+    pub last: DateTime<Utc>,
+}
+
+impl TimeBounds {
+    fn widen(bounds: Option<TimeBounds>, at: DateTime<Utc>) -> Option<TimeBounds> {
+        Some(match bounds {
+            None => TimeBounds {
+                first: at,
+                last: at,
+            },
+            Some(b) => TimeBounds {
+                first: b.first.min(at),
+                last: b.last.max(at),
+            },
+        })
+    }
+}
+
+/// How far a restore goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestoreTarget {
+    /// Up to and including the highest WAL index stored.
+    End,
+    /// Up to and including this WAL index.
+    Index(u64),
+}
+
+/// What a restore will hand over, checked for contiguity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestorePlan {
+    /// The snapshot that becomes the database file.
+    pub snapshot: SnapshotInfo,
+    /// The WAL files to apply in order: each index with its segments by offset.
+    pub wal: Vec<(u64, Vec<WalSegmentInfo>)>,
+}
+
+/// Where a restore delivers the database and WAL files, in order.
+#[async_trait]
+pub trait RestoreSink: Send {
+    /// Receives the decompressed snapshot: the database file.
+    async fn database(&mut self, snapshot: &SnapshotInfo, data: ByteStream) -> Result<()>;
+    /// Receives one whole decompressed WAL file, after the database and every lower index.
+    async fn wal(&mut self, index: u64, data: BoxStream<'_, Result<Bytes>>) -> Result<()>;
+}
+
+/// Conveniences for every [`ReplicaClient`], built only on the trait.
+#[async_trait]
+pub trait ReplicaClientExt: ReplicaClient {
+    /// The generation holding the newest snapshot or segment, if any.
+    async fn latest_generation(&self) -> Result<Option<Generation>> {
+        let mut best: Option<(DateTime<Utc>, Generation)> = None;
+        for generation in self.generations().await? {
+            if let Some(bounds) = self.generation_time_bounds(&generation).await? {
+                // Ties go to the greater name, which is the later one listed.
+                if best.as_ref().is_none_or(|(at, _)| bounds.last >= *at) {
+                    best = Some((bounds.last, generation));
+                }
+            }
+        }
+        Ok(best.map(|(_, g)| g))
+    }
+
+    /// Oldest and newest `created_at` in a generation; `None` when it is empty.
+    async fn generation_time_bounds(&self, generation: &Generation) -> Result<Option<TimeBounds>> {
+        let mut bounds = None;
+        for snapshot in self.snapshots(generation).await? {
+            bounds = TimeBounds::widen(bounds, snapshot.created_at);
+        }
+        let mut cursor = self.wal_segments(generation).await?;
+        while let Some(info) = cursor.next().await {
+            bounds = TimeBounds::widen(bounds, info?.created_at);
+        }
+        Ok(bounds)
+    }
+
+    /// Oldest and newest `created_at` over the whole replica; `None` when empty.
+    async fn replica_time_bounds(&self) -> Result<Option<TimeBounds>> {
+        let mut bounds = None;
+        for generation in self.generations().await? {
+            if let Some(b) = self.generation_time_bounds(&generation).await? {
+                bounds = TimeBounds::widen(bounds, b.first);
+                bounds = TimeBounds::widen(bounds, b.last);
+            }
+        }
+        Ok(bounds)
+    }
+
+    /// Highest snapshot or WAL index in a generation; `None` when it is empty.
+    async fn max_index(&self, generation: &Generation) -> Result<Option<u64>> {
+        let mut max = self.snapshots(generation).await?.last().map(|s| s.index);
+        let mut cursor = self.wal_segments(generation).await?;
+        while let Some(info) = cursor.next().await {
+            max = max.max(Some(info?.index));
+        }
+        Ok(max)
+    }
+
+    /// The snapshot to restore from for `index`: the newest at or below it.
+    async fn snapshot_for_index(
+        &self,
+        generation: &Generation,
+        index: u64,
+    ) -> Result<Option<SnapshotInfo>> {
+        check_index(index)?;
+        Ok(self
+            .snapshots(generation)
+            .await?
+            .into_iter()
+            .rfind(|s| s.index <= index))
+    }
+
+    /// Chooses the snapshot and WAL files for a restore and checks that the WAL
+    /// is contiguous, reading each segment once to learn its decompressed size.
+    ///
+    /// Within an index the first segment is at offset 0 and each next offset is
+    /// the previous offset plus the previous segment's decompressed length;
+    /// every index after the snapshot's up to the target has segments (the
+    /// snapshot's own index may have none). A hole is [`Error::Gap`].
+    async fn plan_restore(
+        &self,
+        generation: &Generation,
+        target: RestoreTarget,
+    ) -> Result<RestorePlan> {
+        let snapshots = self.snapshots(generation).await?;
+        let snapshot = match target {
+            RestoreTarget::End => snapshots.last().cloned(),
+            RestoreTarget::Index(index) => self.snapshot_for_index(generation, index).await?,
+        }
+        .ok_or_else(|| {
+            Error::not_found(format!(
+                "snapshot of generation {generation} for {target:?}"
+            ))
+        })?;
+
+        let mut by_index: Vec<(u64, Vec<WalSegmentInfo>)> = Vec::new();
+        let mut cursor = self.wal_segments(generation).await?;
+        while let Some(info) = cursor.next().await {
+            let info = info?;
+            if info.index < snapshot.index
+                || matches!(target, RestoreTarget::Index(t) if info.index > t)
+            {
+                continue;
+            }
+            match by_index.last_mut() {
+                Some((index, segments)) if *index == info.index => segments.push(info),
+                _ => by_index.push((info.index, vec![info])),
+            }
+        }
+
+        let end = match target {
+            RestoreTarget::Index(t) => t,
+            RestoreTarget::End => by_index.last().map_or(snapshot.index, |(i, _)| *i),
+        };
+        let pos = |index, offset| Pos {
+            generation: generation.clone(),
+            index,
+            offset,
+        };
+        let present: Vec<u64> = by_index.iter().map(|(i, _)| *i).collect();
+        for index in snapshot.index..=end {
+            if index != snapshot.index && present.binary_search(&index).is_err() {
+                return Err(Error::Gap {
+                    expected: pos(index, 0),
+                    found: format!(
+                        "no segments for index {}",
+                        crate::layout::format_index(index)
+                    ),
+                });
+            }
+        }
+        for (index, segments) in &by_index {
+            let mut expected = 0u64;
+            for segment in segments {
+                if segment.offset != expected {
+                    return Err(Error::Gap {
+                        expected: pos(*index, expected),
+                        found: format!("next segment at {}", segment.pos()),
+                    });
+                }
+                let data = decompress_stream(self.wal_segment_reader(&segment.pos()).await?);
+                let len = data
+                    .try_fold(0u64, |n, chunk| async move { Ok(n + chunk.len() as u64) })
+                    .await?;
+                expected = segment.offset + len;
+            }
+        }
+        Ok(RestorePlan {
+            snapshot,
+            wal: by_index,
+        })
+    }
+
+    /// Plans a restore (see [`plan_restore`](Self::plan_restore)) and, only if
+    /// the plan is sound, streams it into `sink`: the decompressed snapshot,
+    /// then each WAL index's decompressed segments as one WAL file.
+    async fn restore(
+        &self,
+        generation: &Generation,
+        target: RestoreTarget,
+        sink: &mut dyn RestoreSink,
+    ) -> Result<RestorePlan> {
+        let plan = self.plan_restore(generation, target).await?;
+        let data = self
+            .snapshot_reader(generation, plan.snapshot.index)
+            .await?;
+        sink.database(&plan.snapshot, decompress_stream(data))
+            .await?;
+        for (index, segments) in &plan.wal {
+            let wal = stream::iter(segments)
+                .then(|segment| async move {
+                    Ok::<_, Error>(decompress_stream(
+                        self.wal_segment_reader(&segment.pos()).await?,
+                    ))
+                })
+                .try_flatten()
+                .boxed();
+            sink.wal(*index, wal).await?;
+        }
+        Ok(plan)
+    }
+}
+
+impl<T: ReplicaClient + ?Sized> ReplicaClientExt for T {}

@@ -136,6 +136,44 @@ pub fn parse_wal_segment_file_name(name: &str) -> Option<u64> {
     parse_hex16(name.strip_suffix(WAL_SEGMENT_EXT)?)
 }
 
+/// What a full layout path names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// `generations/<g>/snapshots/<index>.snapshot.lz4`
+    Snapshot {
+        /// Its generation.
+        generation: Generation,
+        /// Its index.
+        index: u64,
+    },
+    /// `generations/<g>/wal/<index>/<offset>.wal.lz4`
+    WalSegment(Pos),
+}
+
+/// Classifies a full `/`-separated layout path; `None` for anything non-canonical.
+///
+/// ```
+/// use replica_core::layout::{parse_path, Entry};
+/// let e = parse_path("generations/0123456789abcdef/snapshots/0000000000000001.snapshot.lz4");
+/// assert!(matches!(e, Some(Entry::Snapshot { index: 1, .. })));
+/// assert_eq!(parse_path("generations/0123456789abcdef/snapshots/README"), None);
+/// ```
+pub fn parse_path(path: &str) -> Option<Entry> {
+    let parts: Vec<&str> = path.split('/').collect();
+    match parts.as_slice() {
+        [GENERATIONS_DIR, g, SNAPSHOTS_DIR, file] => Some(Entry::Snapshot {
+            generation: parse_generation_name(g)?,
+            index: parse_snapshot_file_name(file)?,
+        }),
+        [GENERATIONS_DIR, g, WAL_DIR, index, file] => Some(Entry::WalSegment(Pos {
+            generation: parse_generation_name(g)?,
+            index: parse_index_name(index)?,
+            offset: parse_wal_segment_file_name(file)?,
+        })),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,6 +206,32 @@ mod tests {
             offset: u64::MAX,
         };
         assert!(wal_segment_path(&pos).unwrap_err().is_invalid_argument());
+    }
+
+    #[test]
+    fn full_paths_parse_back_and_junk_does_not() {
+        let pos = Pos::new(gen(), 3, 0x20).unwrap();
+        assert_eq!(
+            parse_path(&wal_segment_path(&pos).unwrap()),
+            Some(Entry::WalSegment(pos))
+        );
+        assert_eq!(
+            parse_path(&snapshot_path(&gen(), 7).unwrap()),
+            Some(Entry::Snapshot { generation: gen(), index: 7 })
+        );
+        for junk in [
+            "generations/0123456789abcdef/snapshots/0000000000000007.snapshot.lz4/x",
+            "generations/0123456789abcdef/snapshots",
+            "generations/0123456789ABCDEF/snapshots/0000000000000007.snapshot.lz4",
+            "generations/0123456789abcdef/wal/0000000000000003.wal.lz4",
+            "generations/0123456789abcdef/wal/3/0000000000000003.wal.lz4",
+            "/generations/0123456789abcdef/snapshots/0000000000000007.snapshot.lz4",
+            "generations//snapshots/0000000000000007.snapshot.lz4",
+            "README",
+            "",
+        ] {
+            assert_eq!(parse_path(junk), None, "{junk:?}");
+        }
     }
 
     #[test]

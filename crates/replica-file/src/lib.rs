@@ -1,1 +1,460 @@
+//! Local-filesystem backend of replica.
+//!
+//! [`FileClient`] stores a replica under a root directory in exactly the
+//! layout of `SPEC.md`, readable by Litestream 0.4:
+//!
+//! ```text
+//! <root>/generations/<generation>/snapshots/<index>.snapshot.lz4
+//! <root>/generations/<generation>/wal/<index>/<offset>.wal.lz4
+//! ```
+//!
+//! Writes are durable and atomic: bytes go to a temporary file with a unique
+//! name in the destination directory, which is fsynced, renamed over the
+//! final name, and then the directory is fsynced. A crash leaves the old
+//! object or the new one, never a prefix; temporaries have non-canonical
+//! names, so listings never show them. Files are created with mode 0600 and
+//! directories 0700 unless [`FileOptions`] say otherwise.
+//!
+//! Listings skip anything that is not a canonical name of the right kind
+//! (a file where a directory belongs, a directory where a file belongs,
+//! symlinks, temporaries).
 
+use std::fs;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use replica_core::layout;
+use replica_core::{
+    async_trait, reader_stream, ByteStream, Error, Generation, Pos, ReplicaClient, Result,
+    SnapshotInfo, WalSegmentCursor, WalSegmentInfo, WalSegmentSource,
+};
+use tokio::io::AsyncWriteExt;
+
+/// Chunk size of snapshot and segment readers.
+const READ_CHUNK: usize = 256 * 1024;
+
+/// Permissions and ownership of what the file backend creates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileOptions {
+    /// Mode of created files (default 0o600).
+    pub file_mode: u32,
+    /// Mode of created directories (default 0o700).
+    pub dir_mode: u32,
+    /// Owner to set on created files and directories, if any.
+    pub uid: Option<u32>,
+    /// Group to set on created files and directories, if any.
+    pub gid: Option<u32>,
+}
+
+impl Default for FileOptions {
+    fn default() -> Self {
+        FileOptions {
+            file_mode: 0o600,
+            dir_mode: 0o700,
+            uid: None,
+            gid: None,
+        }
+    }
+}
+
+/// A replica in a local directory.
+#[derive(Debug, Clone)]
+pub struct FileClient {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    root: PathBuf,
+    options: FileOptions,
+}
+
+impl FileClient {
+    /// A client for the replica under `root`, with default options.
+    ///
+    /// The directory need not exist; it is created on the first write. An
+    /// empty `root` is accepted here but every operation then fails with
+    /// "replica path required".
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self::with_options(root, FileOptions::default())
+    }
+
+    /// A client with explicit modes and ownership.
+    pub fn with_options(root: impl Into<PathBuf>, options: FileOptions) -> Self {
+        FileClient {
+            inner: Arc::new(Inner {
+                root: root.into(),
+                options,
+            }),
+        }
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
+    /// The absolute location of a layout path, or "replica path required".
+    fn path(&self, layout_path: &str) -> Result<PathBuf> {
+        if self.inner.root.as_os_str().is_empty() {
+            return Err(Error::invalid("replica path required"));
+        }
+        Ok(self.inner.root.join(layout_path))
+    }
+
+    /// Runs blocking filesystem work off the async threads.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Inner) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || work(&inner))
+            .await
+            .map_err(|e| Error::io("in a blocking task", io::Error::other(e)))?
+    }
+
+    /// Writes `data` durably and atomically to `layout_path`.
+    async fn put(&self, layout_path: &str, mut data: ByteStream) -> Result<(u64, DateTime<Utc>)> {
+        let dest = self.path(layout_path)?;
+        let dir = dest.parent().expect("layout paths have a parent").to_owned();
+        let name = dest.file_name().expect("layout paths end in a name");
+        let temp = dir.join(format!(
+            ".{}.{:016x}.tmp",
+            name.to_string_lossy(),
+            rand::random::<u64>()
+        ));
+        let create_dir = dir.clone();
+        self.blocking(move |inner| inner.create_dirs(&create_dir)).await?;
+
+        let written = async {
+            let opts = self.inner.options;
+            let mut file = tokio::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(opts.file_mode)
+                .open(&temp)
+                .await
+                .map_err(|e| io_error("creating", &temp, e))?;
+            file.set_permissions(fs::Permissions::from_mode(opts.file_mode))
+                .await
+                .map_err(|e| io_error("setting mode of", &temp, e))?;
+            if opts.uid.is_some() || opts.gid.is_some() {
+                std::os::unix::fs::chown(&temp, opts.uid, opts.gid)
+                    .map_err(|e| io_error("changing owner of", &temp, e))?;
+            }
+            let mut size = 0u64;
+            while let Some(chunk) = data.try_next().await? {
+                file.write_all(&chunk)
+                    .await
+                    .map_err(|e| io_error("writing", &temp, e))?;
+                size += chunk.len() as u64;
+            }
+            file.sync_all()
+                .await
+                .map_err(|e| io_error("syncing", &temp, e))?;
+            let modified = file
+                .metadata()
+                .await
+                .and_then(|m| m.modified())
+                .map_err(|e| io_error("reading metadata of", &temp, e))?;
+            Ok::<_, Error>((size, DateTime::<Utc>::from(modified)))
+        }
+        .await;
+
+        let temp_for_rename = temp.clone();
+        let finished = match written {
+            Ok(reply) => {
+                self.blocking(move |_| {
+                    fs::rename(&temp_for_rename, &dest)
+                        .map_err(|e| io_error("renaming into", &dest, e))?;
+                    sync_dir(&dir)
+                })
+                .await
+                .map(|()| reply)
+            }
+            Err(err) => Err(err),
+        };
+        if finished.is_err() {
+            // Best effort: the temporary is never listed either way.
+            let _ = tokio::fs::remove_file(&temp).await;
+        }
+        finished
+    }
+
+    async fn open(&self, layout_path: String) -> Result<ByteStream> {
+        let path = self.path(&layout_path)?;
+        match tokio::fs::File::open(&path).await {
+            Ok(file) => {
+                if !file.metadata().await.is_ok_and(|m| m.is_file()) {
+                    return Err(Error::not_found(layout_path));
+                }
+                Ok(reader_stream(file, READ_CHUNK))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::not_found(layout_path)),
+            Err(e) => Err(io_error("opening", &path, e)),
+        }
+    }
+
+    /// Removes files (missing ones are fine), then syncs each directory once.
+    async fn remove_files(&self, layout_paths: Vec<String>) -> Result<()> {
+        let paths = layout_paths
+            .iter()
+            .map(|p| self.path(p))
+            .collect::<Result<Vec<_>>>()?;
+        self.blocking(move |_| {
+            let mut dirs: Vec<PathBuf> = Vec::new();
+            for path in &paths {
+                match fs::remove_file(path) {
+                    Ok(()) => {
+                        let dir = path.parent().expect("layout paths have a parent");
+                        if !dirs.iter().any(|d| d == dir) {
+                            dirs.push(dir.to_owned());
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io_error("removing", path, e)),
+                }
+            }
+            dirs.iter().try_for_each(|d| sync_dir(d))
+        })
+        .await
+    }
+}
+
+impl Inner {
+    /// Creates `dir` and any missing parents with the configured mode and
+    /// owner, syncing each parent that gained an entry.
+    fn create_dirs(&self, dir: &Path) -> Result<()> {
+        if dir.is_dir() {
+            return Ok(());
+        }
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            self.create_dirs(parent)?;
+        }
+        match fs::DirBuilder::new().mode(self.options.dir_mode).create(dir) {
+            Ok(()) => {
+                fs::set_permissions(dir, fs::Permissions::from_mode(self.options.dir_mode))
+                    .map_err(|e| io_error("setting mode of", dir, e))?;
+                if self.options.uid.is_some() || self.options.gid.is_some() {
+                    std::os::unix::fs::chown(dir, self.options.uid, self.options.gid)
+                        .map_err(|e| io_error("changing owner of", dir, e))?;
+                }
+                match dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    Some(parent) => sync_dir(parent),
+                    None => Ok(()),
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+            Err(e) => Err(io_error("creating directory", dir, e)),
+        }
+    }
+
+    /// Canonical entries of a directory: `(name, metadata)` of the children of
+    /// the wanted kind (directories or regular files; never symlinks) whose
+    /// name `parse` accepts. A missing directory (or a file in its place) is empty.
+    fn list<T>(
+        &self,
+        dir: &Path,
+        want_dirs: bool,
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> Result<Vec<(T, fs::Metadata)>> {
+        let entries = match fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => {
+                return Ok(Vec::new())
+            }
+            Err(e) => return Err(io_error("listing", dir, e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| io_error("listing", dir, e))?;
+            let Some(value) = entry.file_name().to_str().and_then(&parse) else {
+                continue;
+            };
+            let file_type = entry.file_type().map_err(|e| io_error("listing", dir, e))?;
+            if (want_dirs && !file_type.is_dir()) || (!want_dirs && !file_type.is_file()) {
+                continue;
+            }
+            let metadata = match entry.metadata() {
+                Ok(m) => m,
+                // Deleted between readdir and stat: it is simply gone.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_error("reading metadata in", dir, e)),
+            };
+            out.push((value, metadata));
+        }
+        Ok(out)
+    }
+}
+
+fn modified(metadata: &fs::Metadata) -> DateTime<Utc> {
+    metadata
+        .modified()
+        .map(DateTime::<Utc>::from)
+        .unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
+}
+
+fn io_error(doing: &str, path: &Path, e: io::Error) -> Error {
+    Error::io(format!("{doing} {}", path.display()), e)
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_error("syncing directory", dir, e))
+}
+
+struct Wal {
+    client: FileClient,
+    generation: Generation,
+}
+
+#[async_trait]
+impl WalSegmentSource for Wal {
+    async fn indexes(&self) -> Result<Vec<u64>> {
+        let dir = self.client.path(&layout::wal_dir(&self.generation))?;
+        self.client
+            .blocking(move |inner| {
+                let found = inner.list(&dir, true, layout::parse_index_name)?;
+                Ok(found.into_iter().map(|(index, _)| index).collect())
+            })
+            .await
+    }
+
+    async fn segments(&self, index: u64) -> Result<Vec<WalSegmentInfo>> {
+        let dir = self
+            .client
+            .path(&layout::wal_index_dir(&self.generation, index)?)?;
+        let generation = self.generation.clone();
+        self.client
+            .blocking(move |inner| {
+                let found = inner.list(&dir, false, layout::parse_wal_segment_file_name)?;
+                Ok(found
+                    .into_iter()
+                    .map(|(offset, m)| WalSegmentInfo {
+                        generation: generation.clone(),
+                        index,
+                        offset,
+                        size: m.len(),
+                        created_at: modified(&m),
+                    })
+                    .collect())
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl ReplicaClient for FileClient {
+    fn kind(&self) -> &'static str {
+        "file"
+    }
+
+    async fn generations(&self) -> Result<Vec<Generation>> {
+        let dir = self.path(layout::GENERATIONS_DIR)?;
+        self.blocking(move |inner| {
+            let mut found: Vec<Generation> = inner
+                .list(&dir, true, layout::parse_generation_name)?
+                .into_iter()
+                .map(|(g, _)| g)
+                .collect();
+            found.sort();
+            Ok(found)
+        })
+        .await
+    }
+
+    async fn delete_generation(&self, generation: &Generation) -> Result<()> {
+        let dir = self.path(&layout::generation_dir(generation))?;
+        self.blocking(move |_| {
+            match fs::remove_dir_all(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(io_error("removing", &dir, e)),
+            }
+            sync_dir(dir.parent().expect("generation dirs have a parent"))
+        })
+        .await
+    }
+
+    async fn snapshots(&self, generation: &Generation) -> Result<Vec<SnapshotInfo>> {
+        let dir = self.path(&layout::snapshots_dir(generation))?;
+        let generation = generation.clone();
+        self.blocking(move |inner| {
+            let mut found: Vec<SnapshotInfo> = inner
+                .list(&dir, false, layout::parse_snapshot_file_name)?
+                .into_iter()
+                .map(|(index, m)| SnapshotInfo {
+                    generation: generation.clone(),
+                    index,
+                    size: m.len(),
+                    created_at: modified(&m),
+                })
+                .collect();
+            found.sort_by_key(|s| s.index);
+            Ok(found)
+        })
+        .await
+    }
+
+    async fn write_snapshot(
+        &self,
+        generation: &Generation,
+        index: u64,
+        data: ByteStream,
+    ) -> Result<SnapshotInfo> {
+        let (size, created_at) = self
+            .put(&layout::snapshot_path(generation, index)?, data)
+            .await?;
+        Ok(SnapshotInfo {
+            generation: generation.clone(),
+            index,
+            size,
+            created_at,
+        })
+    }
+
+    async fn snapshot_reader(&self, generation: &Generation, index: u64) -> Result<ByteStream> {
+        self.open(layout::snapshot_path(generation, index)?).await
+    }
+
+    async fn delete_snapshot(&self, generation: &Generation, index: u64) -> Result<()> {
+        self.remove_files(vec![layout::snapshot_path(generation, index)?])
+            .await
+    }
+
+    async fn wal_segments(&self, generation: &Generation) -> Result<WalSegmentCursor> {
+        let source = Wal {
+            client: self.clone(),
+            generation: generation.clone(),
+        };
+        WalSegmentCursor::open(generation.clone(), Arc::new(source)).await
+    }
+
+    async fn write_wal_segment(&self, pos: &Pos, data: ByteStream) -> Result<WalSegmentInfo> {
+        let (size, created_at) = self.put(&layout::wal_segment_path(pos)?, data).await?;
+        Ok(WalSegmentInfo {
+            generation: pos.generation.clone(),
+            index: pos.index,
+            offset: pos.offset,
+            size,
+            created_at,
+        })
+    }
+
+    async fn wal_segment_reader(&self, pos: &Pos) -> Result<ByteStream> {
+        self.open(layout::wal_segment_path(pos)?).await
+    }
+
+    async fn delete_wal_segments(&self, positions: &[Pos]) -> Result<()> {
+        let paths = positions
+            .iter()
+            .map(layout::wal_segment_path)
+            .collect::<Result<Vec<_>>>()?;
+        self.remove_files(paths).await
+    }
+}

@@ -217,7 +217,10 @@ mod tests {
         );
         assert_eq!(
             parse_path(&snapshot_path(&gen(), 7).unwrap()),
-            Some(Entry::Snapshot { generation: gen(), index: 7 })
+            Some(Entry::Snapshot {
+                generation: gen(),
+                index: 7
+            })
         );
         for junk in [
             "generations/0123456789abcdef/snapshots/0000000000000007.snapshot.lz4/x",

@@ -120,7 +120,10 @@ impl FileClient {
     /// Writes `data` durably and atomically to `layout_path`.
     async fn put(&self, layout_path: &str, mut data: ByteStream) -> Result<(u64, DateTime<Utc>)> {
         let dest = self.path(layout_path)?;
-        let dir = dest.parent().expect("layout paths have a parent").to_owned();
+        let dir = dest
+            .parent()
+            .expect("layout paths have a parent")
+            .to_owned();
         let name = dest.file_name().expect("layout paths end in a name");
         let temp = dir.join(format!(
             ".{}.{:016x}.tmp",
@@ -128,7 +131,8 @@ impl FileClient {
             rand::random::<u64>()
         ));
         let create_dir = dir.clone();
-        self.blocking(move |inner| inner.create_dirs(&create_dir)).await?;
+        self.blocking(move |inner| inner.create_dirs(&create_dir))
+            .await?;
 
         let written = async {
             let opts = self.inner.options;
@@ -167,15 +171,14 @@ impl FileClient {
 
         let temp_for_rename = temp.clone();
         let finished = match written {
-            Ok(reply) => {
-                self.blocking(move |_| {
+            Ok(reply) => self
+                .blocking(move |_| {
                     fs::rename(&temp_for_rename, &dest)
                         .map_err(|e| io_error("renaming into", &dest, e))?;
                     sync_dir(&dir)
                 })
                 .await
-                .map(|()| reply)
-            }
+                .map(|()| reply),
             Err(err) => Err(err),
         };
         if finished.is_err() {
@@ -235,7 +238,10 @@ impl Inner {
         if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
             self.create_dirs(parent)?;
         }
-        match fs::DirBuilder::new().mode(self.options.dir_mode).create(dir) {
+        match fs::DirBuilder::new()
+            .mode(self.options.dir_mode)
+            .create(dir)
+        {
             Ok(()) => {
                 fs::set_permissions(dir, fs::Permissions::from_mode(self.options.dir_mode))
                     .map_err(|e| io_error("setting mode of", dir, e))?;
@@ -253,6 +259,62 @@ impl Inner {
         }
     }
 
+    /// Whether a generation directory holds at least one snapshot or segment.
+    ///
+    /// A generation exists while it has objects, as in an object store: one
+    /// emptied object by object is no longer listed, though its directories
+    /// remain. Stops at the first object found.
+    fn holds_objects(&self, generation_dir: &Path) -> Result<bool> {
+        let snapshots = generation_dir.join(layout::SNAPSHOTS_DIR);
+        if self.any_entry(&snapshots, false, |n| {
+            layout::parse_snapshot_file_name(n).is_some()
+        })? {
+            return Ok(true);
+        }
+        let wal = generation_dir.join(layout::WAL_DIR);
+        for (index, _) in self.list(&wal, true, layout::parse_index_name)? {
+            let index_dir = wal.join(layout::format_index(index));
+            if self.any_entry(&index_dir, false, |n| {
+                layout::parse_wal_segment_file_name(n).is_some()
+            })? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Whether `dir` has a child of the wanted kind whose name `accept` takes.
+    fn any_entry(
+        &self,
+        dir: &Path,
+        want_dirs: bool,
+        accept: impl Fn(&str) -> bool,
+    ) -> Result<bool> {
+        let entries = match fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) =>
+            {
+                return Ok(false)
+            }
+            Err(e) => return Err(io_error("listing", dir, e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| io_error("listing", dir, e))?;
+            if !entry.file_name().to_str().is_some_and(&accept) {
+                continue;
+            }
+            let file_type = entry.file_type().map_err(|e| io_error("listing", dir, e))?;
+            if (want_dirs && file_type.is_dir()) || (!want_dirs && file_type.is_file()) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Canonical entries of a directory: `(name, metadata)` of the children of
     /// the wanted kind (directories or regular files; never symlinks) whose
     /// name `parse` accepts. A missing directory (or a file in its place) is empty.
@@ -264,7 +326,12 @@ impl Inner {
     ) -> Result<Vec<(T, fs::Metadata)>> {
         let entries = match fs::read_dir(dir) {
             Ok(entries) => entries,
-            Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) =>
+            {
                 return Ok(Vec::new())
             }
             Err(e) => return Err(io_error("listing", dir, e)),
@@ -357,11 +424,12 @@ impl ReplicaClient for FileClient {
     async fn generations(&self) -> Result<Vec<Generation>> {
         let dir = self.path(layout::GENERATIONS_DIR)?;
         self.blocking(move |inner| {
-            let mut found: Vec<Generation> = inner
-                .list(&dir, true, layout::parse_generation_name)?
-                .into_iter()
-                .map(|(g, _)| g)
-                .collect();
+            let mut found = Vec::new();
+            for (g, _) in inner.list(&dir, true, layout::parse_generation_name)? {
+                if inner.holds_objects(&dir.join(g.as_str()))? {
+                    found.push(g);
+                }
+            }
             found.sort();
             Ok(found)
         })

@@ -1,0 +1,119 @@
+use crate::util::*;
+use crate::{CaseResult, Fixture};
+
+pub(crate) async fn generations_of_an_empty_store_are_empty(f: Fixture) -> CaseResult {
+    assert_eq!(f.client.generations().await?, vec![]);
+    Ok(())
+}
+
+pub(crate) async fn generations_are_listed_ascending(f: Fixture) -> CaseResult {
+    let c = &*f.client;
+    for n in [0x30u64, 0x5, 0xff00, 0xa, 0x1] {
+        put_snapshot(c, &gen(n), 0, &content("g", 16)).await?;
+    }
+    let names: Vec<String> = c
+        .generations()
+        .await?
+        .iter()
+        .map(|g| g.to_string())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "0000000000000001",
+            "0000000000000005",
+            "000000000000000a",
+            "0000000000000030",
+            "000000000000ff00"
+        ]
+    );
+    Ok(())
+}
+
+pub(crate) async fn a_generation_with_only_wal_is_listed(f: Fixture) -> CaseResult {
+    let c = &*f.client;
+    put_segment(c, &gen(2), 0, 0, &content("w", 8)).await?;
+    assert_eq!(c.generations().await?, vec![gen(2)]);
+    Ok(())
+}
+
+pub(crate) async fn delete_generation_removes_every_object(f: Fixture) -> CaseResult {
+    let c = &*f.client;
+    let g = gen(7);
+    for i in 0..3 {
+        put_snapshot(c, &g, i, &content("s", 10)).await?;
+        put_segment(c, &g, i, 0, &content("w", 10)).await?;
+        put_segment(c, &g, i, 10, &content("w", 10)).await?;
+    }
+    c.delete_generation(&g).await?;
+    assert_eq!(c.generations().await?, vec![]);
+    assert_eq!(c.snapshots(&g).await?, vec![]);
+    assert_eq!(segments(c, &g).await?, vec![]);
+    assert_not_found(
+        read_snapshot(c, &g, 0).await,
+        "snapshot after delete_generation",
+    );
+    assert_not_found(
+        read_segment(c, &pos(&g, 1, 10)).await,
+        "segment after delete_generation",
+    );
+    Ok(())
+}
+
+pub(crate) async fn delete_generation_leaves_other_generations_alone(f: Fixture) -> CaseResult {
+    let c = &*f.client;
+    let keep = content("keep", 100);
+    put_snapshot(c, &gen(1), 0, &content("x", 5)).await?;
+    put_snapshot(c, &gen(2), 0, &keep).await?;
+    put_segment(c, &gen(2), 0, 0, &keep).await?;
+    c.delete_generation(&gen(1)).await?;
+    assert_eq!(c.generations().await?, vec![gen(2)]);
+    assert_eq!(read_snapshot(c, &gen(2), 0).await?, keep);
+    assert_eq!(read_segment(c, &pos(&gen(2), 0, 0)).await?, keep);
+    Ok(())
+}
+
+pub(crate) async fn delete_of_a_missing_generation_is_ok(f: Fixture) -> CaseResult {
+    f.client.delete_generation(&gen(9)).await?;
+    put_snapshot(&*f.client, &gen(1), 0, &content("x", 5)).await?;
+    f.client.delete_generation(&gen(9)).await?;
+    assert_eq!(f.client.generations().await?, vec![gen(1)]);
+    Ok(())
+}
+
+pub(crate) async fn generation_names_are_validated_before_any_io(_f: Fixture) -> CaseResult {
+    for hostile in [
+        "",
+        "../../etc",
+        "/etc/passwd",
+        "0123456789ABCDEF",
+        "0123456789abcde\0",
+        "0123456789abcdef/",
+        "0123456789abcde",
+    ] {
+        let err = replica_core::Generation::new(hostile).expect_err("hostile name accepted");
+        assert!(err.is_invalid_argument(), "{hostile:?}: {err}");
+    }
+    assert_eq!(
+        replica_core::Generation::new("").unwrap_err().to_string(),
+        "invalid argument: generation required"
+    );
+    Ok(())
+}
+
+pub(crate) async fn a_generation_emptied_object_by_object_is_not_listed(f: Fixture) -> CaseResult {
+    let c = &*f.client;
+    let g = gen(3);
+    put_snapshot(c, &g, 1, &content("s", 4)).await?;
+    put_segment(c, &g, 1, 0, &content("w", 4)).await?;
+    put_snapshot(c, &gen(4), 1, &content("s", 4)).await?;
+    c.delete_snapshot(&g, 1).await?;
+    assert_eq!(
+        c.generations().await?,
+        vec![g.clone(), gen(4)],
+        "still holds a segment"
+    );
+    c.delete_wal_segments(&[pos(&g, 1, 0)]).await?;
+    assert_eq!(c.generations().await?, vec![gen(4)]);
+    Ok(())
+}

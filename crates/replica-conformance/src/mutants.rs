@@ -1,0 +1,243 @@
+//! Deliberately broken backends, to prove the suite can fail.
+//!
+//! Each [`Mutant`] wraps a working client and breaks one rule of the
+//! contract. The crate's tests run the suite on each and assert that the
+//! case named by [`Mutant::caught_by`] fails. Backend authors can use them
+//! the same way to check a suite extension of their own.
+
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use chrono::DateTime;
+use futures::TryStreamExt;
+use replica_core::layout::MAX_INDEX;
+use replica_core::{
+    async_trait, bytes_stream, ByteStream, Error, Generation, Pos, ReplicaClient, Result,
+    SnapshotInfo, WalSegmentCursor, WalSegmentInfo,
+};
+
+/// One way of breaking the contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mutant {
+    /// Lists generations and snapshots in reverse order.
+    UnsortedListing,
+    /// Reads a missing object as empty instead of `NotFound`.
+    MissingReadsAsEmpty,
+    /// Accepts indexes above 2^63-1 (silently masking the top bit).
+    IndexAboveMaxAccepted,
+    /// Leaves the received prefix under the final name when a write fails.
+    PartialWriteVisible,
+    /// Deleting a missing object is an error.
+    DeleteMissingErrors,
+    /// Returns a cursor that ignores the store, so duplicates of stored
+    /// segments are accepted on append.
+    CursorIgnoresStore,
+    /// Lists snapshot sizes one byte too large.
+    WrongListedSize,
+    /// Reports `created_at` as the Unix epoch.
+    EpochCreatedAt,
+}
+
+impl Mutant {
+    /// Every mutant.
+    pub const ALL: [Mutant; 8] = [
+        Mutant::UnsortedListing,
+        Mutant::MissingReadsAsEmpty,
+        Mutant::IndexAboveMaxAccepted,
+        Mutant::PartialWriteVisible,
+        Mutant::DeleteMissingErrors,
+        Mutant::CursorIgnoresStore,
+        Mutant::WrongListedSize,
+        Mutant::EpochCreatedAt,
+    ];
+
+    /// The case that must fail on this mutant.
+    pub fn caught_by(self) -> &'static str {
+        match self {
+            Mutant::UnsortedListing => "snapshots_are_sorted_by_index",
+            Mutant::MissingReadsAsEmpty => "snapshot_reader_of_a_missing_index_is_not_found",
+            Mutant::IndexAboveMaxAccepted => "snapshot_index_above_i64_max_is_invalid",
+            Mutant::PartialWriteVisible => "failed_snapshot_write_stores_nothing",
+            Mutant::DeleteMissingErrors => "delete_of_a_missing_snapshot_is_ok",
+            Mutant::CursorIgnoresStore => "cursor_rejects_a_duplicate_offset",
+            Mutant::WrongListedSize => "listed_snapshot_has_exact_size_and_time",
+            Mutant::EpochCreatedAt => "write_snapshot_returns_exact_info",
+        }
+    }
+
+    /// Wraps a working client so that it breaks this rule.
+    pub fn wrap(self, inner: Arc<dyn ReplicaClient>) -> Mutated {
+        Mutated {
+            inner,
+            mutant: self,
+        }
+    }
+}
+
+/// A client broken by a [`Mutant`].
+pub struct Mutated {
+    inner: Arc<dyn ReplicaClient>,
+    mutant: Mutant,
+}
+
+impl fmt::Debug for Mutated {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Mutated({:?}, {:?})", self.mutant, self.inner)
+    }
+}
+
+impl Mutated {
+    fn is(&self, m: Mutant) -> bool {
+        self.mutant == m
+    }
+
+    fn index(&self, index: u64) -> u64 {
+        if self.is(Mutant::IndexAboveMaxAccepted) {
+            index & MAX_INDEX
+        } else {
+            index
+        }
+    }
+
+    fn read(&self, result: Result<ByteStream>) -> Result<ByteStream> {
+        match result {
+            Err(e) if e.is_not_found() && self.is(Mutant::MissingReadsAsEmpty) => {
+                Ok(bytes_stream(Vec::new()))
+            }
+            other => other,
+        }
+    }
+
+    /// For the partial-write mutant: drains the stream, and on error stores
+    /// what arrived before failing.
+    async fn input(
+        &self,
+        data: ByteStream,
+    ) -> std::result::Result<ByteStream, (ByteStream, Error)> {
+        if !self.is(Mutant::PartialWriteVisible) {
+            return Ok(data);
+        }
+        let mut data = data;
+        let mut buf = BytesMut::new();
+        loop {
+            match data.try_next().await {
+                Ok(Some(chunk)) => buf.extend_from_slice(&chunk),
+                Ok(None) => return Ok(bytes_stream(buf.freeze())),
+                Err(e) => return Err((bytes_stream(buf.freeze()), e)),
+            }
+        }
+    }
+
+    fn created(&self, at: &mut DateTime<chrono::Utc>) {
+        if self.is(Mutant::EpochCreatedAt) {
+            *at = DateTime::UNIX_EPOCH;
+        }
+    }
+}
+
+#[async_trait]
+impl ReplicaClient for Mutated {
+    fn kind(&self) -> &'static str {
+        "mutant"
+    }
+
+    async fn generations(&self) -> Result<Vec<Generation>> {
+        let mut gs = self.inner.generations().await?;
+        if self.is(Mutant::UnsortedListing) {
+            gs.reverse();
+        }
+        Ok(gs)
+    }
+
+    async fn delete_generation(&self, generation: &Generation) -> Result<()> {
+        self.inner.delete_generation(generation).await
+    }
+
+    async fn snapshots(&self, generation: &Generation) -> Result<Vec<SnapshotInfo>> {
+        let mut snaps = self.inner.snapshots(generation).await?;
+        if self.is(Mutant::UnsortedListing) {
+            snaps.reverse();
+        }
+        for s in &mut snaps {
+            if self.is(Mutant::WrongListedSize) {
+                s.size += 1;
+            }
+            self.created(&mut s.created_at);
+        }
+        Ok(snaps)
+    }
+
+    async fn write_snapshot(
+        &self,
+        generation: &Generation,
+        index: u64,
+        data: ByteStream,
+    ) -> Result<SnapshotInfo> {
+        let index = self.index(index);
+        let mut info = match self.input(data).await {
+            Ok(data) => self.inner.write_snapshot(generation, index, data).await?,
+            Err((prefix, e)) => {
+                self.inner.write_snapshot(generation, index, prefix).await?;
+                return Err(e);
+            }
+        };
+        self.created(&mut info.created_at);
+        Ok(info)
+    }
+
+    async fn snapshot_reader(&self, generation: &Generation, index: u64) -> Result<ByteStream> {
+        self.read(
+            self.inner
+                .snapshot_reader(generation, self.index(index))
+                .await,
+        )
+    }
+
+    async fn delete_snapshot(&self, generation: &Generation, index: u64) -> Result<()> {
+        let index = self.index(index);
+        if self.is(Mutant::DeleteMissingErrors)
+            && !self
+                .inner
+                .snapshots(generation)
+                .await?
+                .iter()
+                .any(|s| s.index == index)
+        {
+            return Err(Error::not_found(format!("{generation}/{index}")));
+        }
+        self.inner.delete_snapshot(generation, index).await
+    }
+
+    async fn wal_segments(&self, generation: &Generation) -> Result<WalSegmentCursor> {
+        if self.is(Mutant::CursorIgnoresStore) {
+            return Ok(WalSegmentCursor::empty(generation.clone()));
+        }
+        self.inner.wal_segments(generation).await
+    }
+
+    async fn write_wal_segment(&self, pos: &Pos, data: ByteStream) -> Result<WalSegmentInfo> {
+        let pos = Pos {
+            index: self.index(pos.index),
+            offset: self.index(pos.offset),
+            ..pos.clone()
+        };
+        let mut info = match self.input(data).await {
+            Ok(data) => self.inner.write_wal_segment(&pos, data).await?,
+            Err((prefix, e)) => {
+                self.inner.write_wal_segment(&pos, prefix).await?;
+                return Err(e);
+            }
+        };
+        self.created(&mut info.created_at);
+        Ok(info)
+    }
+
+    async fn wal_segment_reader(&self, pos: &Pos) -> Result<ByteStream> {
+        self.read(self.inner.wal_segment_reader(pos).await)
+    }
+
+    async fn delete_wal_segments(&self, positions: &[Pos]) -> Result<()> {
+        self.inner.delete_wal_segments(positions).await
+    }
+}

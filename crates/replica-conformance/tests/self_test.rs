@@ -1,0 +1,68 @@
+//! The suite must fail on broken backends, and pass on a sound one.
+
+use std::sync::Arc;
+
+use replica_conformance::mutants::Mutant;
+use replica_conformance::{all_cases, run_case, run_suite, Fixture, Outcome};
+use replica_memory::MemoryClient;
+
+#[test]
+fn the_suite_has_at_least_sixty_cases_with_unique_names() {
+    let cases = all_cases();
+    assert!(cases.len() >= 60, "only {} cases", cases.len());
+    let mut names: Vec<_> = cases.iter().map(|c| c.name).collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), cases.len(), "duplicate case names");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_mutant_is_caught_by_its_named_case() {
+    for mutant in Mutant::ALL {
+        let factory = move || async move {
+            let client = mutant.wrap(Arc::new(MemoryClient::new()));
+            Ok::<_, String>(Fixture::new(client))
+        };
+        let case = all_cases()
+            .into_iter()
+            .find(|c| c.name == mutant.caught_by())
+            .unwrap_or_else(|| panic!("{mutant:?} names a case that does not exist"));
+        let report = run_case(&case, &factory).await;
+        assert_eq!(
+            report.outcome,
+            Outcome::Fail,
+            "{mutant:?} was not caught by {}",
+            case.name
+        );
+        // The same case passes on the sound backend: the failure is the mutant's.
+        let sound = || async { Ok::<_, String>(Fixture::new(MemoryClient::new())) };
+        assert_eq!(
+            run_case(&case, &sound).await.outcome,
+            Outcome::Pass,
+            "{}",
+            case.name
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_model_check_catches_and_shrinks_a_mutant() {
+    let factory = || async {
+        let client = Mutant::PartialWriteVisible.wrap(Arc::new(MemoryClient::new()));
+        Ok::<_, String>(Fixture::new(client))
+    };
+    let report = run_suite("mutant", &factory, Some("reference_model")).await;
+    assert_eq!(report.cases.len(), 1);
+    let case = &report.cases[0];
+    assert_eq!(case.outcome, Outcome::Fail);
+    assert!(
+        case.message.contains("minimal failing sequence"),
+        "{}",
+        case.message
+    );
+    assert!(
+        case.message.contains("FailedWrite"),
+        "shrunk to the failed write: {}",
+        case.message
+    );
+}

@@ -190,14 +190,26 @@ impl FileClient {
 
     async fn open(&self, layout_path: String) -> Result<ByteStream> {
         let path = self.path(&layout_path)?;
-        match tokio::fs::File::open(&path).await {
+        // O_NOFOLLOW: a symlink planted under a canonical name is not followed
+        // out of the root (it is not listed either).
+        let opened = tokio::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .await;
+        match opened {
             Ok(file) => {
                 if !file.metadata().await.is_ok_and(|m| m.is_file()) {
                     return Err(Error::not_found(layout_path));
                 }
                 Ok(reader_stream(file, READ_CHUNK))
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::not_found(layout_path)),
+            Err(e)
+                if e.kind() == io::ErrorKind::NotFound
+                    || e.raw_os_error() == Some(libc::ELOOP) =>
+            {
+                Err(Error::not_found(layout_path))
+            }
             Err(e) => Err(io_error("opening", &path, e)),
         }
     }

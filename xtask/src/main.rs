@@ -1,1 +1,80 @@
-fn main() {}
+//! Project automation (`cargo xtask <task>`), after matklad's xtask convention.
+//!
+//! - `ci`: formatting, clippy, docs, every test, then the conformance matrix;
+//! - `conformance`: the suite on every built-in backend (plus any URLs in
+//!   `REPLICA_CONFORMANCE_URLS`, space-separated), reports in `target/conformance/`.
+
+use std::process::{Command, ExitCode};
+
+fn main() -> ExitCode {
+    let task = std::env::args().nth(1).unwrap_or_default();
+    let result = match task.as_str() {
+        "ci" => ci(),
+        "conformance" => conformance(),
+        "bench" => {
+            Err("`cargo xtask bench` is not written yet (see the benchmarks issue)".to_owned())
+        }
+        _ => Err(format!(
+            "unknown task {task:?}; tasks: ci, conformance, bench"
+        )),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn cargo(args: &[&str], env: &[(&str, &str)]) -> Result<(), String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    eprintln!("$ cargo {}", args.join(" "));
+    let status = Command::new(&cargo)
+        .args(args)
+        .envs(env.iter().copied())
+        .status()
+        .map_err(|e| format!("running cargo: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("cargo {} failed ({status})", args.join(" ")))
+    }
+}
+
+fn ci() -> Result<(), String> {
+    cargo(&["fmt", "--all", "--", "--check"], &[])?;
+    cargo(
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+        &[],
+    )?;
+    cargo(
+        &["doc", "--workspace", "--no-deps"],
+        &[("RUSTDOCFLAGS", "-D warnings")],
+    )?;
+    cargo(&["test", "--workspace"], &[])?;
+    conformance()
+}
+
+fn conformance() -> Result<(), String> {
+    let urls = std::env::var("REPLICA_CONFORMANCE_URLS").unwrap_or_default();
+    let mut args = vec![
+        "run",
+        "--quiet",
+        "--package",
+        "replica-cli",
+        "--",
+        "conformance",
+        "--out",
+        "target/conformance",
+    ];
+    args.extend(urls.split_whitespace());
+    cargo(&args, &[])
+}

@@ -330,3 +330,43 @@ macro_rules! __expand_cases {
         )*
     };
 }
+
+/// A [`Planter`] for stores that keep objects as files under a directory:
+/// the file backend, and `object_store`'s `LocalFileSystem`.
+#[derive(Debug, Clone)]
+pub struct DirPlanter(pub std::path::PathBuf);
+
+#[async_trait]
+impl Planter for DirPlanter {
+    async fn plant_file(&self, path: &str, data: Bytes) -> Result<()> {
+        let path = self.0.join(path);
+        let parent = path.parent().expect("planted paths have a parent");
+        let io = |e| replica_core::Error::io(format!("planting {}", path.display()), e);
+        std::fs::create_dir_all(parent).map_err(io)?;
+        std::fs::write(&path, data).map_err(io)
+    }
+
+    async fn plant_dir(&self, path: &str) -> Result<bool> {
+        std::fs::create_dir_all(self.0.join(path))
+            .map_err(|e| replica_core::Error::io(format!("planting {path}"), e))?;
+        Ok(true)
+    }
+}
+
+/// A [`Planter`] from a closure that stores raw bytes under a path, for
+/// stores without directories (in-memory maps, object stores).
+pub struct FnPlanter<F>(pub F);
+
+#[async_trait]
+impl<F> Planter for FnPlanter<F>
+where
+    F: Fn(&str, Bytes) -> Result<()> + Send + Sync,
+{
+    async fn plant_file(&self, path: &str, data: Bytes) -> Result<()> {
+        (self.0)(path, data)
+    }
+
+    async fn plant_dir(&self, _path: &str) -> Result<bool> {
+        Ok(false)
+    }
+}

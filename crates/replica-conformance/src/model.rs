@@ -204,13 +204,13 @@ async fn compare(c: &dyn ReplicaClient, model: &Model) -> Result<(), String> {
     }
     for ((g, i), want) in &model.snapshots {
         let got = read_snapshot(c, &gen(*g), *i).await.map_err(e)?;
-        if &got != want {
+        if got != want {
             return Err(format!("content of snapshot {g}/{i} differs"));
         }
     }
     for ((g, i, o), want) in &model.segments {
         let got = read_segment(c, &pos(&gen(*g), *i, *o)).await.map_err(e)?;
-        if &got != want {
+        if got != want {
             return Err(format!("content of segment {g}/{i}:{o} differs"));
         }
     }

@@ -28,7 +28,9 @@ pub use client::{
 };
 pub use cursor::{WalAppender, WalSegmentCursor};
 pub use error::{AppendError, Error, Result};
-pub use ops::{ReplicaClientExt, RestorePlan, RestoreSink, RestoreTarget, TimeBounds};
+pub use ops::{
+    newest_generation, ReplicaClientExt, RestorePlan, RestoreSink, RestoreTarget, TimeBounds,
+};
 pub use types::{Generation, Pos, SnapshotInfo, WalSegmentInfo};
 
 /// Re-exported so backends implement [`ReplicaClient`] with the same macro version.

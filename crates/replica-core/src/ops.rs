@@ -21,7 +21,8 @@ pub struct TimeBounds {
 }
 
 impl TimeBounds {
-    fn widen(bounds: Option<TimeBounds>, at: DateTime<Utc>) -> Option<TimeBounds> {
+    /// Bounds widened to include `at` (`None` is the empty set).
+    pub fn widen(bounds: Option<TimeBounds>, at: DateTime<Utc>) -> Option<TimeBounds> {
         Some(match bounds {
             None => TimeBounds {
                 first: at,
@@ -33,6 +34,18 @@ impl TimeBounds {
             },
         })
     }
+}
+
+/// The generation whose newest object is the newest of all; ties go to the
+/// greater name. The rule behind [`ReplicaClientExt::latest_generation`], for
+/// callers that already hold the bounds.
+pub fn newest_generation(
+    bounds: impl IntoIterator<Item = (Generation, TimeBounds)>,
+) -> Option<Generation> {
+    bounds
+        .into_iter()
+        .max_by(|(ga, a), (gb, b)| a.last.cmp(&b.last).then_with(|| ga.cmp(gb)))
+        .map(|(g, _)| g)
 }
 
 /// How far a restore goes.
@@ -67,16 +80,13 @@ pub trait RestoreSink: Send {
 pub trait ReplicaClientExt: ReplicaClient {
     /// The generation holding the newest snapshot or segment, if any.
     async fn latest_generation(&self) -> Result<Option<Generation>> {
-        let mut best: Option<(DateTime<Utc>, Generation)> = None;
+        let mut all = Vec::new();
         for generation in self.generations().await? {
             if let Some(bounds) = self.generation_time_bounds(&generation).await? {
-                // Ties go to the greater name, which is the later one listed.
-                if best.as_ref().is_none_or(|(at, _)| bounds.last >= *at) {
-                    best = Some((bounds.last, generation));
-                }
+                all.push((generation, bounds));
             }
         }
-        Ok(best.map(|(_, g)| g))
+        Ok(newest_generation(all))
     }
 
     /// Oldest and newest `created_at` in a generation; `None` when it is empty.

@@ -281,7 +281,10 @@ mod tests {
         let a = Pos::new(g("0000000000000001"), 1, 0).unwrap();
         let b = Pos::new(g("0000000000000002"), 0, 0).unwrap();
         assert_eq!(a.partial_cmp(&b), None);
-        assert!(!(a < b) && !(a > b));
+        assert!(
+            a.lt(&b) == b.gt(&a) && !a.lt(&b) && !a.gt(&b),
+            "no order across generations"
+        );
         assert!(matches!(
             a.try_cmp(&b),
             Err(Error::GenerationMismatch { .. })

@@ -205,8 +205,7 @@ impl FileClient {
                 Ok(reader_stream(file, READ_CHUNK))
             }
             Err(e)
-                if e.kind() == io::ErrorKind::NotFound
-                    || e.raw_os_error() == Some(libc::ELOOP) =>
+                if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ELOOP) =>
             {
                 Err(Error::not_found(layout_path))
             }

@@ -40,7 +40,9 @@ fn mode(path: &Path) -> u32 {
 async fn a_replica_has_exactly_the_spec_paths() {
     let dir = tempfile::tempdir().unwrap();
     let c = FileClient::new(dir.path());
-    c.write_snapshot(&gen(), 1000, bytes_stream("snap")).await.unwrap();
+    c.write_snapshot(&gen(), 1000, bytes_stream("snap"))
+        .await
+        .unwrap();
     c.write_wal_segment(&Pos::new(gen(), 1000, 0).unwrap(), bytes_stream("w0"))
         .await
         .unwrap();
@@ -69,9 +71,14 @@ async fn files_default_to_0600_and_directories_to_0700() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("r");
     let c = FileClient::new(&root);
-    c.write_snapshot(&gen(), 1, bytes_stream("x")).await.unwrap();
+    c.write_snapshot(&gen(), 1, bytes_stream("x"))
+        .await
+        .unwrap();
     let g = root.join("generations/0123456789abcdef");
-    assert_eq!(mode(&g.join("snapshots/0000000000000001.snapshot.lz4")), 0o600);
+    assert_eq!(
+        mode(&g.join("snapshots/0000000000000001.snapshot.lz4")),
+        0o600
+    );
     for d in [&root, &root.join("generations"), &g, &g.join("snapshots")] {
         assert_eq!(mode(d), 0o700, "{}", d.display());
     }
@@ -88,7 +95,9 @@ async fn modes_are_configurable_and_exact_despite_the_umask() {
     let c = FileClient::with_options(dir.path().join("r"), opts);
     let pos = Pos::new(gen(), 2, 0).unwrap();
     c.write_wal_segment(&pos, bytes_stream("x")).await.unwrap();
-    let idx = dir.path().join("r/generations/0123456789abcdef/wal/0000000000000002");
+    let idx = dir
+        .path()
+        .join("r/generations/0123456789abcdef/wal/0000000000000002");
     assert_eq!(mode(&idx.join("0000000000000000.wal.lz4")), 0o664);
     assert_eq!(mode(&idx), 0o775);
 }
@@ -104,7 +113,9 @@ async fn owner_can_be_set_on_created_files() {
         ..FileOptions::default()
     };
     let c = FileClient::with_options(dir.path(), opts);
-    c.write_snapshot(&gen(), 1, bytes_stream("x")).await.unwrap();
+    c.write_snapshot(&gen(), 1, bytes_stream("x"))
+        .await
+        .unwrap();
     let f = std::fs::metadata(
         dir.path()
             .join("generations/0123456789abcdef/snapshots/0000000000000001.snapshot.lz4"),
@@ -121,18 +132,26 @@ async fn an_empty_root_is_replica_path_required_on_every_operation() {
         c.generations().await.map(|_| ()),
         c.delete_generation(&gen()).await,
         c.snapshots(&gen()).await.map(|_| ()),
-        c.write_snapshot(&gen(), 0, bytes_stream("x")).await.map(|_| ()),
+        c.write_snapshot(&gen(), 0, bytes_stream("x"))
+            .await
+            .map(|_| ()),
         c.snapshot_reader(&gen(), 0).await.map(|_| ()),
         c.delete_snapshot(&gen(), 0).await,
         c.wal_segments(&gen()).await.map(|_| ()),
-        c.write_wal_segment(&pos, bytes_stream("x")).await.map(|_| ()),
+        c.write_wal_segment(&pos, bytes_stream("x"))
+            .await
+            .map(|_| ()),
         c.wal_segment_reader(&pos).await.map(|_| ()),
         c.delete_wal_segments(std::slice::from_ref(&pos)).await,
     ];
     for (i, r) in results.into_iter().enumerate() {
         let err = r.expect_err("must fail");
         assert!(err.is_invalid_argument(), "op {i}: {err}");
-        assert_eq!(err.to_string(), "invalid argument: replica path required", "op {i}");
+        assert_eq!(
+            err.to_string(),
+            "invalid argument: replica path required",
+            "op {i}"
+        );
     }
 }
 
@@ -142,7 +161,10 @@ async fn rejected_arguments_never_touch_the_disk() {
     let root = dir.path().join("r");
     let c = FileClient::new(&root);
     let over = 1u64 << 63;
-    assert!(c.write_snapshot(&gen(), over, bytes_stream("x")).await.is_err());
+    assert!(c
+        .write_snapshot(&gen(), over, bytes_stream("x"))
+        .await
+        .is_err());
     assert!(c
         .write_wal_segment(
             &Pos {
@@ -154,7 +176,12 @@ async fn rejected_arguments_never_touch_the_disk() {
         )
         .await
         .is_err());
-    for hostile in ["../../etc", "/etc/passwd", "0123456789abcde\0", &"a".repeat(300)] {
+    for hostile in [
+        "../../etc",
+        "/etc/passwd",
+        "0123456789abcde\0",
+        &"a".repeat(300),
+    ] {
         assert!(hostile.parse::<Generation>().is_err());
     }
     assert!(!root.exists(), "a rejected call created {}", root.display());
@@ -165,10 +192,15 @@ async fn rejected_arguments_never_touch_the_disk() {
 async fn a_failed_write_leaves_no_temporary_file() {
     let dir = tempfile::tempdir().unwrap();
     let c = FileClient::new(dir.path());
-    c.write_snapshot(&gen(), 1, bytes_stream("old")).await.unwrap();
+    c.write_snapshot(&gen(), 1, bytes_stream("old"))
+        .await
+        .unwrap();
     let failing = futures::stream::iter(vec![
         Ok(bytes::Bytes::from_static(b"partial")),
-        Err(replica_core::Error::io("input", std::io::Error::other("boom"))),
+        Err(replica_core::Error::io(
+            "input",
+            std::io::Error::other("boom"),
+        )),
     ]);
     let err = c
         .write_snapshot(&gen(), 1, Box::pin(failing))
@@ -197,8 +229,11 @@ async fn a_symlink_is_never_listed_or_followed_out_of_the_root() {
         snaps.join("0000000000000001.snapshot.lz4"),
     )
     .unwrap();
-    std::os::unix::fs::symlink(outside.path(), dir.path().join("generations/00000000000000ff"))
-        .unwrap();
+    std::os::unix::fs::symlink(
+        outside.path(),
+        dir.path().join("generations/00000000000000ff"),
+    )
+    .unwrap();
     let c = FileClient::new(dir.path());
     assert!(c.snapshots(&gen()).await.unwrap().is_empty());
     assert!(c.generations().await.unwrap().is_empty());

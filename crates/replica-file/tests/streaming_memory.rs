@@ -32,7 +32,10 @@ fn chunk(i: usize) -> Bytes {
 /// Peak resident set of this process in KiB (VmHWM).
 fn peak_rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").expect("procfs");
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .expect("VmHWM");
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
@@ -48,7 +51,11 @@ async fn a_256_mib_snapshot_round_trips_in_bounded_memory() {
         .write_snapshot(&g, 1, compress_stream(input))
         .await
         .unwrap();
-    assert!(info.size > 0 && info.size < TOTAL as u64, "compressed: {}", info.size);
+    assert!(
+        info.size > 0 && info.size < TOTAL as u64,
+        "compressed: {}",
+        info.size
+    );
 
     let mut plain = decompress_stream(client.snapshot_reader(&g, 1).await.unwrap());
     let mut at = 0usize;

@@ -1,0 +1,216 @@
+//! `generations`, `snapshots` and `wal`: tables and JSON.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use replica::{newest_generation, Generation, ReplicaClient, TimeBounds};
+use serde::Serialize;
+
+use crate::Exit;
+
+fn time(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn print_json<T: Serialize>(rows: &[T]) -> Result<(), Exit> {
+    let text = serde_json::to_string_pretty(rows).map_err(|e| format!("encoding JSON: {e}"))?;
+    println!("{text}");
+    Ok(())
+}
+
+async fn chosen(
+    client: &dyn ReplicaClient,
+    generation: Option<Generation>,
+) -> Result<Vec<Generation>, Exit> {
+    Ok(match generation {
+        Some(g) => vec![g],
+        None => client.generations().await?,
+    })
+}
+
+#[derive(Serialize)]
+struct GenerationRow {
+    generation: String,
+    latest: bool,
+    snapshots: usize,
+    wal_segments: usize,
+    bytes: u64,
+    #[serde(with = "rfc3339_opt")]
+    first_snapshot: Option<DateTime<Utc>>,
+    #[serde(with = "rfc3339_opt")]
+    last_snapshot: Option<DateTime<Utc>>,
+}
+
+mod rfc3339_opt {
+    use chrono::{DateTime, Utc};
+    use serde::Serializer;
+
+    pub(super) fn serialize<S: Serializer>(
+        at: &Option<DateTime<Utc>>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match at {
+            Some(at) => s.serialize_str(&super::time(*at)),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+mod rfc3339 {
+    use chrono::{DateTime, Utc};
+    use serde::Serializer;
+
+    pub(super) fn serialize<S: Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::time(*at))
+    }
+}
+
+pub(crate) async fn generations(client: &dyn ReplicaClient, json: bool) -> Result<(), Exit> {
+    let mut rows = Vec::new();
+    let mut all_bounds = Vec::new();
+    for g in client.generations().await? {
+        let snapshots = client.snapshots(&g).await?;
+        let mut bounds = None;
+        let mut bytes: u64 = snapshots.iter().map(|s| s.size).sum();
+        for s in &snapshots {
+            bounds = TimeBounds::widen(bounds, s.created_at);
+        }
+        let mut cursor = client.wal_segments(&g).await?;
+        let mut wal_segments = 0;
+        while let Some(seg) = cursor.next().await {
+            let seg = seg?;
+            wal_segments += 1;
+            bytes += seg.size;
+            bounds = TimeBounds::widen(bounds, seg.created_at);
+        }
+        if let Some(b) = bounds {
+            all_bounds.push((g.clone(), b));
+        }
+        rows.push(GenerationRow {
+            generation: g.to_string(),
+            latest: false,
+            snapshots: snapshots.len(),
+            wal_segments,
+            bytes,
+            first_snapshot: snapshots.iter().map(|s| s.created_at).min(),
+            last_snapshot: snapshots.iter().map(|s| s.created_at).max(),
+        });
+    }
+    if let Some(latest) = newest_generation(all_bounds) {
+        for row in &mut rows {
+            row.latest = row.generation == latest.as_str();
+        }
+    }
+    if json {
+        return print_json(&rows);
+    }
+    println!(
+        "{:<18} {:<20} {:<20} {:>9} {:>12} {:>14}",
+        "generation", "first snapshot", "last snapshot", "snapshots", "wal segments", "bytes"
+    );
+    let opt = |t: Option<DateTime<Utc>>| t.map_or_else(|| "-".to_owned(), time);
+    for r in &rows {
+        println!(
+            "{:<18} {:<20} {:<20} {:>9} {:>12} {:>14}{}",
+            r.generation,
+            opt(r.first_snapshot),
+            opt(r.last_snapshot),
+            r.snapshots,
+            r.wal_segments,
+            r.bytes,
+            if r.latest { "  (latest)" } else { "" }
+        );
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct SnapshotRow {
+    generation: String,
+    index: u64,
+    size: u64,
+    #[serde(with = "rfc3339")]
+    created_at: DateTime<Utc>,
+}
+
+pub(crate) async fn snapshots(
+    client: &dyn ReplicaClient,
+    generation: Option<Generation>,
+    json: bool,
+) -> Result<(), Exit> {
+    let mut rows = Vec::new();
+    for g in chosen(client, generation).await? {
+        for s in client.snapshots(&g).await? {
+            rows.push(SnapshotRow {
+                generation: g.to_string(),
+                index: s.index,
+                size: s.size,
+                created_at: s.created_at,
+            });
+        }
+    }
+    if json {
+        return print_json(&rows);
+    }
+    println!(
+        "{:<18} {:>16} {:>14} {:<20}",
+        "generation", "index", "size", "created"
+    );
+    for r in &rows {
+        println!(
+            "{:<18} {:>16x} {:>14} {:<20}",
+            r.generation,
+            r.index,
+            r.size,
+            time(r.created_at)
+        );
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct WalRow {
+    generation: String,
+    index: u64,
+    offset: u64,
+    size: u64,
+    #[serde(with = "rfc3339")]
+    created_at: DateTime<Utc>,
+}
+
+pub(crate) async fn wal(
+    client: &dyn ReplicaClient,
+    generation: Option<Generation>,
+    json: bool,
+) -> Result<(), Exit> {
+    let mut rows = Vec::new();
+    for g in chosen(client, generation).await? {
+        let mut cursor = client.wal_segments(&g).await?;
+        while let Some(s) = cursor.next().await {
+            let s = s?;
+            rows.push(WalRow {
+                generation: g.to_string(),
+                index: s.index,
+                offset: s.offset,
+                size: s.size,
+                created_at: s.created_at,
+            });
+        }
+    }
+    if json {
+        return print_json(&rows);
+    }
+    println!(
+        "{:<18} {:>16} {:>16} {:>14} {:<20}",
+        "generation", "index", "offset", "size", "created"
+    );
+    for r in &rows {
+        println!(
+            "{:<18} {:>16x} {:>16x} {:>14} {:<20}",
+            r.generation,
+            r.index,
+            r.offset,
+            r.size,
+            time(r.created_at)
+        );
+    }
+    Ok(())
+}

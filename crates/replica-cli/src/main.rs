@@ -1,0 +1,199 @@
+//! `replica`: inspect replicas and check backends against the conformance suite.
+//!
+//! Every command takes replica URLs as [`replica::open`] understands them.
+//! Errors print one line on stderr and exit non-zero; nothing panics on bad input.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use replica::{Generation, ReplicaClient};
+use replica_conformance::{report, run_suite, DirPlanter, Fixture, FnPlanter, Report};
+
+mod listing;
+
+#[derive(Parser)]
+#[command(
+    name = "replica",
+    version,
+    about = "Inspect SQLite replicas and test replica backends"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// One row per generation: snapshot times and counts, WAL segments, bytes.
+    Generations {
+        /// Replica URL (file:///path, a path, memory://name, ...).
+        url: String,
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One row per snapshot.
+    Snapshots {
+        /// Replica URL.
+        url: String,
+        /// Only this generation.
+        #[arg(long)]
+        generation: Option<String>,
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One row per WAL segment.
+    Wal {
+        /// Replica URL.
+        url: String,
+        /// Only this generation.
+        #[arg(long)]
+        generation: Option<String>,
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the conformance suite and print the parity matrix (cases × backends).
+    ///
+    /// Without URLs, runs against the built-in embedded backends (memory, and
+    /// file in a temporary directory). With URLs, each case gets a fresh,
+    /// unique location below each URL.
+    Conformance {
+        /// Backends to test, as replica URLs.
+        urls: Vec<String>,
+        /// Only cases whose name contains this.
+        #[arg(long)]
+        filter: Option<String>,
+        /// Also write report.json and report.md into this directory.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Exit::Code(code)) => code,
+        Err(Exit::Error(message)) => fail(&message),
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("replica: {message}");
+    ExitCode::from(2)
+}
+
+fn open(url: &str) -> Result<Arc<dyn ReplicaClient>, String> {
+    replica::open(url).map_err(|e| e.to_string())
+}
+
+fn generation_arg(g: Option<String>) -> Result<Option<Generation>, Exit> {
+    Ok(g.map(|g| Generation::new(&g)).transpose()?)
+}
+
+async fn run(command: Command) -> Result<(), Exit> {
+    match command {
+        Command::Generations { url, json } => listing::generations(&*open(&url)?, json).await,
+        Command::Snapshots {
+            url,
+            generation,
+            json,
+        } => listing::snapshots(&*open(&url)?, generation_arg(generation)?, json).await,
+        Command::Wal {
+            url,
+            generation,
+            json,
+        } => listing::wal(&*open(&url)?, generation_arg(generation)?, json).await,
+        Command::Conformance { urls, filter, out } => conformance(urls, filter, out).await,
+    }
+}
+
+/// How a command ends other than with success.
+pub(crate) enum Exit {
+    /// A finished run whose verdict is a non-zero exit (e.g. failures found).
+    Code(ExitCode),
+    /// An error to print.
+    Error(String),
+}
+
+impl From<String> for Exit {
+    fn from(message: String) -> Self {
+        Exit::Error(message)
+    }
+}
+
+impl From<replica::Error> for Exit {
+    fn from(e: replica::Error) -> Self {
+        Exit::Error(e.to_string())
+    }
+}
+
+async fn conformance(
+    urls: Vec<String>,
+    filter: Option<String>,
+    out: Option<PathBuf>,
+) -> Result<(), Exit> {
+    let filter = filter.as_deref();
+    let mut reports: Vec<Report> = Vec::new();
+    if urls.is_empty() {
+        let memory = || async {
+            let client = replica_memory::MemoryClient::new();
+            let raw = client.clone();
+            let planter = FnPlanter(move |path: &str, data| {
+                raw.insert_raw(path, data);
+                Ok(())
+            });
+            Ok::<_, String>(Fixture::new(client).with_planter(planter))
+        };
+        reports.push(run_suite("memory", &memory, filter).await);
+        let file = || async {
+            let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+            let root = dir.path().join("replica");
+            Ok::<_, String>(
+                Fixture::new(replica_file::FileClient::new(&root))
+                    .with_planter(DirPlanter(root))
+                    .keep(dir),
+            )
+        };
+        reports.push(run_suite("file", &file, filter).await);
+    }
+    for url in &urls {
+        open(url)?;
+        let run_id = format!("conformance-{:016x}", rand::random::<u64>());
+        let base = url.trim_end_matches('/').to_owned();
+        let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let factory = move || {
+            let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let location = format!("{base}/{run_id}/case-{n:03}");
+            async move { replica::open(&location).map(Fixture::from_arc) }
+        };
+        reports.push(run_suite(url, &factory, filter).await);
+    }
+    print!("{}", report::text(&reports));
+    if let Some(dir) = out {
+        std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        for (name, body) in [
+            ("report.json", report::json(&reports)),
+            ("report.md", report::markdown(&reports)),
+        ] {
+            let path = dir.join(name);
+            std::fs::write(&path, body).map_err(|e| format!("writing {}: {e}", path.display()))?;
+        }
+        println!("reports written to {}", dir.display());
+    }
+    if reports.iter().any(|r| r.failures().next().is_some()) {
+        return Err(Exit::Code(ExitCode::FAILURE));
+    }
+    Ok(())
+}

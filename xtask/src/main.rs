@@ -59,6 +59,12 @@ fn ci() -> Result<(), String> {
         &["doc", "--workspace", "--no-deps"],
         &[("RUSTDOCFLAGS", "-D warnings")],
     )?;
+    if std::env::var_os("AWS_ENDPOINT").is_none() {
+        eprintln!(
+            "\n!!! No S3 server configured (AWS_ENDPOINT, REPLICA_S3_BUCKET): the S3 conformance \
+             tests will SKIP. `bash .ci/run` starts a moto server and runs them.\n"
+        );
+    }
     cargo(&["test", "--workspace"], &[])?;
     conformance()
 }

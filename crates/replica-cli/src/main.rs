@@ -58,8 +58,8 @@ enum Command {
     },
     /// Run the conformance suite and print the parity matrix (cases × backends).
     ///
-    /// Without URLs, runs against the built-in embedded backends (memory, and
-    /// file in a temporary directory). With URLs, each case gets a fresh,
+    /// Without URLs, runs against the built-in embedded backends: memory, file
+    /// in a temporary directory, and object_store's LocalFileSystem. With URLs, each case gets a fresh,
     /// unique location below each URL.
     Conformance {
         /// Backends to test, as replica URLs.
@@ -70,6 +70,9 @@ enum Command {
         /// Also write report.json and report.md into this directory.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Run the built-in backends too when URLs are given.
+        #[arg(long)]
+        builtin: bool,
     },
 }
 
@@ -115,7 +118,12 @@ async fn run(command: Command) -> Result<(), Exit> {
             generation,
             json,
         } => listing::wal(&*open(&url)?, generation_arg(generation)?, json).await,
-        Command::Conformance { urls, filter, out } => conformance(urls, filter, out).await,
+        Command::Conformance {
+            urls,
+            filter,
+            out,
+            builtin,
+        } => conformance(urls, filter, out, builtin).await,
     }
 }
 
@@ -143,10 +151,11 @@ async fn conformance(
     urls: Vec<String>,
     filter: Option<String>,
     out: Option<PathBuf>,
+    builtin: bool,
 ) -> Result<(), Exit> {
     let filter = filter.as_deref();
     let mut reports: Vec<Report> = Vec::new();
-    if urls.is_empty() {
+    if urls.is_empty() || builtin {
         let memory = || async {
             let client = replica_memory::MemoryClient::new();
             let raw = client.clone();
@@ -167,6 +176,20 @@ async fn conformance(
             )
         };
         reports.push(run_suite("file", &file, filter).await);
+        let local = || async {
+            let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+            let store = object_store::local::LocalFileSystem::new_with_prefix(dir.path())
+                .map_err(|e| e.to_string())?;
+            let client = replica_object_store::ObjectStoreClient::new(Arc::new(store), "")
+                .with_kind("object_store_local")
+                .with_multipart_threshold(5 << 20);
+            Ok::<_, String>(
+                Fixture::new(client)
+                    .with_planter(DirPlanter(dir.path().to_owned()))
+                    .keep(dir),
+            )
+        };
+        reports.push(run_suite("os-local", &local, filter).await);
     }
     for url in &urls {
         open(url)?;

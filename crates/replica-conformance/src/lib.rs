@@ -64,6 +64,7 @@ mod util;
 pub struct Fixture {
     /// The client under test.
     pub client: Arc<dyn ReplicaClient>,
+    unavailable: Option<String>,
     planter: Option<Arc<dyn Planter>>,
     keep: Vec<Box<dyn Any + Send + Sync>>,
 }
@@ -78,9 +79,18 @@ impl Fixture {
     pub fn from_arc(client: Arc<dyn ReplicaClient>) -> Self {
         Fixture {
             client,
+            unavailable: None,
             planter: None,
             keep: Vec::new(),
         }
+    }
+
+    /// A fixture for a backend that cannot be tested here (e.g. its server is
+    /// not configured): every case is skipped with `reason`.
+    pub fn unavailable(reason: impl Into<String>) -> Self {
+        let mut fixture = Self::new(Unavailable);
+        fixture.unavailable = Some(reason.into());
+        fixture
     }
 
     /// Adds raw store access, enabling the junk-name cases.
@@ -100,6 +110,70 @@ impl Fixture {
             CaseError::Skip("the fixture offers no raw store access (Planter)".into())
         })
     }
+}
+
+/// The client of [`Fixture::unavailable`]; never called, since its cases skip.
+#[derive(Debug)]
+struct Unavailable;
+
+#[async_trait]
+impl ReplicaClient for Unavailable {
+    fn kind(&self) -> &'static str {
+        "unavailable"
+    }
+    async fn generations(&self) -> Result<Vec<replica_core::Generation>> {
+        Err(unavailable())
+    }
+    async fn delete_generation(&self, _: &replica_core::Generation) -> Result<()> {
+        Err(unavailable())
+    }
+    async fn snapshots(
+        &self,
+        _: &replica_core::Generation,
+    ) -> Result<Vec<replica_core::SnapshotInfo>> {
+        Err(unavailable())
+    }
+    async fn write_snapshot(
+        &self,
+        _: &replica_core::Generation,
+        _: u64,
+        _: replica_core::ByteStream,
+    ) -> Result<replica_core::SnapshotInfo> {
+        Err(unavailable())
+    }
+    async fn snapshot_reader(
+        &self,
+        _: &replica_core::Generation,
+        _: u64,
+    ) -> Result<replica_core::ByteStream> {
+        Err(unavailable())
+    }
+    async fn delete_snapshot(&self, _: &replica_core::Generation, _: u64) -> Result<()> {
+        Err(unavailable())
+    }
+    async fn wal_segments(
+        &self,
+        _: &replica_core::Generation,
+    ) -> Result<replica_core::WalSegmentCursor> {
+        Err(unavailable())
+    }
+    async fn write_wal_segment(
+        &self,
+        _: &replica_core::Pos,
+        _: replica_core::ByteStream,
+    ) -> Result<replica_core::WalSegmentInfo> {
+        Err(unavailable())
+    }
+    async fn wal_segment_reader(&self, _: &replica_core::Pos) -> Result<replica_core::ByteStream> {
+        Err(unavailable())
+    }
+    async fn delete_wal_segments(&self, _: &[replica_core::Pos]) -> Result<()> {
+        Err(unavailable())
+    }
+}
+
+fn unavailable() -> replica_core::Error {
+    replica_core::Error::invalid("backend unavailable")
 }
 
 /// Raw access to the store beneath a client, for planting what the client
@@ -218,6 +292,10 @@ pub async fn run_case(case: &Case, factory: &dyn Factory) -> CaseReport {
     let started = Instant::now();
     let result = match factory.make().await {
         Err(e) => Err(CaseError::Fail(format!("factory failed: {e}"))),
+        Ok(Fixture {
+            unavailable: Some(reason),
+            ..
+        }) => Err(CaseError::Skip(reason)),
         Ok(fixture) => {
             let task = tokio::spawn((case.run)(fixture));
             match tokio::time::timeout(CASE_TIMEOUT, task).await {

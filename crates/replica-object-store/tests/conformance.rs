@@ -2,33 +2,14 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
-use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
-use replica_conformance::{Fixture, Planter};
-use replica_core::{async_trait, Error, Result};
+use object_store::ObjectStore;
+use replica_conformance::Fixture;
 use replica_object_store::ObjectStoreClient;
 
-/// Plants raw objects through the store itself, under the client's prefix.
-struct Raw(ObjectStoreClient);
-
-#[async_trait]
-impl Planter for Raw {
-    async fn plant_file(&self, path: &str, data: Bytes) -> Result<()> {
-        let key = Path::from_iter(self.0.key(path).parts());
-        self.0
-            .store()
-            .put(&key, data.into())
-            .await
-            .map(|_| ())
-            .map_err(|e| Error::io("planting", std::io::Error::other(e)))
-    }
-    async fn plant_dir(&self, _path: &str) -> Result<bool> {
-        Ok(false)
-    }
-}
+mod common;
+use common::Raw;
 
 fn fixture(store: Arc<dyn ObjectStore>, prefix: &str) -> Fixture {
     // A small threshold so that the 64 MiB and 9 MiB cases go through multipart upload.

@@ -9,6 +9,14 @@
 //! |---|---|---|
 //! | `file:///abs/path`, `/abs/path`, `rel/path` | local directory | `file` (default) |
 //! | `memory://name` | process-wide in-memory store `name` | `memory` (default) |
+//! | `s3://bucket/prefix` | Amazon S3 and S3-compatible stores | `s3` |
+//! | `gs://bucket/prefix` | Google Cloud Storage | `gcs` |
+//! | `az://container/prefix` | Azure Blob Storage | `azure` |
+//!
+//! Object-store options (endpoint, region, credentials, `allow_http`) come
+//! from the environment (`AWS_ENDPOINT`, `AWS_REGION`, `GOOGLE_*`, `AZURE_*`,
+//! ...) and from the URL query (`?endpoint=...&allow_http=true`), in the
+//! conventions of the `object_store` crate.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> replica::Result<()> {
@@ -31,6 +39,8 @@ pub fn known_schemes() -> Vec<&'static str> {
     if cfg!(feature = "memory") {
         schemes.push("memory");
     }
+    #[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
+    schemes.extend_from_slice(replica_object_store::OBJECT_STORE_SCHEMES);
     schemes
 }
 
@@ -66,6 +76,10 @@ pub fn open(location: &str) -> Result<Arc<dyn ReplicaClient>> {
         "memory" => {
             let name = format!("{}{}", url.host_str().unwrap_or(""), url.path());
             Ok(Arc::new(replica_memory::MemoryClient::named(&name)))
+        }
+        #[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
+        scheme if replica_object_store::OBJECT_STORE_SCHEMES.contains(&scheme) => {
+            Ok(Arc::new(replica_object_store::open_url(&url)?))
         }
         other => Err(Error::invalid(format!(
             "unknown scheme {other:?} in replica URL {location:?}; known schemes: {}",

@@ -1,0 +1,178 @@
+//! The real `replica` binary on replicas made in temp dirs.
+
+use assert_cmd::Command;
+
+fn replica() -> Command {
+    Command::cargo_bin("replica").expect("binary built")
+}
+
+/// A file replica with two generations, written by hand in the SPEC layout.
+fn make_replica() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let put = |rel: &str, data: &[u8]| {
+        let p = dir.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, data).unwrap();
+    };
+    put(
+        "generations/00000000000000a1/snapshots/0000000000000001.snapshot.lz4",
+        b"0123456789",
+    );
+    put(
+        "generations/00000000000000a1/wal/0000000000000001/0000000000000000.wal.lz4",
+        b"abc",
+    );
+    put(
+        "generations/00000000000000a1/wal/0000000000000001/0000000000000020.wal.lz4",
+        b"defg",
+    );
+    put(
+        "generations/00000000000000a1/wal/0000000000000001/README",
+        b"junk",
+    );
+    put(
+        "generations/00000000000000b2/snapshots/0000000000000003.snapshot.lz4",
+        b"xy",
+    );
+    dir
+}
+
+fn json(out: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(out).expect("valid JSON")
+}
+
+#[test]
+fn snapshots_json_lists_every_snapshot_with_plain_integers() {
+    let dir = make_replica();
+    let out = replica()
+        .args(["snapshots", dir.path().to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = json(&out.stdout);
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["generation"], "00000000000000a1");
+    assert_eq!(rows[0]["index"], 1);
+    assert_eq!(rows[0]["size"], 10);
+    assert!(rows[0]["created_at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(rows[1]["index"], 3);
+}
+
+#[test]
+fn wal_json_lists_segments_in_order_and_skips_junk() {
+    let dir = make_replica();
+    let url = format!("file://{}", dir.path().display());
+    let out = replica()
+        .args(["wal", &url, "--generation", "00000000000000a1", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let rows = json(&out.stdout);
+    let offsets: Vec<u64> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["offset"].as_u64().unwrap())
+        .collect();
+    assert_eq!(offsets, [0, 32]);
+}
+
+#[test]
+fn generations_table_marks_the_latest_and_counts_objects() {
+    let dir = make_replica();
+    let out = replica()
+        .args(["generations", dir.path().to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let rows = json(&out.stdout);
+    let a1 = &rows[0];
+    assert_eq!(
+        (
+            a1["snapshots"].as_u64(),
+            a1["wal_segments"].as_u64(),
+            a1["bytes"].as_u64()
+        ),
+        (Some(1), Some(2), Some(17))
+    );
+    let latest: Vec<bool> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["latest"].as_bool().unwrap())
+        .collect();
+    assert_eq!(latest.iter().filter(|l| **l).count(), 1);
+    let table = replica()
+        .args(["generations", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&table.stdout).contains("(latest)"));
+}
+
+#[test]
+fn bad_input_gives_one_clear_line_and_a_non_zero_exit() {
+    for args in [
+        vec!["snapshots", "ftp://host/x"],
+        vec!["snapshots", "/tmp", "--generation", "../../etc"],
+        vec!["wal", "s3://[bad"],
+    ] {
+        let out = replica().args(&args).output().unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("replica: "), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+#[test]
+fn conformance_prints_the_parity_matrix_of_the_builtin_backends() {
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = replica()
+        .args([
+            "conformance",
+            "--filter",
+            "sorted",
+            "--out",
+            out_dir.path().to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("snapshots::snapshots_are_sorted_by_index"),
+        "{text}"
+    );
+    for backend in ["memory", "file", "os-local"] {
+        assert!(
+            text.contains(&format!("{backend}: ")),
+            "{backend} missing: {text}"
+        );
+    }
+    let report = json(&std::fs::read(out_dir.path().join("report.json")).unwrap());
+    assert_eq!(report.as_array().unwrap().len(), 3);
+    assert!(out_dir.path().join("report.md").exists());
+}
+
+#[test]
+fn conformance_on_a_url_gives_each_case_a_fresh_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", dir.path().display());
+    let out = replica()
+        .args(["conformance", &url, "--filter", "generations_"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains(" 0 failed"), "{text}");
+}

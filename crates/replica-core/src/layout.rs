@@ -116,6 +116,12 @@ pub fn wal_segment_path(pos: &Pos) -> Result<String> {
     ))
 }
 
+/// Full paths of several WAL segments; checks all before returning any, so a
+/// bad position in a batch rejects the whole batch before any I/O.
+pub fn wal_segment_paths(positions: &[Pos]) -> Result<Vec<String>> {
+    positions.iter().map(wal_segment_path).collect()
+}
+
 /// Parses a generation directory name; `None` for anything non-canonical.
 pub fn parse_generation_name(name: &str) -> Option<Generation> {
     Generation::new(name).ok()

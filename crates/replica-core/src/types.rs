@@ -207,6 +207,17 @@ pub struct WalSegmentInfo {
 }
 
 impl WalSegmentInfo {
+    /// The info of a segment stored at `pos`.
+    pub fn new(pos: &Pos, size: u64, created_at: DateTime<Utc>) -> Self {
+        WalSegmentInfo {
+            generation: pos.generation.clone(),
+            index: pos.index,
+            offset: pos.offset,
+            size,
+            created_at,
+        }
+    }
+
     /// The segment's position.
     pub fn pos(&self) -> Pos {
         Pos {

@@ -516,13 +516,7 @@ impl ReplicaClient for FileClient {
 
     async fn write_wal_segment(&self, pos: &Pos, data: ByteStream) -> Result<WalSegmentInfo> {
         let (size, created_at) = self.put(&layout::wal_segment_path(pos)?, data).await?;
-        Ok(WalSegmentInfo {
-            generation: pos.generation.clone(),
-            index: pos.index,
-            offset: pos.offset,
-            size,
-            created_at,
-        })
+        Ok(WalSegmentInfo::new(pos, size, created_at))
     }
 
     async fn wal_segment_reader(&self, pos: &Pos) -> Result<ByteStream> {
@@ -530,10 +524,7 @@ impl ReplicaClient for FileClient {
     }
 
     async fn delete_wal_segments(&self, positions: &[Pos]) -> Result<()> {
-        let paths = positions
-            .iter()
-            .map(layout::wal_segment_path)
-            .collect::<Result<Vec<_>>>()?;
+        let paths = layout::wal_segment_paths(positions)?;
         self.remove_files(paths).await
     }
 }

@@ -130,13 +130,7 @@ impl WalSegmentSource for Wal {
             .entries(&prefix)
             .into_iter()
             .filter_map(|(e, size, created_at)| match e {
-                Entry::WalSegment(pos) => Some(WalSegmentInfo {
-                    generation: pos.generation,
-                    index: pos.index,
-                    offset: pos.offset,
-                    size,
-                    created_at,
-                }),
+                Entry::WalSegment(pos) => Some(WalSegmentInfo::new(&pos, size, created_at)),
                 Entry::Snapshot { .. } => None,
             })
             .collect())
@@ -222,13 +216,7 @@ impl ReplicaClient for MemoryClient {
     async fn write_wal_segment(&self, pos: &Pos, data: ByteStream) -> Result<WalSegmentInfo> {
         let path = layout::wal_segment_path(pos)?;
         let (size, created_at) = self.put(path, data).await?;
-        Ok(WalSegmentInfo {
-            generation: pos.generation.clone(),
-            index: pos.index,
-            offset: pos.offset,
-            size,
-            created_at,
-        })
+        Ok(WalSegmentInfo::new(pos, size, created_at))
     }
 
     async fn wal_segment_reader(&self, pos: &Pos) -> Result<ByteStream> {
@@ -236,11 +224,7 @@ impl ReplicaClient for MemoryClient {
     }
 
     async fn delete_wal_segments(&self, positions: &[Pos]) -> Result<()> {
-        // Validate all first, so a bad position deletes nothing.
-        let paths = positions
-            .iter()
-            .map(layout::wal_segment_path)
-            .collect::<Result<Vec<_>>>()?;
+        let paths = layout::wal_segment_paths(positions)?;
         let mut objects = self.write_objects();
         for path in paths {
             objects.remove(&path);

@@ -408,13 +408,7 @@ impl ReplicaClient for ObjectStoreClient {
 
     async fn write_wal_segment(&self, pos: &Pos, data: ByteStream) -> Result<WalSegmentInfo> {
         let (size, created_at) = self.put(&layout::wal_segment_path(pos)?, data).await?;
-        Ok(WalSegmentInfo {
-            generation: pos.generation.clone(),
-            index: pos.index,
-            offset: pos.offset,
-            size,
-            created_at,
-        })
+        Ok(WalSegmentInfo::new(pos, size, created_at))
     }
 
     async fn wal_segment_reader(&self, pos: &Pos) -> Result<ByteStream> {
@@ -422,10 +416,10 @@ impl ReplicaClient for ObjectStoreClient {
     }
 
     async fn delete_wal_segments(&self, positions: &[Pos]) -> Result<()> {
-        let keys = positions
+        let keys = layout::wal_segment_paths(positions)?
             .iter()
-            .map(|p| Ok(self.key(&layout::wal_segment_path(p)?)))
-            .collect::<Result<Vec<_>>>()?;
+            .map(|p| self.key(p))
+            .collect();
         self.delete_keys(keys).await
     }
 }

@@ -176,3 +176,56 @@ fn conformance_on_a_url_gives_each_case_a_fresh_location() {
     assert!(out.status.success(), "{text}");
     assert!(text.contains(" 0 failed"), "{text}");
 }
+
+#[test]
+fn cat_writes_decompressed_bytes_and_rejects_corrupt_objects() {
+    let dir = tempfile::tempdir().unwrap();
+    let put = |rel: &str, data: &[u8]| {
+        let p = dir.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, data).unwrap();
+    };
+    let g = "generations/00000000000000a1";
+    put(
+        &format!("{g}/snapshots/0000000000000001.snapshot.lz4"),
+        &replica::lz4::compress(b"database"),
+    );
+    put(
+        &format!("{g}/wal/0000000000000001/0000000000000020.wal.lz4"),
+        &replica::lz4::compress(b"wal bytes"),
+    );
+    put(
+        &format!("{g}/snapshots/0000000000000002.snapshot.lz4"),
+        b"not lz4 at all",
+    );
+    let root = dir.path().to_str().unwrap();
+    let out = replica()
+        .args(["cat", root, "00000000000000a1/0000000000000001"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, b"database");
+    let out = replica()
+        .args([
+            "cat",
+            root,
+            "00000000000000a1/0000000000000001:0000000000000020",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.stdout, b"wal bytes");
+    for bad in [
+        "00000000000000a1/0000000000000002",
+        "00000000000000a1/0000000000000009",
+        "x/y",
+    ] {
+        let out = replica().args(["cat", root, bad]).output().unwrap();
+        assert!(!out.status.success(), "{bad}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{bad}: {err}");
+    }
+}

@@ -6,7 +6,6 @@
 //! starts a `moto` server and sets them, with `REPLICA_REQUIRE_S3=1` so that a
 //! missing server fails instead of skipping. Without them every case skips
 //! with a loud message.
-#![cfg(feature = "aws")]
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -64,4 +64,4 @@ async fn s3s_fixture() -> Result<Fixture, String> {
         .keep(dir))
 }
 
-replica_conformance::conformance_tests!(|| s3s_fixture());
+replica_conformance::conformance_tests!(s3s_fixture);

@@ -16,6 +16,7 @@
 //! (`replica-memory`, `replica-file`, `replica-object-store`).
 
 pub mod client;
+pub mod contiguity;
 pub mod cursor;
 pub mod error;
 pub mod layout;
@@ -26,6 +27,7 @@ pub mod types;
 pub use client::{
     bytes_stream, collect_bytes, reader_stream, ByteStream, ReplicaClient, WalSegmentSource,
 };
+pub use contiguity::{decompressed_len, WalContiguity};
 pub use cursor::{WalAppender, WalSegmentCursor};
 pub use error::{AppendError, Error, Result};
 pub use ops::{

@@ -6,10 +6,11 @@ use chrono::{DateTime, Utc};
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 
 use crate::client::{ByteStream, ReplicaClient};
+use crate::contiguity::{decompressed_len, WalContiguity};
 use crate::error::{Error, Result};
 use crate::layout::check_index;
 use crate::lz4::decompress_stream;
-use crate::types::{Generation, Pos, SnapshotInfo, WalSegmentInfo};
+use crate::types::{Generation, SnapshotInfo, WalSegmentInfo};
 
 /// Oldest and newest `created_at` of a set of objects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,10 +142,11 @@ pub trait ReplicaClientExt: ReplicaClient {
     /// Chooses the snapshot and WAL files for a restore and checks that the WAL
     /// is contiguous, reading each segment once to learn its decompressed size.
     ///
-    /// Within an index the first segment is at offset 0 and each next offset is
-    /// the previous offset plus the previous segment's decompressed length;
-    /// every index after the snapshot's up to the target has segments (the
-    /// snapshot's own index may have none). A hole is [`Error::Gap`].
+    /// The rule is [`WalContiguity`]: within an index the first segment is at
+    /// offset 0 and each next offset is the previous offset plus the previous
+    /// segment's decompressed length; every index after the snapshot's up to
+    /// the target has segments (the snapshot's own index may have none). A hole
+    /// is [`Error::Gap`].
     async fn plan_restore(
         &self,
         generation: &Generation,
@@ -176,42 +178,15 @@ pub trait ReplicaClientExt: ReplicaClient {
             }
         }
 
-        let end = match target {
-            RestoreTarget::Index(t) => t,
-            RestoreTarget::End => by_index.last().map_or(snapshot.index, |(i, _)| *i),
-        };
-        let pos = |index, offset| Pos {
-            generation: generation.clone(),
-            index,
-            offset,
-        };
-        let present: Vec<u64> = by_index.iter().map(|(i, _)| *i).collect();
-        for index in snapshot.index..=end {
-            if index != snapshot.index && present.binary_search(&index).is_err() {
-                return Err(Error::Gap {
-                    expected: pos(index, 0),
-                    found: format!(
-                        "no segments for index {}",
-                        crate::layout::format_index(index)
-                    ),
-                });
+        let mut check = WalContiguity::from_snapshot(generation.clone(), snapshot.index);
+        for (_, segments) in &by_index {
+            for segment in segments {
+                let len = decompressed_len(self.wal_segment_reader(&segment.pos()).await?).await?;
+                check.check(segment, len)?;
             }
         }
-        for (index, segments) in &by_index {
-            let mut expected = 0u64;
-            for segment in segments {
-                if segment.offset != expected {
-                    return Err(Error::Gap {
-                        expected: pos(*index, expected),
-                        found: format!("next segment at {}", segment.pos()),
-                    });
-                }
-                let data = decompress_stream(self.wal_segment_reader(&segment.pos()).await?);
-                let len = data
-                    .try_fold(0u64, |n, chunk| async move { Ok(n + chunk.len() as u64) })
-                    .await?;
-                expected = segment.offset + len;
-            }
+        if let RestoreTarget::Index(target) = target {
+            check.check_reaches(target)?;
         }
         Ok(RestorePlan {
             snapshot,

@@ -1,0 +1,158 @@
+//! The WAL contiguity rule, shared by restore planning and `replica verify`.
+
+use futures::TryStreamExt;
+
+use crate::client::ByteStream;
+use crate::error::{Error, Result};
+use crate::layout::format_index;
+use crate::lz4::decompress_stream;
+use crate::types::{Generation, Pos, WalSegmentInfo};
+
+/// Checks segments, fed in (index, offset) order with their decompressed
+/// lengths, for holes.
+///
+/// Within an index the first segment is at offset 0 and each next offset is
+/// the previous offset plus the previous segment's decompressed length; no
+/// index between the first and the last is missing. Started
+/// [from a snapshot](WalContiguity::from_snapshot) at index S, the first
+/// segment must be at S or S+1 (the snapshot's own index may have none). A
+/// hole is [`Error::Gap`] naming the missing position.
+#[derive(Debug, Clone)]
+pub struct WalContiguity {
+    generation: Generation,
+    start: Option<u64>,
+    /// (index, offset) the next segment must have, once one was seen.
+    next: Option<(u64, u64)>,
+}
+
+impl WalContiguity {
+    /// A check where the first segment may be at any index (offset 0).
+    pub fn new(generation: Generation) -> Self {
+        WalContiguity {
+            generation,
+            start: None,
+            next: None,
+        }
+    }
+
+    /// A check for the WAL that follows a snapshot at `index`.
+    pub fn from_snapshot(generation: Generation, index: u64) -> Self {
+        WalContiguity {
+            generation,
+            start: Some(index),
+            next: None,
+        }
+    }
+
+    fn gap(&self, index: u64, offset: u64, found: String) -> Error {
+        Error::Gap {
+            expected: Pos {
+                generation: self.generation.clone(),
+                index,
+                offset,
+            },
+            found,
+        }
+    }
+
+    /// Checks the next segment; `len` is its decompressed length.
+    pub fn check(&mut self, info: &WalSegmentInfo, len: u64) -> Result<()> {
+        let found = || format!("next segment at {}", info.pos());
+        let (index, offset) = match (self.next, self.start) {
+            (Some((index, offset)), _) if info.index == index => (index, offset),
+            (Some((index, _)), _) => (index + 1, 0),
+            (None, Some(start)) if info.index <= start => (start, 0),
+            (None, Some(start)) => (start + 1, 0),
+            (None, None) => (info.index, 0),
+        };
+        if (info.index, info.offset) != (index, offset) {
+            return Err(self.gap(index, offset, found()));
+        }
+        self.next = Some((info.index, info.offset + len));
+        Ok(())
+    }
+
+    /// Checks that the WAL reaches `target` (its last index is at least that).
+    pub fn check_reaches(&self, target: u64) -> Result<()> {
+        let last = self.next.map(|(i, _)| i).or(self.start);
+        match last {
+            Some(last) if last >= target => Ok(()),
+            Some(last) => Err(self.gap(
+                last + 1,
+                0,
+                format!("no segments for index {}", format_index(last + 1)),
+            )),
+            None => Err(self.gap(target, 0, "no WAL segments at all".to_owned())),
+        }
+    }
+}
+
+/// Decompresses an LZ4 stream to count its bytes, holding one chunk at a time.
+pub async fn decompressed_len(data: ByteStream) -> Result<u64> {
+    decompress_stream(data)
+        .try_fold(0u64, |n, chunk| async move { Ok(n + chunk.len() as u64) })
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn g() -> Generation {
+        "00000000000000ab".parse().unwrap()
+    }
+
+    fn seg(index: u64, offset: u64) -> WalSegmentInfo {
+        WalSegmentInfo::new(
+            &Pos::new(g(), index, offset).unwrap(),
+            1,
+            chrono::Utc::now(),
+        )
+    }
+
+    fn expected(err: Error) -> (u64, u64) {
+        match err {
+            Error::Gap { expected, .. } => (expected.index, expected.offset),
+            other => panic!("expected a gap, got {other}"),
+        }
+    }
+
+    #[test]
+    fn contiguous_segments_pass() {
+        let mut c = WalContiguity::new(g());
+        for (i, o, len) in [(3, 0, 10), (3, 10, 5), (4, 0, 7), (5, 0, 1)] {
+            c.check(&seg(i, o), len).unwrap();
+        }
+        c.check_reaches(5).unwrap();
+    }
+
+    #[test]
+    fn holes_name_the_missing_position() {
+        let mut c = WalContiguity::new(g());
+        assert_eq!(expected(c.check(&seg(3, 8), 1).unwrap_err()), (3, 0));
+        let mut c = WalContiguity::new(g());
+        c.check(&seg(3, 0), 10).unwrap();
+        assert_eq!(expected(c.check(&seg(3, 11), 1).unwrap_err()), (3, 10));
+        assert_eq!(
+            expected(c.check(&seg(3, 9), 1).unwrap_err()),
+            (3, 10),
+            "overlap"
+        );
+        assert_eq!(expected(c.check(&seg(5, 0), 1).unwrap_err()), (4, 0));
+        assert_eq!(expected(c.check(&seg(4, 4), 1).unwrap_err()), (4, 0));
+        assert_eq!(expected(c.check_reaches(4).unwrap_err()), (4, 0));
+    }
+
+    #[test]
+    fn after_a_snapshot_the_wal_starts_at_its_index_or_the_next() {
+        for first in [7, 8] {
+            let mut c = WalContiguity::from_snapshot(g(), 7);
+            c.check(&seg(first, 0), 1).unwrap();
+        }
+        let mut c = WalContiguity::from_snapshot(g(), 7);
+        assert_eq!(expected(c.check(&seg(9, 0), 1).unwrap_err()), (8, 0));
+        let c = WalContiguity::from_snapshot(g(), 7);
+        c.check_reaches(7).unwrap();
+        assert_eq!(expected(c.check_reaches(8).unwrap_err()), (8, 0));
+    }
+}

@@ -56,6 +56,9 @@ impl WalContiguity {
     }
 
     /// Checks the next segment; `len` is its decompressed length.
+    ///
+    /// After a hole the check goes on from the segment that revealed it, so a
+    /// caller that keeps feeding segments hears of each hole once.
     pub fn check(&mut self, info: &WalSegmentInfo, len: u64) -> Result<()> {
         let found = || format!("next segment at {}", info.pos());
         let (index, offset) = match (self.next, self.start) {
@@ -65,11 +68,13 @@ impl WalContiguity {
             (None, Some(start)) => (start + 1, 0),
             (None, None) => (info.index, 0),
         };
-        if (info.index, info.offset) != (index, offset) {
-            return Err(self.gap(index, offset, found()));
-        }
+        let result = if (info.index, info.offset) == (index, offset) {
+            Ok(())
+        } else {
+            Err(self.gap(index, offset, found()))
+        };
         self.next = Some((info.index, info.offset + len));
-        Ok(())
+        result
     }
 
     /// Checks that the WAL reaches `target` (its last index is at least that).

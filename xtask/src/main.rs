@@ -1,6 +1,7 @@
 //! Project automation (`cargo xtask <task>`), after matklad's xtask convention.
 //!
 //! - `ci`: formatting, clippy, docs, every test, then the conformance matrix;
+//! - `bench`: benchmarks against same-run baselines, reports in `target/bench/`;
 //! - `conformance`: the suite on every built-in backend (plus any URLs in
 //!   `REPLICA_CONFORMANCE_URLS`, space-separated), reports in `target/conformance/`.
 
@@ -11,9 +12,7 @@ fn main() -> ExitCode {
     let result = match task.as_str() {
         "ci" => ci(),
         "conformance" => conformance(),
-        "bench" => {
-            Err("`cargo xtask bench` is not written yet (see the benchmarks issue)".to_owned())
-        }
+        "bench" => bench(),
         _ => Err(format!(
             "unknown task {task:?}; tasks: ci, conformance, bench"
         )),
@@ -67,6 +66,14 @@ fn ci() -> Result<(), String> {
     }
     cargo(&["test", "--workspace"], &[])?;
     conformance()
+}
+
+/// Benchmarks in release mode; extra arguments (e.g. `--quick`) pass through.
+fn bench() -> Result<(), String> {
+    let mut args = vec!["run", "--release", "--quiet", "--package", "replica-bench", "--", "target/bench"];
+    let extra: Vec<String> = std::env::args().skip(2).collect();
+    args.extend(extra.iter().map(String::as_str));
+    cargo(&args, &[])
 }
 
 fn conformance() -> Result<(), String> {

@@ -1,0 +1,530 @@
+//! Benchmarks of replica (`cargo xtask bench`).
+//!
+//! Every figure is a ratio against a baseline measured in the same run, as
+//! the median of several alternating repetitions, because these machines are
+//! noisy. Prints a table and writes `report.json` and `report.md` into the
+//! directory given as the first argument (default `target/bench`).
+//!
+//! `--quick` shrinks every size (for a smoke run); the figures in the README
+//! come from a full run.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::memory::InMemory;
+use object_store::path::Path as Key;
+use object_store::{ObjectStore, ObjectStoreExt};
+use replica_core::lz4::{compress_stream, decompress_stream};
+use replica_core::{bytes_stream, reader_stream, Generation, Pos, ReplicaClient, WalSegmentCursor, WalSegmentInfo};
+use replica_file::FileClient;
+use replica_memory::MemoryClient;
+use replica_object_store::ObjectStoreClient;
+use serde::Serialize;
+
+/// One line of the report.
+#[derive(Debug, Serialize)]
+struct Figure {
+    bench: String,
+    ours: String,
+    baseline: String,
+    /// ours / baseline (higher is better unless the target says otherwise).
+    ratio: f64,
+    target: String,
+    met: Option<bool>,
+}
+
+struct Sizes {
+    reps: usize,
+    durable_writes: u64,
+    listing_segments: u64,
+    scaling: Vec<u64>,
+    stream_bytes: usize,
+    overhead_ops: u64,
+    cursor_appends: u64,
+}
+
+impl Sizes {
+    fn full() -> Self {
+        Sizes {
+            reps: 5,
+            durable_writes: 400,
+            listing_segments: 100_000,
+            scaling: vec![10_000, 100_000, 1_000_000],
+            stream_bytes: 1 << 30,
+            overhead_ops: 20_000,
+            cursor_appends: 2_000_000,
+        }
+    }
+
+    fn quick() -> Self {
+        Sizes {
+            reps: 3,
+            durable_writes: 50,
+            listing_segments: 10_000,
+            scaling: vec![1_000, 10_000],
+            stream_bytes: 64 << 20,
+            overhead_ops: 2_000,
+            cursor_appends: 200_000,
+        }
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn gen() -> Generation {
+    "00000000000000be".parse().expect("valid")
+}
+
+fn pos(index: u64, offset: u64) -> Pos {
+    Pos::new(gen(), index, offset).expect("valid")
+}
+
+/// 1. `write_wal_segment` of 4 KiB on the file backend vs the same syscalls by hand.
+async fn durable_writes(dir: &Path, s: &Sizes) -> Figure {
+    let data = Bytes::from(vec![0x5a; 4096]);
+    let (mut ours, mut raw) = (Vec::new(), Vec::new());
+    for rep in 0..s.reps {
+        let root = dir.join(format!("dw-ours-{rep}"));
+        let client = FileClient::new(&root);
+        client.write_wal_segment(&pos(0, 0), bytes_stream(data.clone())).await.expect("warm-up");
+        let t = Instant::now();
+        for i in 1..=s.durable_writes {
+            client.write_wal_segment(&pos(0, i * 4096), bytes_stream(data.clone())).await.expect("write");
+        }
+        ours.push(s.durable_writes as f64 / t.elapsed().as_secs_f64());
+
+        let wal = dir.join(format!("dw-raw-{rep}/generations/00000000000000be/wal/0000000000000000"));
+        std::fs::create_dir_all(&wal).expect("mkdir");
+        let (n, data) = (s.durable_writes, data.clone());
+        let secs = tokio::task::spawn_blocking(move || {
+            let t = Instant::now();
+            for i in 1..=n {
+                let name = format!("{:016x}.wal.lz4", i * 4096);
+                let tmp = wal.join(format!(".{name}.tmp"));
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&tmp)
+                    .expect("create");
+                f.write_all(&data).expect("write");
+                f.sync_all().expect("fsync");
+                drop(f);
+                std::fs::rename(&tmp, wal.join(&name)).expect("rename");
+                std::fs::File::open(&wal).and_then(|d| d.sync_all()).expect("fsync dir");
+            }
+            t.elapsed().as_secs_f64()
+        })
+        .await
+        .expect("raw task");
+        raw.push(s.durable_writes as f64 / secs);
+    }
+    let (o, r) = (median(ours), median(raw));
+    Figure {
+        bench: "1. durable 4 KiB WAL writes, file backend vs raw syscalls".into(),
+        ours: format!("{o:.0} ops/s"),
+        baseline: format!("{r:.0} ops/s"),
+        ratio: o / r,
+        target: ">= 0.85".into(),
+        met: Some(o / r >= 0.85),
+    }
+}
+
+/// Lays out `segments` WAL segments, 100 per index, with plain writes.
+fn make_wal_tree(root: &Path, segments: u64) {
+    let per_index = 100;
+    for index in 0..segments.div_ceil(per_index) {
+        let dir = root.join(format!("generations/00000000000000be/wal/{index:016x}"));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        for k in 0..per_index.min(segments - index * per_index) {
+            std::fs::write(dir.join(format!("{:016x}.wal.lz4", k * 4096)), b"x").expect("write");
+        }
+    }
+}
+
+/// A raw walk: readdir of every index directory plus a stat of every entry.
+fn raw_walk(root: &Path) -> u64 {
+    let wal = root.join("generations/00000000000000be/wal");
+    let mut count = 0;
+    for index in std::fs::read_dir(wal).expect("readdir") {
+        for seg in std::fs::read_dir(index.expect("entry").path()).expect("readdir") {
+            let meta = seg.expect("entry").metadata().expect("stat");
+            count += u64::from(meta.len() > 0);
+        }
+    }
+    count
+}
+
+async fn list_all(client: &dyn ReplicaClient) -> u64 {
+    let mut cursor = client.wal_segments(&gen()).await.expect("cursor");
+    let mut n = 0;
+    while let Some(s) = cursor.next().await {
+        s.expect("segment");
+        n += 1;
+    }
+    n
+}
+
+/// Median seconds of (file backend listing, raw walk, object_store LocalFileSystem listing).
+async fn listing_times(root: &Path, segments: u64, reps: usize, with_object_store: bool) -> (f64, f64, f64) {
+    let file = FileClient::new(root);
+    let local = ObjectStoreClient::new(
+        Arc::new(object_store::local::LocalFileSystem::new_with_prefix(root).expect("local fs")),
+        "",
+    );
+    let (mut ours, mut raw, mut os) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..reps {
+        let t = Instant::now();
+        assert_eq!(list_all(&file).await, segments);
+        ours.push(t.elapsed().as_secs_f64());
+        let r = root.to_owned();
+        let t = Instant::now();
+        let n = tokio::task::spawn_blocking(move || raw_walk(&r)).await.expect("walk");
+        raw.push(t.elapsed().as_secs_f64());
+        assert_eq!(n, segments);
+        if with_object_store {
+            let t = Instant::now();
+            assert_eq!(list_all(&local).await, segments);
+            os.push(t.elapsed().as_secs_f64());
+        }
+    }
+    let os = if with_object_store { median(os) } else { f64::NAN };
+    (median(ours), median(raw), os)
+}
+
+/// 2. Listing 100k segments in 1,000 indexes.
+async fn listing(dir: &Path, s: &Sizes) -> Vec<Figure> {
+    let root = dir.join("listing");
+    make_wal_tree(&root, s.listing_segments);
+    let (ours, raw, os) = listing_times(&root, s.listing_segments, s.reps, true).await;
+    let n = s.listing_segments as f64;
+    vec![
+        Figure {
+            bench: format!("2. list {} WAL segments, file backend vs raw readdir+stat walk", s.listing_segments),
+            ours: format!("{:.0} segments/s", n / ours),
+            baseline: format!("{:.0} segments/s", n / raw),
+            ratio: raw / ours,
+            target: ">= 0.7".into(),
+            met: Some(raw / ours >= 0.7),
+        },
+        Figure {
+            bench: format!("2b. list {} WAL segments, object store (LocalFileSystem) vs file backend", s.listing_segments),
+            ours: format!("{:.0} segments/s", n / os),
+            baseline: format!("{:.0} segments/s", n / ours),
+            ratio: ours / os,
+            target: "report".into(),
+            met: None,
+        },
+    ]
+}
+
+/// 6. Listing cost per segment at growing sizes: must stay flat (linear total).
+async fn scaling(dir: &Path, s: &Sizes) -> Vec<Figure> {
+    let mut per_segment = Vec::new();
+    for &n in &s.scaling {
+        let root = dir.join(format!("scaling-{n}"));
+        make_wal_tree(&root, n);
+        let (ours, raw, _) = listing_times(&root, n, s.reps.min(3), false).await;
+        per_segment.push((n, ours / n as f64, raw / n as f64));
+        std::fs::remove_dir_all(&root).expect("cleanup");
+    }
+    let (n0, base, _) = per_segment[0];
+    per_segment
+        .iter()
+        .map(|&(n, t, raw)| {
+            let growth = t / base;
+            Figure {
+                bench: format!("6. list {n} segments: time per segment vs at {n0}"),
+                ours: format!("{:.0} ns/segment", t * 1e9),
+                baseline: format!("{:.0} ns/segment at {n0} (raw walk here: {:.0} ns)", base * 1e9, raw * 1e9),
+                ratio: growth,
+                target: "<= 2 (linear)".into(),
+                met: Some(growth <= 2.0),
+            }
+        })
+        .collect()
+}
+
+/// Chunk `i` of compressible test data (database-page-like).
+fn page_chunk(i: usize, len: usize) -> Vec<u8> {
+    let mut out = vec![0u8; len];
+    let mut x = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    for (n, page) in out.chunks_mut(4096).enumerate() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let head = page.len().min(16);
+        page[..head.min(8)].copy_from_slice(&x.to_le_bytes()[..head.min(8)]);
+        if head > 8 {
+            page[8..head].copy_from_slice(&(n as u64).to_le_bytes()[..head - 8]);
+        }
+        for (k, b) in page[head..].iter_mut().enumerate() {
+            *b = (k as u8).wrapping_mul((x & 0xff) as u8);
+        }
+    }
+    out
+}
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+/// 3. 1 GiB through LZ4 and the file backend vs the reference `lz4` tool.
+async fn streaming(dir: &Path, s: &Sizes) -> Vec<Figure> {
+    let input = dir.join("stream-input.db");
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&input).expect("input"));
+        let chunk = 1 << 20;
+        for i in 0..s.stream_bytes / chunk {
+            f.write_all(&page_chunk(i, chunk)).expect("write input");
+        }
+        f.flush().expect("flush");
+    }
+    let mib = s.stream_bytes as f64 / (1 << 20) as f64;
+    let lz4 = Command::new("lz4").arg("--version").output().is_ok();
+    let client = FileClient::new(dir.join("stream-replica"));
+    // Reset the peak-RSS mark so earlier phases do not count.
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let (mut write, mut read, mut tool, mut tool_read) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for rep in 0..s.reps.min(3) {
+        let file = tokio::fs::File::open(&input).await.expect("open input");
+        let t = Instant::now();
+        let info = client
+            .write_snapshot(&gen(), rep as u64, compress_stream(reader_stream(file, 1 << 20)))
+            .await
+            .expect("write snapshot");
+        write.push(mib / t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        let n = decompress_stream(client.snapshot_reader(&gen(), rep as u64).await.expect("reader"))
+            .try_fold(0usize, |n, c| async move { Ok(n + c.len()) })
+            .await
+            .expect("read back");
+        read.push(mib / t.elapsed().as_secs_f64());
+        assert_eq!(n, s.stream_bytes);
+        assert!(info.size < s.stream_bytes as u64);
+        if lz4 {
+            let out = dir.join("stream-tool.lz4");
+            let t = Instant::now();
+            let st = Command::new("lz4").args(["-1", "-q", "-f"]).arg(&input).arg(&out).status().expect("lz4");
+            assert!(st.success());
+            tool.push(mib / t.elapsed().as_secs_f64());
+            let t = Instant::now();
+            let st = Command::new("lz4").args(["-d", "-q", "-f"]).arg(&out).arg("/dev/null").status().expect("lz4 -d");
+            assert!(st.success());
+            tool_read.push(mib / t.elapsed().as_secs_f64());
+        }
+    }
+    let rss = peak_rss_mib();
+    let (w, r) = (median(write), median(read));
+    let mut figures = Vec::new();
+    if lz4 {
+        let (tw, tr) = (median(tool), median(tool_read));
+        figures.push(Figure {
+            bench: format!("3. {mib:.0} MiB snapshot: LZ4 compress + durable file write vs `lz4 -1` to a file"),
+            ours: format!("{w:.0} MiB/s"),
+            baseline: format!("{tw:.0} MiB/s"),
+            ratio: w / tw,
+            target: ">= 0.8".into(),
+            met: Some(w / tw >= 0.8),
+        });
+        figures.push(Figure {
+            bench: format!("3b. {mib:.0} MiB snapshot: read back + decompress vs `lz4 -d` to /dev/null"),
+            ours: format!("{r:.0} MiB/s"),
+            baseline: format!("{tr:.0} MiB/s"),
+            ratio: r / tr,
+            target: "report".into(),
+            met: None,
+        });
+    } else {
+        figures.push(Figure {
+            bench: "3. snapshot streaming vs `lz4` tool: SKIPPED, `lz4` not installed (apt-get install lz4)".into(),
+            ours: format!("{w:.0} MiB/s write, {r:.0} MiB/s read"),
+            baseline: "-".into(),
+            ratio: f64::NAN,
+            target: ">= 0.8".into(),
+            met: None,
+        });
+    }
+    figures.push(Figure {
+        bench: format!("3c. peak RSS while streaming {mib:.0} MiB (process VmHWM)"),
+        ours: format!("{rss:.1} MiB"),
+        baseline: "64 MiB".into(),
+        ratio: rss / 64.0,
+        target: "< 1 (under 64 MiB)".into(),
+        met: Some(rss < 64.0),
+    });
+    let _ = std::fs::remove_file(&input);
+    figures
+}
+
+/// 4. The object-store backend over InMemory vs the same operations on InMemory directly.
+async fn overhead(s: &Sizes) -> Vec<Figure> {
+    let data = Bytes::from(vec![1u8; 1024]);
+    let (mut ours, mut direct, mut memory) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..s.reps {
+        let store = Arc::new(InMemory::new());
+        let client = ObjectStoreClient::new(store.clone() as Arc<dyn ObjectStore>, "p");
+        let t = Instant::now();
+        for i in 0..s.overhead_ops {
+            let p = pos(i / 100, (i % 100) * 1024);
+            client.write_wal_segment(&p, bytes_stream(data.clone())).await.expect("write");
+            let got = replica_core::collect_bytes(client.wal_segment_reader(&p).await.expect("read")).await.expect("bytes");
+            assert_eq!(got.len(), 1024);
+        }
+        assert_eq!(list_all(&client).await, s.overhead_ops);
+        ours.push(s.overhead_ops as f64 / t.elapsed().as_secs_f64());
+
+        let raw = InMemory::new();
+        let t = Instant::now();
+        for i in 0..s.overhead_ops {
+            let key = Key::from(format!(
+                "p/generations/00000000000000be/wal/{:016x}/{:016x}.wal.lz4",
+                i / 100,
+                (i % 100) * 1024
+            ));
+            raw.put(&key, data.clone().into()).await.expect("put");
+            let got = raw.get(&key).await.expect("get").bytes().await.expect("bytes");
+            assert_eq!(got.len(), 1024);
+        }
+        let mut n = 0;
+        let wal = Key::from("p/generations/00000000000000be/wal");
+        for index in raw.list_with_delimiter(Some(&wal)).await.expect("list").common_prefixes {
+            n += raw.list_with_delimiter(Some(&index)).await.expect("list").objects.len() as u64;
+        }
+        assert_eq!(n, s.overhead_ops);
+        direct.push(s.overhead_ops as f64 / t.elapsed().as_secs_f64());
+
+        let mem = MemoryClient::new();
+        let t = Instant::now();
+        for i in 0..s.overhead_ops {
+            let p = pos(i / 100, (i % 100) * 1024);
+            mem.write_wal_segment(&p, bytes_stream(data.clone())).await.expect("write");
+            let got = replica_core::collect_bytes(mem.wal_segment_reader(&p).await.expect("read")).await.expect("bytes");
+            assert_eq!(got.len(), 1024);
+        }
+        assert_eq!(list_all(&mem).await, s.overhead_ops);
+        memory.push(s.overhead_ops as f64 / t.elapsed().as_secs_f64());
+    }
+    let (o, d, m) = (median(ours), median(direct), median(memory));
+    vec![
+        Figure {
+            bench: "4. object-store backend over InMemory vs InMemory directly (write+read 1 KiB, list)".into(),
+            ours: format!("{o:.0} ops/s"),
+            baseline: format!("{d:.0} ops/s"),
+            ratio: o / d,
+            target: ">= 0.9 (overhead <= 10%)".into(),
+            met: Some(o / d >= 0.9),
+        },
+        Figure {
+            bench: "4b. memory backend (write+read 1 KiB, list) vs InMemory directly".into(),
+            ours: format!("{m:.0} ops/s"),
+            baseline: format!("{d:.0} ops/s"),
+            ratio: m / d,
+            target: "report".into(),
+            met: None,
+        },
+    ]
+}
+
+/// 5. Validated cursor appends per second.
+fn cursor(s: &Sizes) -> Figure {
+    let mut rates = Vec::new();
+    let now = chrono::Utc::now();
+    for _ in 0..s.reps {
+        let infos: Vec<WalSegmentInfo> = (0..s.cursor_appends)
+            .map(|i| WalSegmentInfo::new(&pos(i / 1000, (i % 1000) * 8), 8, now))
+            .collect();
+        let cursor = WalSegmentCursor::empty(gen());
+        let t = Instant::now();
+        for info in infos {
+            cursor.append(info).expect("append");
+        }
+        rates.push(s.cursor_appends as f64 / t.elapsed().as_secs_f64());
+    }
+    let r = median(rates);
+    Figure {
+        bench: "5. cursor appends validated per second".into(),
+        ours: format!("{r:.0} appends/s"),
+        baseline: "1000000 appends/s".into(),
+        ratio: r / 1e6,
+        target: ">= 1".into(),
+        met: Some(r >= 1e6),
+    }
+}
+
+fn render(figures: &[Figure], machine: &str) -> String {
+    let mut md = format!("Machine: {machine}\n\n| benchmark | ours | baseline | ratio | target | met |\n|---|---|---|---|---|---|\n");
+    for f in figures {
+        let met = match f.met {
+            Some(true) => "yes",
+            Some(false) => "NO",
+            None => "-",
+        };
+        md.push_str(&format!("| {} | {} | {} | {:.2} | {} | {} |\n", f.bench, f.ours, f.baseline, f.ratio, f.target, met));
+    }
+    md
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|k| k.parse::<u64>().ok()))
+        .map_or(0, |kib| kib / (1 << 20));
+    format!("{cpu}, {cores} cores, {mem} GiB RAM")
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let out: PathBuf = args.iter().find(|a| !a.starts_with("--")).map_or_else(|| "target/bench".into(), PathBuf::from);
+    let sizes = if quick { Sizes::quick() } else { Sizes::full() };
+    let scratch = tempfile::Builder::new().prefix("replica-bench").tempdir_in(std::env::temp_dir()).expect("scratch dir");
+    let started = Instant::now();
+    let mut figures = Vec::new();
+
+    let phase = |name: &str| eprintln!("[{:>6.1}s] {name}", started.elapsed().as_secs_f64());
+    phase("3. snapshot streaming");
+    figures.extend(streaming(scratch.path(), &sizes).await);
+    phase("1. durable writes");
+    figures.push(durable_writes(scratch.path(), &sizes).await);
+    phase("2. listing");
+    figures.extend(listing(scratch.path(), &sizes).await);
+    phase("4. backend overhead");
+    figures.extend(overhead(&sizes).await);
+    phase("5. cursor");
+    figures.push(cursor(&sizes));
+    phase("6. scaling");
+    figures.extend(scaling(scratch.path(), &sizes).await);
+    phase("done");
+    figures.sort_by(|a, b| a.bench.cmp(&b.bench));
+
+    let machine = machine();
+    let md = render(&figures, &machine);
+    println!("{md}");
+    println!("total time: {:?}", Duration::from_secs(started.elapsed().as_secs()));
+    std::fs::create_dir_all(&out).expect("output dir");
+    let json = serde_json::json!({ "machine": machine, "quick": quick, "figures": figures });
+    std::fs::write(out.join("report.json"), serde_json::to_string_pretty(&json).expect("json")).expect("write json");
+    std::fs::write(out.join("report.md"), md).expect("write md");
+}

@@ -70,7 +70,15 @@ fn ci() -> Result<(), String> {
 
 /// Benchmarks in release mode; extra arguments (e.g. `--quick`) pass through.
 fn bench() -> Result<(), String> {
-    let mut args = vec!["run", "--release", "--quiet", "--package", "replica-bench", "--", "target/bench"];
+    let mut args = vec![
+        "run",
+        "--release",
+        "--quiet",
+        "--package",
+        "replica-bench",
+        "--",
+        "target/bench",
+    ];
     let extra: Vec<String> = std::env::args().skip(2).collect();
     args.extend(extra.iter().map(String::as_str));
     cargo(&args, &[])

@@ -21,7 +21,9 @@ use object_store::memory::InMemory;
 use object_store::path::Path as Key;
 use object_store::{ObjectStore, ObjectStoreExt};
 use replica_core::lz4::{compress_stream, decompress_stream};
-use replica_core::{bytes_stream, reader_stream, Generation, Pos, ReplicaClient, WalSegmentCursor, WalSegmentInfo};
+use replica_core::{
+    bytes_stream, reader_stream, Generation, Pos, ReplicaClient, WalSegmentCursor, WalSegmentInfo,
+};
 use replica_file::FileClient;
 use replica_memory::MemoryClient;
 use replica_object_store::ObjectStoreClient;
@@ -95,14 +97,22 @@ async fn durable_writes(dir: &Path, s: &Sizes) -> Figure {
     for rep in 0..s.reps {
         let root = dir.join(format!("dw-ours-{rep}"));
         let client = FileClient::new(&root);
-        client.write_wal_segment(&pos(0, 0), bytes_stream(data.clone())).await.expect("warm-up");
+        client
+            .write_wal_segment(&pos(0, 0), bytes_stream(data.clone()))
+            .await
+            .expect("warm-up");
         let t = Instant::now();
         for i in 1..=s.durable_writes {
-            client.write_wal_segment(&pos(0, i * 4096), bytes_stream(data.clone())).await.expect("write");
+            client
+                .write_wal_segment(&pos(0, i * 4096), bytes_stream(data.clone()))
+                .await
+                .expect("write");
         }
         ours.push(s.durable_writes as f64 / t.elapsed().as_secs_f64());
 
-        let wal = dir.join(format!("dw-raw-{rep}/generations/00000000000000be/wal/0000000000000000"));
+        let wal = dir.join(format!(
+            "dw-raw-{rep}/generations/00000000000000be/wal/0000000000000000"
+        ));
         std::fs::create_dir_all(&wal).expect("mkdir");
         let (n, data) = (s.durable_writes, data.clone());
         let secs = tokio::task::spawn_blocking(move || {
@@ -120,7 +130,9 @@ async fn durable_writes(dir: &Path, s: &Sizes) -> Figure {
                 f.sync_all().expect("fsync");
                 drop(f);
                 std::fs::rename(&tmp, wal.join(&name)).expect("rename");
-                std::fs::File::open(&wal).and_then(|d| d.sync_all()).expect("fsync dir");
+                std::fs::File::open(&wal)
+                    .and_then(|d| d.sync_all())
+                    .expect("fsync dir");
             }
             t.elapsed().as_secs_f64()
         })
@@ -175,7 +187,12 @@ async fn list_all(client: &dyn ReplicaClient) -> u64 {
 }
 
 /// Median seconds of (file backend listing, raw walk, object_store LocalFileSystem listing).
-async fn listing_times(root: &Path, segments: u64, reps: usize, with_object_store: bool) -> (f64, f64, f64) {
+async fn listing_times(
+    root: &Path,
+    segments: u64,
+    reps: usize,
+    with_object_store: bool,
+) -> (f64, f64, f64) {
     let file = FileClient::new(root);
     let local = ObjectStoreClient::new(
         Arc::new(object_store::local::LocalFileSystem::new_with_prefix(root).expect("local fs")),
@@ -188,7 +205,9 @@ async fn listing_times(root: &Path, segments: u64, reps: usize, with_object_stor
         ours.push(t.elapsed().as_secs_f64());
         let r = root.to_owned();
         let t = Instant::now();
-        let n = tokio::task::spawn_blocking(move || raw_walk(&r)).await.expect("walk");
+        let n = tokio::task::spawn_blocking(move || raw_walk(&r))
+            .await
+            .expect("walk");
         raw.push(t.elapsed().as_secs_f64());
         assert_eq!(n, segments);
         if with_object_store {
@@ -197,7 +216,11 @@ async fn listing_times(root: &Path, segments: u64, reps: usize, with_object_stor
             os.push(t.elapsed().as_secs_f64());
         }
     }
-    let os = if with_object_store { median(os) } else { f64::NAN };
+    let os = if with_object_store {
+        median(os)
+    } else {
+        f64::NAN
+    };
     (median(ours), median(raw), os)
 }
 
@@ -209,7 +232,10 @@ async fn listing(dir: &Path, s: &Sizes) -> Vec<Figure> {
     let n = s.listing_segments as f64;
     vec![
         Figure {
-            bench: format!("2. list {} WAL segments, file backend vs raw readdir+stat walk", s.listing_segments),
+            bench: format!(
+                "2. list {} WAL segments, file backend vs raw readdir+stat walk",
+                s.listing_segments
+            ),
             ours: format!("{:.0} segments/s", n / ours),
             baseline: format!("{:.0} segments/s", n / raw),
             ratio: raw / ours,
@@ -217,7 +243,10 @@ async fn listing(dir: &Path, s: &Sizes) -> Vec<Figure> {
             met: Some(raw / ours >= 0.7),
         },
         Figure {
-            bench: format!("2b. list {} WAL segments, object store (LocalFileSystem) vs file backend", s.listing_segments),
+            bench: format!(
+                "2b. list {} WAL segments, object store (LocalFileSystem) vs file backend",
+                s.listing_segments
+            ),
             ours: format!("{:.0} segments/s", n / os),
             baseline: format!("{:.0} segments/s", n / ours),
             ratio: ours / os,
@@ -245,7 +274,11 @@ async fn scaling(dir: &Path, s: &Sizes) -> Vec<Figure> {
             Figure {
                 bench: format!("6. list {n} segments: time per segment vs at {n0}"),
                 ours: format!("{:.0} ns/segment", t * 1e9),
-                baseline: format!("{:.0} ns/segment at {n0} (raw walk here: {:.0} ns)", base * 1e9, raw * 1e9),
+                baseline: format!(
+                    "{:.0} ns/segment at {n0} (raw walk here: {:.0} ns)",
+                    base * 1e9,
+                    raw * 1e9
+                ),
                 ratio: growth,
                 target: "<= 2 (linear)".into(),
                 met: Some(growth <= 2.0),
@@ -300,31 +333,51 @@ async fn streaming(dir: &Path, s: &Sizes) -> Vec<Figure> {
     let client = FileClient::new(dir.join("stream-replica"));
     // Reset the peak-RSS mark so earlier phases do not count.
     let _ = std::fs::write("/proc/self/clear_refs", "5");
-    let (mut write, mut read, mut tool, mut tool_read) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut write, mut read, mut tool, mut tool_read) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for rep in 0..s.reps.min(3) {
         let file = tokio::fs::File::open(&input).await.expect("open input");
         let t = Instant::now();
         let info = client
-            .write_snapshot(&gen(), rep as u64, compress_stream(reader_stream(file, 1 << 20)))
+            .write_snapshot(
+                &gen(),
+                rep as u64,
+                compress_stream(reader_stream(file, 1 << 20)),
+            )
             .await
             .expect("write snapshot");
         write.push(mib / t.elapsed().as_secs_f64());
         let t = Instant::now();
-        let n = decompress_stream(client.snapshot_reader(&gen(), rep as u64).await.expect("reader"))
-            .try_fold(0usize, |n, c| async move { Ok(n + c.len()) })
-            .await
-            .expect("read back");
+        let n = decompress_stream(
+            client
+                .snapshot_reader(&gen(), rep as u64)
+                .await
+                .expect("reader"),
+        )
+        .try_fold(0usize, |n, c| async move { Ok(n + c.len()) })
+        .await
+        .expect("read back");
         read.push(mib / t.elapsed().as_secs_f64());
         assert_eq!(n, s.stream_bytes);
         assert!(info.size < s.stream_bytes as u64);
         if lz4 {
             let out = dir.join("stream-tool.lz4");
             let t = Instant::now();
-            let st = Command::new("lz4").args(["-1", "-q", "-f"]).arg(&input).arg(&out).status().expect("lz4");
+            let st = Command::new("lz4")
+                .args(["-1", "-q", "-f"])
+                .arg(&input)
+                .arg(&out)
+                .status()
+                .expect("lz4");
             assert!(st.success());
             tool.push(mib / t.elapsed().as_secs_f64());
             let t = Instant::now();
-            let st = Command::new("lz4").args(["-d", "-q", "-f"]).arg(&out).arg("/dev/null").status().expect("lz4 -d");
+            let st = Command::new("lz4")
+                .args(["-d", "-q", "-f"])
+                .arg(&out)
+                .arg("/dev/null")
+                .status()
+                .expect("lz4 -d");
             assert!(st.success());
             tool_read.push(mib / t.elapsed().as_secs_f64());
         }
@@ -335,7 +388,9 @@ async fn streaming(dir: &Path, s: &Sizes) -> Vec<Figure> {
     if lz4 {
         let (tw, tr) = (median(tool), median(tool_read));
         figures.push(Figure {
-            bench: format!("3. {mib:.0} MiB snapshot: LZ4 compress + durable file write vs `lz4 -1` to a file"),
+            bench: format!(
+                "3. {mib:.0} MiB snapshot: LZ4 compress + durable file write vs `lz4 -1` to a file"
+            ),
             ours: format!("{w:.0} MiB/s"),
             baseline: format!("{tw:.0} MiB/s"),
             ratio: w / tw,
@@ -343,7 +398,9 @@ async fn streaming(dir: &Path, s: &Sizes) -> Vec<Figure> {
             met: Some(w / tw >= 0.8),
         });
         figures.push(Figure {
-            bench: format!("3b. {mib:.0} MiB snapshot: read back + decompress vs `lz4 -d` to /dev/null"),
+            bench: format!(
+                "3b. {mib:.0} MiB snapshot: read back + decompress vs `lz4 -d` to /dev/null"
+            ),
             ours: format!("{r:.0} MiB/s"),
             baseline: format!("{tr:.0} MiB/s"),
             ratio: r / tr,
@@ -382,8 +439,14 @@ async fn overhead(s: &Sizes) -> Vec<Figure> {
         let t = Instant::now();
         for i in 0..s.overhead_ops {
             let p = pos(i / 100, (i % 100) * 1024);
-            client.write_wal_segment(&p, bytes_stream(data.clone())).await.expect("write");
-            let got = replica_core::collect_bytes(client.wal_segment_reader(&p).await.expect("read")).await.expect("bytes");
+            client
+                .write_wal_segment(&p, bytes_stream(data.clone()))
+                .await
+                .expect("write");
+            let got =
+                replica_core::collect_bytes(client.wal_segment_reader(&p).await.expect("read"))
+                    .await
+                    .expect("bytes");
             assert_eq!(got.len(), 1024);
         }
         assert_eq!(list_all(&client).await, s.overhead_ops);
@@ -398,13 +461,29 @@ async fn overhead(s: &Sizes) -> Vec<Figure> {
                 (i % 100) * 1024
             ));
             raw.put(&key, data.clone().into()).await.expect("put");
-            let got = raw.get(&key).await.expect("get").bytes().await.expect("bytes");
+            let got = raw
+                .get(&key)
+                .await
+                .expect("get")
+                .bytes()
+                .await
+                .expect("bytes");
             assert_eq!(got.len(), 1024);
         }
         let mut n = 0;
         let wal = Key::from("p/generations/00000000000000be/wal");
-        for index in raw.list_with_delimiter(Some(&wal)).await.expect("list").common_prefixes {
-            n += raw.list_with_delimiter(Some(&index)).await.expect("list").objects.len() as u64;
+        for index in raw
+            .list_with_delimiter(Some(&wal))
+            .await
+            .expect("list")
+            .common_prefixes
+        {
+            n += raw
+                .list_with_delimiter(Some(&index))
+                .await
+                .expect("list")
+                .objects
+                .len() as u64;
         }
         assert_eq!(n, s.overhead_ops);
         direct.push(s.overhead_ops as f64 / t.elapsed().as_secs_f64());
@@ -413,8 +492,12 @@ async fn overhead(s: &Sizes) -> Vec<Figure> {
         let t = Instant::now();
         for i in 0..s.overhead_ops {
             let p = pos(i / 100, (i % 100) * 1024);
-            mem.write_wal_segment(&p, bytes_stream(data.clone())).await.expect("write");
-            let got = replica_core::collect_bytes(mem.wal_segment_reader(&p).await.expect("read")).await.expect("bytes");
+            mem.write_wal_segment(&p, bytes_stream(data.clone()))
+                .await
+                .expect("write");
+            let got = replica_core::collect_bytes(mem.wal_segment_reader(&p).await.expect("read"))
+                .await
+                .expect("bytes");
             assert_eq!(got.len(), 1024);
         }
         assert_eq!(list_all(&mem).await, s.overhead_ops);
@@ -475,7 +558,10 @@ fn render(figures: &[Figure], machine: &str) -> String {
             Some(false) => "NO",
             None => "-",
         };
-        md.push_str(&format!("| {} | {} | {} | {:.2} | {} | {} |\n", f.bench, f.ours, f.baseline, f.ratio, f.target, met));
+        md.push_str(&format!(
+            "| {} | {} | {} | {:.2} | {} | {} |\n",
+            f.bench, f.ours, f.baseline, f.ratio, f.target, met
+        ));
     }
     md
 }
@@ -483,12 +569,21 @@ fn render(figures: &[Figure], machine: &str) -> String {
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let mem = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|m| m.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|k| k.parse::<u64>().ok()))
+        .and_then(|m| {
+            m.lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|k| k.parse::<u64>().ok())
+        })
         .map_or(0, |kib| kib / (1 << 20));
     format!("{cpu}, {cores} cores, {mem} GiB RAM")
 }
@@ -497,34 +592,64 @@ fn machine() -> String {
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
-    let out: PathBuf = args.iter().find(|a| !a.starts_with("--")).map_or_else(|| "target/bench".into(), PathBuf::from);
+    let out: PathBuf = args
+        .first()
+        .filter(|a| !a.starts_with("--"))
+        .map_or_else(|| "target/bench".into(), PathBuf::from);
     let sizes = if quick { Sizes::quick() } else { Sizes::full() };
-    let scratch = tempfile::Builder::new().prefix("replica-bench").tempdir_in(std::env::temp_dir()).expect("scratch dir");
+    let scratch = tempfile::Builder::new()
+        .prefix("replica-bench")
+        .tempdir_in(std::env::temp_dir())
+        .expect("scratch dir");
     let started = Instant::now();
     let mut figures = Vec::new();
 
-    let phase = |name: &str| eprintln!("[{:>6.1}s] {name}", started.elapsed().as_secs_f64());
-    phase("3. snapshot streaming");
-    figures.extend(streaming(scratch.path(), &sizes).await);
-    phase("1. durable writes");
-    figures.push(durable_writes(scratch.path(), &sizes).await);
-    phase("2. listing");
-    figures.extend(listing(scratch.path(), &sizes).await);
-    phase("4. backend overhead");
-    figures.extend(overhead(&sizes).await);
-    phase("5. cursor");
-    figures.push(cursor(&sizes));
-    phase("6. scaling");
-    figures.extend(scaling(scratch.path(), &sizes).await);
-    phase("done");
+    // `--only N` runs benchmark N alone (for profiling).
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
+    let run = |n: &str| {
+        let yes = only.as_deref().is_none_or(|o| o == n);
+        if yes {
+            eprintln!("[{:>6.1}s] benchmark {n}", started.elapsed().as_secs_f64());
+        }
+        yes
+    };
+    if run("3") {
+        figures.extend(streaming(scratch.path(), &sizes).await);
+    }
+    if run("1") {
+        figures.push(durable_writes(scratch.path(), &sizes).await);
+    }
+    if run("2") {
+        figures.extend(listing(scratch.path(), &sizes).await);
+    }
+    if run("4") {
+        figures.extend(overhead(&sizes).await);
+    }
+    if run("5") {
+        figures.push(cursor(&sizes));
+    }
+    if run("6") {
+        figures.extend(scaling(scratch.path(), &sizes).await);
+    }
     figures.sort_by(|a, b| a.bench.cmp(&b.bench));
 
     let machine = machine();
     let md = render(&figures, &machine);
     println!("{md}");
-    println!("total time: {:?}", Duration::from_secs(started.elapsed().as_secs()));
+    println!(
+        "total time: {:?}",
+        Duration::from_secs(started.elapsed().as_secs())
+    );
     std::fs::create_dir_all(&out).expect("output dir");
     let json = serde_json::json!({ "machine": machine, "quick": quick, "figures": figures });
-    std::fs::write(out.join("report.json"), serde_json::to_string_pretty(&json).expect("json")).expect("write json");
+    std::fs::write(
+        out.join("report.json"),
+        serde_json::to_string_pretty(&json).expect("json"),
+    )
+    .expect("write json");
     std::fs::write(out.join("report.md"), md).expect("write md");
 }

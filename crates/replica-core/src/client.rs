@@ -103,7 +103,16 @@ where
 /// Reads a whole stream into memory. Meant for small objects (WAL segments,
 /// tests); snapshots should be streamed instead.
 pub async fn collect_bytes(mut stream: ByteStream) -> Result<Bytes> {
-    let mut buf = BytesMut::new();
+    // A single chunk (the common case for small objects) is returned as is.
+    let Some(first) = stream.try_next().await? else {
+        return Ok(Bytes::new());
+    };
+    let Some(second) = stream.try_next().await? else {
+        return Ok(first);
+    };
+    let mut buf = BytesMut::with_capacity(first.len() + second.len());
+    buf.extend_from_slice(&first);
+    buf.extend_from_slice(&second);
     while let Some(chunk) = stream.try_next().await? {
         buf.extend_from_slice(&chunk);
     }

@@ -132,20 +132,18 @@ mod tests {
     }
 
     #[test]
-    fn holes_name_the_missing_position() {
+    fn holes_name_the_missing_position_and_each_is_reported_once() {
         let mut c = WalContiguity::new(g());
         assert_eq!(expected(c.check(&seg(3, 8), 1).unwrap_err()), (3, 0));
         let mut c = WalContiguity::new(g());
         c.check(&seg(3, 0), 10).unwrap();
         assert_eq!(expected(c.check(&seg(3, 11), 1).unwrap_err()), (3, 10));
-        assert_eq!(
-            expected(c.check(&seg(3, 9), 1).unwrap_err()),
-            (3, 10),
-            "overlap"
-        );
+        c.check(&seg(3, 12), 3).unwrap();
+        let overlap = c.check(&seg(3, 9), 1).unwrap_err();
+        assert_eq!(expected(overlap), (3, 15));
         assert_eq!(expected(c.check(&seg(5, 0), 1).unwrap_err()), (4, 0));
-        assert_eq!(expected(c.check(&seg(4, 4), 1).unwrap_err()), (4, 0));
-        assert_eq!(expected(c.check_reaches(4).unwrap_err()), (4, 0));
+        assert_eq!(expected(c.check(&seg(6, 4), 1).unwrap_err()), (6, 0));
+        assert_eq!(expected(c.check_reaches(7).unwrap_err()), (7, 0));
     }
 
     #[test]

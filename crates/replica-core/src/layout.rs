@@ -100,19 +100,18 @@ pub fn wal_segment_file_name(offset: u64) -> Result<String> {
 
 /// Full path of a snapshot; checks the index.
 pub fn snapshot_path(generation: &Generation, index: u64) -> Result<String> {
+    check_index(index)?;
     Ok(format!(
-        "{}/{}",
-        snapshots_dir(generation),
-        snapshot_file_name(index)?
+        "{GENERATIONS_DIR}/{generation}/{SNAPSHOTS_DIR}/{index:016x}{SNAPSHOT_EXT}"
     ))
 }
 
 /// Full path of a WAL segment; checks index and offset.
 pub fn wal_segment_path(pos: &Pos) -> Result<String> {
+    check_pos(pos)?;
     Ok(format!(
-        "{}/{}",
-        wal_index_dir(&pos.generation, pos.index)?,
-        wal_segment_file_name(pos.offset)?
+        "{GENERATIONS_DIR}/{}/{WAL_DIR}/{:016x}/{:016x}{WAL_SEGMENT_EXT}",
+        pos.generation, pos.index, pos.offset
     ))
 }
 

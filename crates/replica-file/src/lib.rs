@@ -21,7 +21,8 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -34,6 +35,8 @@ use replica_core::{
 };
 use tokio::io::AsyncWriteExt;
 
+/// Input up to this size is written in a single blocking call.
+const SMALL_WRITE: usize = 1 << 20;
 /// Chunk size of snapshot and segment readers.
 const READ_CHUNK: usize = 256 * 1024;
 
@@ -118,98 +121,116 @@ impl FileClient {
     }
 
     /// Writes `data` durably and atomically to `layout_path`.
+    ///
+    /// Input of up to [`SMALL_WRITE`] bytes (every usual WAL segment) is
+    /// gathered first and written in one blocking call, so a small durable
+    /// write costs about the syscalls a hand-written one does. Larger input
+    /// streams into the temporary file chunk by chunk.
     async fn put(&self, layout_path: &str, mut data: ByteStream) -> Result<(u64, DateTime<Utc>)> {
         let dest = self.path(layout_path)?;
-        let dir = dest
-            .parent()
-            .expect("layout paths have a parent")
-            .to_owned();
         let name = dest.file_name().expect("layout paths end in a name");
-        let temp = dir.join(format!(
+        let temp = dest.with_file_name(format!(
             ".{}.{:016x}.tmp",
             name.to_string_lossy(),
             rand::random::<u64>()
         ));
-        let create_dir = dir.clone();
-        self.blocking(move |inner| inner.create_dirs(&create_dir))
-            .await?;
-
-        let written = async {
-            let opts = self.inner.options;
-            let mut file = tokio::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(opts.file_mode)
-                .open(&temp)
-                .await
-                .map_err(|e| io_error("creating", &temp, e))?;
-            file.set_permissions(fs::Permissions::from_mode(opts.file_mode))
-                .await
-                .map_err(|e| io_error("setting mode of", &temp, e))?;
-            if opts.uid.is_some() || opts.gid.is_some() {
-                std::os::unix::fs::chown(&temp, opts.uid, opts.gid)
-                    .map_err(|e| io_error("changing owner of", &temp, e))?;
+        let mut head = Vec::new();
+        let mut buffered = 0;
+        let mut ended = false;
+        while buffered < SMALL_WRITE {
+            match data.try_next().await? {
+                Some(chunk) => {
+                    buffered += chunk.len();
+                    head.push(chunk);
+                }
+                None => {
+                    ended = true;
+                    break;
+                }
             }
-            let mut size = 0u64;
+        }
+
+        if ended {
+            return self
+                .blocking(move |inner| {
+                    let result = inner.create_temp(&temp).and_then(|mut file| {
+                        for chunk in &head {
+                            file.write_all(chunk)
+                                .map_err(|e| io_error("writing", &temp, e))?;
+                        }
+                        inner.commit(file, &temp, &dest)
+                    });
+                    if result.is_err() {
+                        // Best effort: the temporary is never listed either way.
+                        let _ = fs::remove_file(&temp);
+                    }
+                    result
+                })
+                .await;
+        }
+
+        let create = temp.clone();
+        let file = self
+            .blocking(move |inner| inner.create_temp(&create))
+            .await?;
+        let mut file = tokio::fs::File::from_std(file);
+        let written = async {
+            for chunk in head {
+                file.write_all(&chunk)
+                    .await
+                    .map_err(|e| io_error("writing", &temp, e))?;
+            }
             while let Some(chunk) = data.try_next().await? {
                 file.write_all(&chunk)
                     .await
                     .map_err(|e| io_error("writing", &temp, e))?;
-                size += chunk.len() as u64;
             }
-            file.sync_all()
+            file.flush()
                 .await
-                .map_err(|e| io_error("syncing", &temp, e))?;
-            let modified = file
-                .metadata()
-                .await
-                .and_then(|m| m.modified())
-                .map_err(|e| io_error("reading metadata of", &temp, e))?;
-            Ok::<_, Error>((size, DateTime::<Utc>::from(modified)))
+                .map_err(|e| io_error("writing", &temp, e))?;
+            Ok::<_, Error>(file.into_std().await)
         }
         .await;
-
-        let temp_for_rename = temp.clone();
-        let finished = match written {
-            Ok(reply) => self
-                .blocking(move |_| {
-                    fs::rename(&temp_for_rename, &dest)
-                        .map_err(|e| io_error("renaming into", &dest, e))?;
-                    sync_dir(&dir)
-                })
-                .await
-                .map(|()| reply),
+        let finish = temp.clone();
+        let result = match written {
+            Ok(file) => {
+                self.blocking(move |inner| inner.commit(file, &finish, &dest))
+                    .await
+            }
             Err(err) => Err(err),
         };
-        if finished.is_err() {
-            // Best effort: the temporary is never listed either way.
+        if result.is_err() {
             let _ = tokio::fs::remove_file(&temp).await;
         }
-        finished
+        result
     }
 
     async fn open(&self, layout_path: String) -> Result<ByteStream> {
         let path = self.path(&layout_path)?;
-        // O_NOFOLLOW: a symlink planted under a canonical name is not followed
-        // out of the root (it is not listed either).
-        let opened = tokio::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&path)
-            .await;
-        match opened {
-            Ok(file) => {
-                if !file.metadata().await.is_ok_and(|m| m.is_file()) {
-                    return Err(Error::not_found(layout_path));
+        let opened = self
+            .blocking(move |_| {
+                // O_NOFOLLOW: a symlink planted under a canonical name is not
+                // followed out of the root (it is not listed either).
+                let file = fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(&path);
+                match file {
+                    Ok(file) if file.metadata().is_ok_and(|m| m.is_file()) => Ok(Some(file)),
+                    Ok(_) => Ok(None),
+                    Err(e)
+                        if e.kind() == io::ErrorKind::NotFound
+                            || e.raw_os_error() == Some(libc::ELOOP) =>
+                    {
+                        Ok(None)
+                    }
+                    Err(e) => Err(io_error("opening", &path, e)),
                 }
-                Ok(reader_stream(file, READ_CHUNK))
-            }
-            Err(e)
-                if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ELOOP) =>
-            {
-                Err(Error::not_found(layout_path))
-            }
-            Err(e) => Err(io_error("opening", &path, e)),
+            })
+            .await?;
+        match opened {
+            Some(file) => Ok(reader_stream(tokio::fs::File::from_std(file), READ_CHUNK)),
+            None => Err(Error::not_found(layout_path)),
         }
     }
 
@@ -240,6 +261,49 @@ impl FileClient {
 }
 
 impl Inner {
+    /// Creates a temporary file (mode and owner as configured), making its
+    /// directory first if it is missing.
+    fn create_temp(&self, temp: &Path) -> Result<fs::File> {
+        let open = || {
+            fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(self.options.file_mode)
+                .open(temp)
+        };
+        let file = match open() {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.create_dirs(temp.parent().expect("temporaries have a parent"))?;
+                open()
+            }
+            other => other,
+        }
+        .map_err(|e| io_error("creating", temp, e))?;
+        if self.options.uid.is_some() || self.options.gid.is_some() {
+            std::os::unix::fs::fchown(&file, self.options.uid, self.options.gid)
+                .map_err(|e| io_error("changing owner of", temp, e))?;
+        }
+        Ok(file)
+    }
+
+    /// Makes a written temporary durable and moves it over `dest`: fsync,
+    /// exact mode (the umask may have narrowed it), rename, fsync of the
+    /// directory. Returns the size and modification time.
+    fn commit(&self, file: fs::File, temp: &Path, dest: &Path) -> Result<(u64, DateTime<Utc>)> {
+        file.sync_all().map_err(|e| io_error("syncing", temp, e))?;
+        let meta = file
+            .metadata()
+            .map_err(|e| io_error("reading metadata of", temp, e))?;
+        if meta.permissions().mode() & 0o7777 != self.options.file_mode {
+            file.set_permissions(fs::Permissions::from_mode(self.options.file_mode))
+                .map_err(|e| io_error("setting mode of", temp, e))?;
+        }
+        drop(file);
+        fs::rename(temp, dest).map_err(|e| io_error("renaming into", dest, e))?;
+        sync_dir(dest.parent().expect("layout paths have a parent"))?;
+        Ok((meta.len(), modified(&meta)))
+    }
+
     /// Creates `dir` and any missing parents with the configured mode and
     /// owner, syncing each parent that gained an entry.
     fn create_dirs(&self, dir: &Path) -> Result<()> {

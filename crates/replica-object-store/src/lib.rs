@@ -16,6 +16,10 @@
 //! visible under the final key. Listings use delimiters (one request per
 //! generation, per WAL index), with paging handled by `object_store`.
 //!
+//! `created_at` in listings is the store's last-modified; in the reply to a
+//! write it is the local time the write completed, which saves a request per
+//! write (the conformance suite allows the two a few seconds apart).
+//!
 //! [`open_url`] builds a client from an `s3://`, `gs://`, `az://` (with the
 //! matching cargo feature), `file://` or `memory://` URL, taking options from
 //! the URL query and the environment in `object_store`'s conventions.
@@ -110,11 +114,13 @@ impl ObjectStoreClient {
 
     /// The key of a layout path.
     pub fn key(&self, layout_path: &str) -> Path {
-        if self.inner.prefix.is_empty() {
-            Path::from_iter(layout_path.split('/'))
+        let joined = if self.inner.prefix.is_empty() {
+            layout_path.to_owned()
         } else {
-            Path::from_iter(self.inner.prefix.split('/').chain(layout_path.split('/')))
-        }
+            format!("{}/{layout_path}", self.inner.prefix)
+        };
+        // Layout paths are always valid keys; only an odd prefix needs encoding.
+        Path::parse(&joined).unwrap_or_else(|_| Path::from_iter(joined.split('/')))
     }
 
     fn error(&self, doing: &str, e: object_store::Error) -> Error {
@@ -199,14 +205,10 @@ impl ObjectStoreClient {
         } else {
             self.put_multipart(&key, head, data).await?
         };
-        // The store's own time is created_at, as listings will report it.
-        let meta = self
-            .inner
-            .store
-            .head(&key)
-            .await
-            .map_err(|e| self.error(&format!("reading metadata of {key}"), e))?;
-        Ok((size, meta.last_modified))
+        // The reply's created_at is the local time the write completed (as in
+        // Litestream): asking the store for its own time would cost a request
+        // per write. Listings report the store's last-modified.
+        Ok((size, Utc::now()))
     }
 
     async fn put_multipart(

@@ -161,3 +161,32 @@ mod tests {
         assert!(open("file://relative/x").is_err());
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    /// Any string given to `open` is a backend or a clear error, never a panic.
+    #[test]
+    fn open_never_panics_on_any_url() {
+        let cases = std::env::var("REPLICA_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(5_000);
+        let mut runner = TestRunner::new(Config {
+            cases,
+            failure_persistence: None,
+            ..Config::default()
+        });
+        let urls = prop_oneof![
+            any::<String>(),
+            "(file|memory|s3|gs|az|ftp|)(:|://|:/)[a-z0-9./%?=&\\[\\]@:_-]{0,30}",
+        ];
+        runner
+            .run(&urls, |url| {
+                if let Err(e) = super::open(&url) {
+                    prop_assert!(e.is_invalid_argument(), "{url:?}: {e}");
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+}

@@ -130,3 +130,58 @@ pub(crate) async fn concurrent_deletes_and_writes_of_other_objects_do_not_interf
     assert_eq!(listed, (0..50u64).map(|k| (1, k)).collect::<Vec<_>>());
     Ok(())
 }
+
+/// 32 tasks write, overwrite, delete and list in one generation for a fixed
+/// time; afterwards the store must equal the log of acknowledged operations.
+pub(crate) async fn thirty_two_tasks_mixing_operations_match_the_acknowledged_log(f: Fixture) -> CaseResult {
+    use std::collections::BTreeMap;
+    use std::time::{Duration, Instant};
+
+    let g = gen(1);
+    let deadline = Instant::now() + Duration::from_millis(1500);
+    let tasks = (0..32u64).map(|t| {
+        let c = Arc::clone(&f.client);
+        let g = g.clone();
+        tokio::spawn(async move {
+            // Each task owns its offsets, so its own log is the truth for them.
+            let mut mine: BTreeMap<(u64, u64), bytes::Bytes> = BTreeMap::new();
+            let mut step = 0u64;
+            while Instant::now() < deadline {
+                let index = step % 3;
+                let offset = t * 1_000_000 + (step % 7) * 8;
+                match step % 5 {
+                    0..=2 => {
+                        let data = content(&format!("{t}/{step}"), 50 + (step % 13) as usize);
+                        put_segment(&*c, &g, index, offset, &data).await?;
+                        mine.insert((index, offset), data);
+                    }
+                    3 => {
+                        c.delete_wal_segments(&[pos(&g, index, offset)]).await?;
+                        mine.remove(&(index, offset));
+                    }
+                    _ => {
+                        let listed = segments(&*c, &g).await?;
+                        let keys: Vec<_> = listed.iter().map(|s| (s.index, s.offset)).collect();
+                        assert!(keys.windows(2).all(|w| w[0] < w[1]), "listing not sorted");
+                    }
+                }
+                step += 1;
+            }
+            Ok::<_, replica_core::Error>(mine)
+        })
+    });
+    let mut expected: BTreeMap<(u64, u64), bytes::Bytes> = BTreeMap::new();
+    for joined in futures::future::join_all(tasks).await {
+        expected.extend(joined.expect("task")?);
+    }
+    let c = &*f.client;
+    let listed = segments(c, &g).await?;
+    let keys: Vec<(u64, u64)> = listed.iter().map(|s| (s.index, s.offset)).collect();
+    assert_eq!(keys, expected.keys().copied().collect::<Vec<_>>(), "store differs from the acknowledged log");
+    for s in &listed {
+        let want = &expected[&(s.index, s.offset)];
+        assert_eq!(s.size, want.len() as u64, "size of {}", s.pos());
+        assert_eq!(&read_segment(c, &s.pos()).await?, want, "content of {}", s.pos());
+    }
+    Ok(())
+}

@@ -70,6 +70,7 @@ macro_rules! for_each_case {
             concurrency::concurrent_overwrites_leave_one_whole_version,
             concurrency::listings_during_writes_are_sorted_and_whole,
             concurrency::concurrent_deletes_and_writes_of_other_objects_do_not_interfere,
+            concurrency::thirty_two_tasks_mixing_operations_match_the_acknowledged_log,
             cursor::cursor_rejects_another_generation,
             cursor::cursor_rejects_an_index_below_the_max_pending,
             cursor::cursor_rejects_an_index_skipping_past_the_max_pending,

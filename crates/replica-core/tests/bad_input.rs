@@ -1,0 +1,110 @@
+//! Hostile and malformed input: errors, never panics.
+//!
+//! Case counts come from `REPLICA_FUZZ_CASES` (per property; default 5,000 for
+//! the quick run, `cargo xtask reliability` sets 250,000: 1,000,000+ in all).
+
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+use replica_core::layout::{parse_path, parse_snapshot_file_name, parse_wal_segment_file_name, Entry};
+use replica_core::lz4::{compress, decompress};
+use replica_core::{Generation, Pos};
+
+fn runner() -> TestRunner {
+    let cases = std::env::var("REPLICA_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(5_000);
+    TestRunner::new(Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    })
+}
+
+/// Strings near the valid shapes as well as arbitrary ones.
+fn name_like() -> impl Strategy<Value = String> {
+    prop_oneof![
+        any::<String>(),
+        "[0-9a-fA-F]{14,18}",
+        "[0-9a-f./:\\\\\\x00 ]{0,40}",
+        "[0-9a-f]{16}/[0-9a-f]{16}:[0-9a-fA-F+-]{14,18}",
+        "(generations/)?[0-9a-fA-F.]{0,18}/(snapshots|wal)/[0-9a-f]{0,17}(/[0-9a-f]{16})?(\\.snapshot\\.lz4|\\.wal\\.lz4|\\.tmp)?",
+    ]
+}
+
+#[test]
+fn generation_parsing_accepts_exactly_sixteen_lowercase_hex() {
+    runner()
+        .run(&name_like(), |s| {
+            let valid = s.len() == 16 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            match Generation::new(&s) {
+                Ok(g) => prop_assert!(valid && g.as_str() == s),
+                Err(e) => prop_assert!(!valid && e.is_invalid_argument()),
+            }
+            Ok(())
+        })
+        .unwrap();
+}
+
+#[test]
+fn pos_parsing_round_trips_or_errors() {
+    runner()
+        .run(&name_like(), |s| {
+            if let Ok(pos) = s.parse::<Pos>() {
+                prop_assert_eq!(pos.to_string(), s.clone());
+                prop_assert!(pos.index <= i64::MAX as u64 && pos.offset <= i64::MAX as u64);
+            }
+            Ok(())
+        })
+        .unwrap();
+}
+
+#[test]
+fn layout_parsing_only_accepts_what_formatting_produces() {
+    runner()
+        .run(&name_like(), |s| {
+            match parse_path(&s) {
+                Some(Entry::Snapshot { generation, index }) => {
+                    prop_assert_eq!(replica_core::layout::snapshot_path(&generation, index).unwrap(), s.clone())
+                }
+                Some(Entry::WalSegment(pos)) => {
+                    prop_assert_eq!(replica_core::layout::wal_segment_path(&pos).unwrap(), s.clone())
+                }
+                None => {}
+            }
+            let _ = parse_snapshot_file_name(&s);
+            let _ = parse_wal_segment_file_name(&s);
+            Ok(())
+        })
+        .unwrap();
+}
+
+#[test]
+fn corrupted_or_truncated_lz4_frames_error_and_never_panic() {
+    let data: Vec<u8> = (0..70_000u32).map(|i| (i % 97) as u8 ^ (i >> 9) as u8).collect();
+    let frame = compress(&data);
+    let strategy = (
+        proptest::collection::vec((0..frame.len(), any::<u8>()), 0..8),
+        0..=frame.len(),
+    );
+    runner()
+        .run(&strategy, |(flips, cut)| {
+            let mut bad = frame.clone();
+            for (at, byte) in &flips {
+                bad[*at] = *byte;
+            }
+            bad.truncate(cut);
+            match decompress(&bad) {
+                // Only an untouched, uncut frame (or flips that changed nothing
+                // the decoder checks, which then must still give the same length)
+                // may decode.
+                Ok(out) => prop_assert!(cut == frame.len() || out.len() <= data.len()),
+                Err(e) => prop_assert!(matches!(e, replica_core::Error::Corrupt { .. }), "{e}"),
+            }
+            Ok(())
+        })
+        .unwrap();
+    runner()
+        .run(&proptest::collection::vec(any::<u8>(), 0..300), |bytes| {
+            let _ = decompress(&bytes);
+            Ok(())
+        })
+        .unwrap();
+}

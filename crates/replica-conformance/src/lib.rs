@@ -55,6 +55,7 @@ use replica_core::{ReplicaClient, Result};
 use serde::Serialize;
 
 mod cases;
+pub mod faults;
 mod model;
 pub mod mutants;
 pub mod report;

@@ -5,12 +5,17 @@
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
-use replica_core::layout::{parse_path, parse_snapshot_file_name, parse_wal_segment_file_name, Entry};
+use replica_core::layout::{
+    parse_path, parse_snapshot_file_name, parse_wal_segment_file_name, Entry,
+};
 use replica_core::lz4::{compress, decompress};
 use replica_core::{Generation, Pos};
 
 fn runner() -> TestRunner {
-    let cases = std::env::var("REPLICA_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(5_000);
+    let cases = std::env::var("REPLICA_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5_000);
     TestRunner::new(Config {
         cases,
         failure_persistence: None,
@@ -33,7 +38,9 @@ fn name_like() -> impl Strategy<Value = String> {
 fn generation_parsing_accepts_exactly_sixteen_lowercase_hex() {
     runner()
         .run(&name_like(), |s| {
-            let valid = s.len() == 16 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            let valid = s.len() == 16
+                && s.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
             match Generation::new(&s) {
                 Ok(g) => prop_assert!(valid && g.as_str() == s),
                 Err(e) => prop_assert!(!valid && e.is_invalid_argument()),
@@ -62,10 +69,16 @@ fn layout_parsing_only_accepts_what_formatting_produces() {
         .run(&name_like(), |s| {
             match parse_path(&s) {
                 Some(Entry::Snapshot { generation, index }) => {
-                    prop_assert_eq!(replica_core::layout::snapshot_path(&generation, index).unwrap(), s.clone())
+                    prop_assert_eq!(
+                        replica_core::layout::snapshot_path(&generation, index).unwrap(),
+                        s.clone()
+                    )
                 }
                 Some(Entry::WalSegment(pos)) => {
-                    prop_assert_eq!(replica_core::layout::wal_segment_path(&pos).unwrap(), s.clone())
+                    prop_assert_eq!(
+                        replica_core::layout::wal_segment_path(&pos).unwrap(),
+                        s.clone()
+                    )
                 }
                 None => {}
             }
@@ -78,7 +91,9 @@ fn layout_parsing_only_accepts_what_formatting_produces() {
 
 #[test]
 fn corrupted_or_truncated_lz4_frames_error_and_never_panic() {
-    let data: Vec<u8> = (0..70_000u32).map(|i| (i % 97) as u8 ^ (i >> 9) as u8).collect();
+    let data: Vec<u8> = (0..70_000u32)
+        .map(|i| (i % 97) as u8 ^ (i >> 9) as u8)
+        .collect();
     let frame = compress(&data);
     let strategy = (
         proptest::collection::vec((0..frame.len(), any::<u8>()), 0..8),

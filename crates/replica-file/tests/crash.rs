@@ -31,13 +31,17 @@ fn segment_pos(k: u64) -> Pos {
 /// ...with this content (a pure function of the position).
 fn segment_data(pos: &Pos) -> Vec<u8> {
     let len = 1000 + ((pos.index * 31 + pos.offset / 8192) % 7) as usize * 1500;
-    (0..len).map(|i| (i as u64 ^ pos.index ^ (pos.offset >> 13)) as u8).collect()
+    (0..len)
+        .map(|i| (i as u64 ^ pos.index ^ (pos.offset >> 13)) as u8)
+        .collect()
 }
 
 /// Every 25th step also writes the snapshot of the step's index (large, so
 /// that kills land inside it too).
 fn snapshot_data(index: u64) -> Vec<u8> {
-    (0..600_000u64).map(|i| (i.wrapping_mul(7) ^ index) as u8).collect()
+    (0..600_000u64)
+        .map(|i| (i.wrapping_mul(7) ^ index) as u8)
+        .collect()
 }
 
 #[test]
@@ -68,31 +72,62 @@ fn crash_child() {
 }
 
 /// Everything the replica lists must be whole; everything acknowledged must be listed.
-async fn check(client: &FileClient, acked_segments: &BTreeMap<(u64, u64), ()>, acked_snapshots: &BTreeMap<u64, ()>) {
-    let listed = client.wal_segments(&gen()).await.unwrap().collect_all().await.unwrap();
+async fn check(
+    client: &FileClient,
+    acked_segments: &BTreeMap<(u64, u64), ()>,
+    acked_snapshots: &BTreeMap<u64, ()>,
+) {
+    let listed = client
+        .wal_segments(&gen())
+        .await
+        .unwrap()
+        .collect_all()
+        .await
+        .unwrap();
     for s in &listed {
-        let data = collect_bytes(client.wal_segment_reader(&s.pos()).await.unwrap()).await.unwrap();
-        assert_eq!(&data[..], &segment_data(&s.pos())[..], "listed segment {} is not whole", s.pos());
+        let data = collect_bytes(client.wal_segment_reader(&s.pos()).await.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            &data[..],
+            &segment_data(&s.pos())[..],
+            "listed segment {} is not whole",
+            s.pos()
+        );
     }
     for (index, offset) in acked_segments.keys() {
         assert!(
-            listed.iter().any(|s| (s.index, s.offset) == (*index, *offset)),
+            listed
+                .iter()
+                .any(|s| (s.index, s.offset) == (*index, *offset)),
             "acknowledged segment {index}:{offset} lost"
         );
     }
     let snapshots = client.snapshots(&gen()).await.unwrap();
     for s in &snapshots {
-        let data = collect_bytes(client.snapshot_reader(&gen(), s.index).await.unwrap()).await.unwrap();
-        assert!(data[..] == snapshot_data(s.index)[..], "listed snapshot {} is not whole", s.index);
+        let data = collect_bytes(client.snapshot_reader(&gen(), s.index).await.unwrap())
+            .await
+            .unwrap();
+        assert!(
+            data[..] == snapshot_data(s.index)[..],
+            "listed snapshot {} is not whole",
+            s.index
+        );
     }
     for index in acked_snapshots.keys() {
-        assert!(snapshots.iter().any(|s| s.index == *index), "acknowledged snapshot {index} lost");
+        assert!(
+            snapshots.iter().any(|s| s.index == *index),
+            "acknowledged snapshot {index} lost"
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_sigkill_at_random_moments() {
-    let kills: u32 = std::env::var("REPLICA_CRASH_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+    let kills: u32 = std::env::var("REPLICA_CRASH_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
     let dir = tempfile::tempdir().unwrap();
     let client = FileClient::new(dir.path());
     let exe = std::env::current_exe().unwrap();
@@ -110,7 +145,10 @@ async fn acknowledged_writes_survive_sigkill_at_random_moments() {
             .unwrap();
         let stdout = child.stdout.take().unwrap();
         let reader = std::thread::spawn(move || {
-            BufReader::new(stdout).lines().map_while(Result::ok).collect::<Vec<String>>()
+            BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+                .collect::<Vec<String>>()
         });
         // Random moments: from before the first write to well into the loop.
         let delay = 5 + rand::random::<u64>() % 80;
@@ -119,7 +157,11 @@ async fn acknowledged_writes_survive_sigkill_at_random_moments() {
         child.wait().unwrap();
         for line in reader.join().unwrap() {
             let mut parts = line.split_whitespace();
-            match (parts.next(), parts.next(), parts.next().and_then(|n| n.parse::<u64>().ok())) {
+            match (
+                parts.next(),
+                parts.next(),
+                parts.next().and_then(|n| n.parse::<u64>().ok()),
+            ) {
                 (Some("ACK"), Some("W"), Some(k)) => {
                     let p = segment_pos(k);
                     segments.insert((p.index, p.offset), ());
@@ -138,7 +180,10 @@ async fn acknowledged_writes_survive_sigkill_at_random_moments() {
     assert!(!segments.is_empty(), "the child never acknowledged a write");
     // The backend keeps working in the same directory.
     let pos = segment_pos(next);
-    client.write_wal_segment(&pos, bytes_stream(segment_data(&pos))).await.unwrap();
+    client
+        .write_wal_segment(&pos, bytes_stream(segment_data(&pos)))
+        .await
+        .unwrap();
     segments.insert((pos.index, pos.offset), ());
     check(&client, &segments, &snapshots).await;
     eprintln!(

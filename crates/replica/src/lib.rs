@@ -170,7 +170,10 @@ mod fuzz {
     /// Any string given to `open` is a backend or a clear error, never a panic.
     #[test]
     fn open_never_panics_on_any_url() {
-        let cases = std::env::var("REPLICA_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(5_000);
+        let cases = std::env::var("REPLICA_FUZZ_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(5_000);
         let mut runner = TestRunner::new(Config {
             cases,
             failure_persistence: None,

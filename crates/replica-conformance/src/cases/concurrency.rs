@@ -133,7 +133,9 @@ pub(crate) async fn concurrent_deletes_and_writes_of_other_objects_do_not_interf
 
 /// 32 tasks write, overwrite, delete and list in one generation for a fixed
 /// time; afterwards the store must equal the log of acknowledged operations.
-pub(crate) async fn thirty_two_tasks_mixing_operations_match_the_acknowledged_log(f: Fixture) -> CaseResult {
+pub(crate) async fn thirty_two_tasks_mixing_operations_match_the_acknowledged_log(
+    f: Fixture,
+) -> CaseResult {
     use std::collections::BTreeMap;
     use std::time::{Duration, Instant};
 
@@ -177,11 +179,20 @@ pub(crate) async fn thirty_two_tasks_mixing_operations_match_the_acknowledged_lo
     let c = &*f.client;
     let listed = segments(c, &g).await?;
     let keys: Vec<(u64, u64)> = listed.iter().map(|s| (s.index, s.offset)).collect();
-    assert_eq!(keys, expected.keys().copied().collect::<Vec<_>>(), "store differs from the acknowledged log");
+    assert_eq!(
+        keys,
+        expected.keys().copied().collect::<Vec<_>>(),
+        "store differs from the acknowledged log"
+    );
     for s in &listed {
         let want = &expected[&(s.index, s.offset)];
         assert_eq!(s.size, want.len() as u64, "size of {}", s.pos());
-        assert_eq!(&read_segment(c, &s.pos()).await?, want, "content of {}", s.pos());
+        assert_eq!(
+            &read_segment(c, &s.pos()).await?,
+            want,
+            "content of {}",
+            s.pos()
+        );
     }
     Ok(())
 }

@@ -61,34 +61,67 @@ async fn a_full_disk_fails_cleanly_and_keeps_earlier_data() {
     let client = FileClient::new(fs.0.join("replica"));
     let g: Generation = "00000000000000dd".parse().unwrap();
     let old = vec![7u8; 300_000];
-    client.write_snapshot(&g, 1, bytes_stream(old.clone())).await.unwrap();
+    client
+        .write_snapshot(&g, 1, bytes_stream(old.clone()))
+        .await
+        .unwrap();
     let seg = Pos::new(g.clone(), 1, 0).unwrap();
-    client.write_wal_segment(&seg, bytes_stream(vec![1u8; 1000])).await.unwrap();
+    client
+        .write_wal_segment(&seg, bytes_stream(vec![1u8; 1000]))
+        .await
+        .unwrap();
 
     let mut failures = 0;
     for index in 2..10u64 {
         // Small and large (streamed) writes both.
         let size = if index % 2 == 0 { 900_000 } else { 3 << 20 };
-        match client.write_snapshot(&g, index, bytes_stream(vec![9u8; size])).await {
+        match client
+            .write_snapshot(&g, index, bytes_stream(vec![9u8; size]))
+            .await
+        {
             Ok(_) => {}
             Err(Error::Io { source, .. }) => {
-                assert_eq!(source.raw_os_error(), Some(28), "expected ENOSPC, got {source}");
+                assert_eq!(
+                    source.raw_os_error(),
+                    Some(28),
+                    "expected ENOSPC, got {source}"
+                );
                 failures += 1;
             }
             Err(other) => panic!("expected a typed I/O error, got {other:?}"),
         }
     }
     assert!(failures > 0, "the 2 MiB filesystem never filled up");
-    let leftovers: Vec<_> = files_under(&fs.0).into_iter().filter(|p| p.ends_with(".tmp")).collect();
-    assert!(leftovers.is_empty(), "temporaries left behind: {leftovers:?}");
-    let back = collect_bytes(client.snapshot_reader(&g, 1).await.unwrap()).await.unwrap();
+    let leftovers: Vec<_> = files_under(&fs.0)
+        .into_iter()
+        .filter(|p| p.ends_with(".tmp"))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "temporaries left behind: {leftovers:?}"
+    );
+    let back = collect_bytes(client.snapshot_reader(&g, 1).await.unwrap())
+        .await
+        .unwrap();
     assert_eq!(&back[..], &old[..], "earlier data damaged");
     for s in client.snapshots(&g).await.unwrap() {
-        let data = collect_bytes(client.snapshot_reader(&g, s.index).await.unwrap()).await.unwrap();
+        let data = collect_bytes(client.snapshot_reader(&g, s.index).await.unwrap())
+            .await
+            .unwrap();
         assert_eq!(data.len() as u64, s.size);
-        assert!(data.iter().all(|b| *b == if s.index == 1 { 7 } else { 9 }), "snapshot {} partial", s.index);
+        assert!(
+            data.iter().all(|b| *b == if s.index == 1 { 7 } else { 9 }),
+            "snapshot {} partial",
+            s.index
+        );
     }
     // Room again: the backend works.
     client.delete_snapshot(&g, 1).await.unwrap();
-    client.write_wal_segment(&Pos::new(g.clone(), 1, 1000).unwrap(), bytes_stream(vec![2u8; 1000])).await.unwrap();
+    client
+        .write_wal_segment(
+            &Pos::new(g.clone(), 1, 1000).unwrap(),
+            bytes_stream(vec![2u8; 1000]),
+        )
+        .await
+        .unwrap();
 }

@@ -1,6 +1,7 @@
 //! Project automation (`cargo xtask <task>`), after matklad's xtask convention.
 //!
 //! - `ci`: formatting, clippy, docs, every test, then the conformance matrix;
+//! - `reliability`: crash, fault, bad-input and concurrency tests in full mode;
 //! - `bench`: benchmarks against same-run baselines, reports in `target/bench/`;
 //! - `conformance`: the suite on every built-in backend (plus any URLs in
 //!   `REPLICA_CONFORMANCE_URLS`, space-separated), reports in `target/conformance/`.
@@ -13,8 +14,9 @@ fn main() -> ExitCode {
         "ci" => ci(),
         "conformance" => conformance(),
         "bench" => bench(),
+        "reliability" => reliability(),
         _ => Err(format!(
-            "unknown task {task:?}; tasks: ci, conformance, bench"
+            "unknown task {task:?}; tasks: ci, conformance, bench, reliability"
         )),
     };
     match result {
@@ -66,6 +68,26 @@ fn ci() -> Result<(), String> {
     }
     cargo(&["test", "--workspace"], &[])?;
     conformance()
+}
+
+/// The reliability tests in full mode: 200 SIGKILLs, 250,000 generated inputs
+/// per bad-input property (over 1,000,000 in all), 256 model sequences per
+/// backend. `cargo xtask ci` runs the same tests in quick mode.
+fn reliability() -> Result<(), String> {
+    let env = [
+        ("REPLICA_CRASH_KILLS", "200"),
+        ("REPLICA_FUZZ_CASES", "250000"),
+        ("REPLICA_MODEL_CASES", "256"),
+    ];
+    cargo(&["test", "--release", "-p", "replica-file", "--test", "crash", "--test", "disk_full"], &env)?;
+    cargo(&["test", "--release", "-p", "replica-core", "--test", "bad_input"], &env)?;
+    cargo(&["test", "--release", "-p", "replica", "--lib", "fuzz"], &env)?;
+    cargo(&["test", "--release", "-p", "replica-conformance", "--test", "faults"], &env)?;
+    cargo(&["test", "--release", "-p", "replica-object-store", "--test", "s3_outage"], &env)?;
+    for package in ["replica-memory", "replica-file"] {
+        cargo(&["test", "--release", "-p", package, "--test", "conformance", "random_operations", "thirty_two_tasks"], &env)?;
+    }
+    Ok(())
 }
 
 /// Benchmarks in release mode; extra arguments (e.g. `--quick`) pass through.

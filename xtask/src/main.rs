@@ -79,13 +79,70 @@ fn reliability() -> Result<(), String> {
         ("REPLICA_FUZZ_CASES", "250000"),
         ("REPLICA_MODEL_CASES", "256"),
     ];
-    cargo(&["test", "--release", "-p", "replica-file", "--test", "crash", "--test", "disk_full"], &env)?;
-    cargo(&["test", "--release", "-p", "replica-core", "--test", "bad_input"], &env)?;
-    cargo(&["test", "--release", "-p", "replica", "--lib", "fuzz"], &env)?;
-    cargo(&["test", "--release", "-p", "replica-conformance", "--test", "faults"], &env)?;
-    cargo(&["test", "--release", "-p", "replica-object-store", "--test", "s3_outage"], &env)?;
+    cargo(
+        &[
+            "test",
+            "--release",
+            "-p",
+            "replica-file",
+            "--test",
+            "crash",
+            "--test",
+            "disk_full",
+        ],
+        &env,
+    )?;
+    cargo(
+        &[
+            "test",
+            "--release",
+            "-p",
+            "replica-core",
+            "--test",
+            "bad_input",
+        ],
+        &env,
+    )?;
+    cargo(
+        &["test", "--release", "-p", "replica", "--lib", "fuzz"],
+        &env,
+    )?;
+    cargo(
+        &[
+            "test",
+            "--release",
+            "-p",
+            "replica-conformance",
+            "--test",
+            "faults",
+        ],
+        &env,
+    )?;
+    cargo(
+        &[
+            "test",
+            "--release",
+            "-p",
+            "replica-object-store",
+            "--test",
+            "s3_outage",
+        ],
+        &env,
+    )?;
     for package in ["replica-memory", "replica-file"] {
-        cargo(&["test", "--release", "-p", package, "--test", "conformance", "random_operations", "thirty_two_tasks"], &env)?;
+        cargo(
+            &[
+                "test",
+                "--release",
+                "-p",
+                package,
+                "--test",
+                "conformance",
+                "random_operations",
+                "thirty_two_tasks",
+            ],
+            &env,
+        )?;
     }
     Ok(())
 }

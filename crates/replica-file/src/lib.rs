@@ -101,6 +101,54 @@ impl FileClient {
         &self.inner.root
     }
 
+    /// Removes temporary files that writers killed mid-write left behind,
+    /// if they are at least `min_age` old; returns how many were removed.
+    ///
+    /// Temporaries are never listed, so they are harmless but take space.
+    /// Choose `min_age` longer than any write in progress can take (a live
+    /// writer's temporary vanishes on rename). Only names of the form this
+    /// backend creates (`.<canonical name>.<16 hex>.tmp`) are touched.
+    pub async fn remove_stale_temporaries(&self, min_age: std::time::Duration) -> Result<usize> {
+        let root = self.path(layout::GENERATIONS_DIR)?;
+        self.blocking(move |_| {
+            let mut removed = 0;
+            let mut dirs = vec![root];
+            while let Some(dir) = dirs.pop() {
+                let entries = match fs::read_dir(&dir) {
+                    Ok(entries) => entries,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(io_error("listing", &dir, e)),
+                };
+                for entry in entries {
+                    let entry = entry.map_err(|e| io_error("listing", &dir, e))?;
+                    let file_type = entry
+                        .file_type()
+                        .map_err(|e| io_error("listing", &dir, e))?;
+                    let name = entry.file_name();
+                    if file_type.is_dir() {
+                        dirs.push(entry.path());
+                    } else if file_type.is_file() && name.to_str().is_some_and(is_temporary_name) {
+                        let old_enough = entry
+                            .metadata()
+                            .and_then(|m| m.modified())
+                            .ok()
+                            .and_then(|t| t.elapsed().ok())
+                            .is_some_and(|age| age >= min_age);
+                        if old_enough {
+                            match fs::remove_file(entry.path()) {
+                                Ok(()) => removed += 1,
+                                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                                Err(e) => return Err(io_error("removing", &entry.path(), e)),
+                            }
+                        }
+                    }
+                }
+            }
+            Ok(removed)
+        })
+        .await
+    }
+
     /// The absolute location of a layout path, or "replica path required".
     fn path(&self, layout_path: &str) -> Result<PathBuf> {
         if self.inner.root.as_os_str().is_empty() {
@@ -431,6 +479,20 @@ impl Inner {
         }
         Ok(out)
     }
+}
+
+/// Whether `name` is a temporary this backend makes: `.<final name>.<16 hex>.tmp`.
+fn is_temporary_name(name: &str) -> bool {
+    let Some(inner) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")) else {
+        return false;
+    };
+    let Some((final_name, random)) = inner.rsplit_once('.') else {
+        return false;
+    };
+    random.len() == 16
+        && random.bytes().all(|b| b.is_ascii_hexdigit())
+        && (layout::parse_snapshot_file_name(final_name).is_some()
+            || layout::parse_wal_segment_file_name(final_name).is_some())
 }
 
 fn modified(metadata: &fs::Metadata) -> DateTime<Utc> {

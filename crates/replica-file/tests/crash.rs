@@ -178,6 +178,13 @@ async fn acknowledged_writes_survive_sigkill_at_random_moments() {
         let _ = round;
     }
     assert!(!segments.is_empty(), "the child never acknowledged a write");
+    // No writer runs now, so every temporary is stale and goes.
+    let removed = client
+        .remove_stale_temporaries(Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(removed, temporaries_seen);
+    assert_eq!(count_temporaries(dir.path()), 0);
     // The backend keeps working in the same directory.
     let pos = segment_pos(next);
     client

@@ -240,3 +240,43 @@ async fn a_symlink_is_never_listed_or_followed_out_of_the_root() {
     let err = c.snapshot_reader(&gen(), 1).await.map(|_| ()).unwrap_err();
     assert!(err.is_not_found(), "a symlink must not be followed: {err}");
 }
+
+#[tokio::test]
+async fn stale_temporaries_are_removed_by_age_and_nothing_else_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = FileClient::new(dir.path());
+    c.write_snapshot(&gen(), 1, bytes_stream("keep"))
+        .await
+        .unwrap();
+    let snaps = dir.path().join("generations/0123456789abcdef/snapshots");
+    std::fs::write(
+        snaps.join(".0000000000000002.snapshot.lz4.00000000deadbeef.tmp"),
+        "stale",
+    )
+    .unwrap();
+    std::fs::write(snaps.join("notes.tmp"), "not ours").unwrap();
+    std::fs::write(snaps.join(".README.00000000deadbeef.tmp"), "not ours").unwrap();
+    assert_eq!(
+        c.remove_stale_temporaries(std::time::Duration::from_secs(3600))
+            .await
+            .unwrap(),
+        0,
+        "too young"
+    );
+    assert_eq!(
+        c.remove_stale_temporaries(std::time::Duration::ZERO)
+            .await
+            .unwrap(),
+        1
+    );
+    let mut left = tree(dir.path());
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            "generations/0123456789abcdef/snapshots/.README.00000000deadbeef.tmp",
+            "generations/0123456789abcdef/snapshots/0000000000000001.snapshot.lz4",
+            "generations/0123456789abcdef/snapshots/notes.tmp",
+        ]
+    );
+}

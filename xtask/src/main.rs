@@ -138,6 +138,7 @@ fn reliability() -> Result<(), String> {
                 package,
                 "--test",
                 "conformance",
+                "--",
                 "random_operations",
                 "thirty_two_tasks",
             ],

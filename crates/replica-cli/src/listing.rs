@@ -16,16 +16,6 @@ fn print_json<T: Serialize>(rows: &[T]) -> Result<(), Exit> {
     Ok(())
 }
 
-async fn chosen(
-    client: &dyn ReplicaClient,
-    generation: Option<Generation>,
-) -> Result<Vec<Generation>, Exit> {
-    Ok(match generation {
-        Some(g) => vec![g],
-        None => client.generations().await?,
-    })
-}
-
 #[derive(Serialize)]
 struct GenerationRow {
     generation: String,
@@ -137,7 +127,7 @@ pub(crate) async fn snapshots(
     json: bool,
 ) -> Result<(), Exit> {
     let mut rows = Vec::new();
-    for g in chosen(client, generation).await? {
+    for g in crate::chosen(client, generation).await? {
         for s in client.snapshots(&g).await? {
             rows.push(SnapshotRow {
                 generation: g.to_string(),
@@ -182,7 +172,7 @@ pub(crate) async fn wal(
     json: bool,
 ) -> Result<(), Exit> {
     let mut rows = Vec::new();
-    for g in chosen(client, generation).await? {
+    for g in crate::chosen(client, generation).await? {
         let mut cursor = client.wal_segments(&g).await?;
         while let Some(s) = cursor.next().await {
             let s = s?;

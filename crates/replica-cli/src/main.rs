@@ -157,10 +157,7 @@ async fn run(command: Command) -> Result<(), Exit> {
             generation,
         } => {
             let (src, dst) = (open(&src)?, open(&dst)?);
-            let generations = match generation_arg(generation)? {
-                Some(g) => vec![g],
-                None => src.generations().await?,
-            };
+            let generations = chosen(&*src, generation_arg(generation)?).await?;
             let done = copy::copy(&*src, &*dst, generations).await?;
             println!(
                 "copied {} objects ({} bytes), skipped {} already present",
@@ -198,11 +195,22 @@ impl From<replica::Error> for Exit {
     }
 }
 
+/// The generations a command works on: the one asked for, which must exist,
+/// or all of them.
+pub(crate) async fn chosen(
+    client: &dyn ReplicaClient,
+    generation: Option<Generation>,
+) -> Result<Vec<Generation>, Exit> {
+    let all = client.generations().await?;
+    match generation {
+        None => Ok(all),
+        Some(g) if all.contains(&g) => Ok(vec![g]),
+        Some(g) => Err(Exit::Error(format!("generation {g} not found"))),
+    }
+}
+
 async fn verify(client: &dyn ReplicaClient, generation: Option<Generation>) -> Result<(), Exit> {
-    let generations = match generation {
-        Some(g) => vec![g],
-        None => client.generations().await?,
-    };
+    let generations = chosen(client, generation).await?;
     let mut defects = 0;
     for g in &generations {
         let verdict = verify::generation(client, g).await?;

@@ -120,6 +120,9 @@ fn bad_input_gives_one_clear_line_and_a_non_zero_exit() {
         vec!["snapshots", "ftp://host/x"],
         vec!["snapshots", "/tmp", "--generation", "../../etc"],
         vec!["wal", "s3://[bad"],
+        vec!["snapshots", "/tmp", "--generation", "00000000000000ff"],
+        vec!["verify", "/tmp", "--generation", "00000000000000ff"],
+        vec!["cat", "/tmp", "00000000000000ff/0000000000000001"],
     ] {
         let out = replica().args(&args).output().unwrap();
         assert!(!out.status.success(), "{args:?}");

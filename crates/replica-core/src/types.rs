@@ -191,6 +191,18 @@ pub struct SnapshotInfo {
     pub created_at: DateTime<Utc>,
 }
 
+impl SnapshotInfo {
+    /// The info of a snapshot stored at `index` of `generation`.
+    pub fn new(generation: &Generation, index: u64, size: u64, created_at: DateTime<Utc>) -> Self {
+        SnapshotInfo {
+            generation: generation.clone(),
+            index,
+            size,
+            created_at,
+        }
+    }
+}
+
 /// What the store holds about one WAL segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WalSegmentInfo {

@@ -615,12 +615,7 @@ impl ReplicaClient for FileClient {
         let (size, created_at) = self
             .put(&layout::snapshot_path(generation, index)?, data)
             .await?;
-        Ok(SnapshotInfo {
-            generation: generation.clone(),
-            index,
-            size,
-            created_at,
-        })
+        Ok(SnapshotInfo::new(generation, index, size, created_at))
     }
 
     async fn snapshot_reader(&self, generation: &Generation, index: u64) -> Result<ByteStream> {

@@ -187,12 +187,7 @@ impl ReplicaClient for MemoryClient {
     ) -> Result<SnapshotInfo> {
         let path = layout::snapshot_path(generation, index)?;
         let (size, created_at) = self.put(path, data).await?;
-        Ok(SnapshotInfo {
-            generation: generation.clone(),
-            index,
-            size,
-            created_at,
-        })
+        Ok(SnapshotInfo::new(generation, index, size, created_at))
     }
 
     async fn snapshot_reader(&self, generation: &Generation, index: u64) -> Result<ByteStream> {

@@ -173,6 +173,7 @@ fn conformance() -> Result<(), String> {
         "replica-cli",
         "--",
         "conformance",
+        "--builtin",
         "--out",
         "target/conformance",
     ];

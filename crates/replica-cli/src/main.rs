@@ -9,9 +9,10 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use replica::{Generation, ReplicaClient};
-use replica_conformance::{report, run_suite, DirPlanter, Fixture, FnPlanter, Report};
+use replica_conformance::{report, run_suite, Report};
 
 mod copy;
+mod fixtures;
 mod listing;
 mod verify;
 
@@ -272,39 +273,15 @@ async fn conformance(
     let filter = filter.as_deref();
     let mut reports: Vec<Report> = Vec::new();
     if urls.is_empty() || builtin {
-        let memory = || async {
-            let client = replica_memory::MemoryClient::new();
-            let raw = client.clone();
-            let planter = FnPlanter(move |path: &str, data| {
-                raw.insert_raw(path, data);
-                Ok(())
-            });
-            Ok::<_, String>(Fixture::new(client).with_planter(planter))
-        };
+        let memory =
+            || async { Ok::<_, String>(fixtures::memory(replica_memory::MemoryClient::new())) };
         reports.push(run_suite("memory", &memory, filter).await);
         let file = || async {
             let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-            let root = dir.path().join("replica");
-            Ok::<_, String>(
-                Fixture::new(replica_file::FileClient::new(&root))
-                    .with_planter(DirPlanter(root))
-                    .keep(dir),
-            )
+            Ok::<_, String>(fixtures::file(dir.path().join("replica")).keep(dir))
         };
         reports.push(run_suite("file", &file, filter).await);
-        let local = || async {
-            let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-            let store = object_store::local::LocalFileSystem::new_with_prefix(dir.path())
-                .map_err(|e| e.to_string())?;
-            let client = replica_object_store::ObjectStoreClient::new(Arc::new(store), "")
-                .with_kind("object_store_local")
-                .with_multipart_threshold(5 << 20);
-            Ok::<_, String>(
-                Fixture::new(client)
-                    .with_planter(DirPlanter(dir.path().to_owned()))
-                    .keep(dir),
-            )
-        };
+        let local = || async { fixtures::object_store_local() };
         reports.push(run_suite("os-local", &local, filter).await);
     }
     for url in &urls {
@@ -315,7 +292,7 @@ async fn conformance(
         let factory = move || {
             let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let location = format!("{base}/{run_id}/case-{n:03}");
-            async move { replica::open(&location).map(Fixture::from_arc) }
+            async move { fixtures::for_location(&location) }
         };
         reports.push(run_suite(url, &factory, filter).await);
     }

@@ -432,17 +432,25 @@ impl Planter for DirPlanter {
     }
 }
 
-/// A [`Planter`] from a closure that stores raw bytes under a path, for
-/// stores without directories (in-memory maps, object stores).
+/// A [`Planter`] from an async closure that stores raw bytes under a path,
+/// for stores without directories (in-memory maps, object stores):
+///
+/// ```ignore
+/// FnPlanter(move |path: String, data| {
+///     let client = client.clone();
+///     async move { client.insert_raw(&path, data).await }
+/// })
+/// ```
 pub struct FnPlanter<F>(pub F);
 
 #[async_trait]
-impl<F> Planter for FnPlanter<F>
+impl<F, Fut> Planter for FnPlanter<F>
 where
-    F: Fn(&str, Bytes) -> Result<()> + Send + Sync,
+    F: Fn(String, Bytes) -> Fut + Send + Sync,
+    Fut: Future<Output = Result<()>> + Send,
 {
     async fn plant_file(&self, path: &str, data: Bytes) -> Result<()> {
-        (self.0)(path, data)
+        (self.0)(path.to_owned(), data).await
     }
 
     async fn plant_dir(&self, _path: &str) -> Result<bool> {

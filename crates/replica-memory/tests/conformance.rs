@@ -6,9 +6,9 @@ use replica_memory::MemoryClient;
 conformance_tests!(|| async {
     let client = MemoryClient::new();
     let raw = client.clone();
-    let planter = FnPlanter(move |path: &str, data| {
-        raw.insert_raw(path, data);
-        Ok(())
+    let planter = FnPlanter(move |path: String, data| {
+        raw.insert_raw(&path, data);
+        async { Ok(()) }
     });
     Ok::<_, std::convert::Infallible>(Fixture::new(client).with_planter(planter))
 });

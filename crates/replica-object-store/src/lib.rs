@@ -107,6 +107,18 @@ impl ObjectStoreClient {
         }
     }
 
+    /// Stores raw bytes under any path below the prefix, canonical or not.
+    /// For tests that plant junk a real bucket could hold (`README`, ...).
+    pub async fn insert_raw(&self, path: &str, data: Bytes) -> Result<()> {
+        let key = self.key(path);
+        self.inner
+            .store
+            .put(&key, data.into())
+            .await
+            .map(|_| ())
+            .map_err(|e| self.error(&format!("writing {key}"), e))
+    }
+
     /// The underlying store.
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
         &self.inner.store

@@ -8,13 +8,10 @@ use object_store::ObjectStore;
 use replica_conformance::Fixture;
 use replica_object_store::ObjectStoreClient;
 
-mod common;
-use common::Raw;
-
 fn fixture(store: Arc<dyn ObjectStore>, prefix: &str) -> Fixture {
     // A small threshold so that the 64 MiB and 9 MiB cases go through multipart upload.
     let client = ObjectStoreClient::new(store, prefix).with_multipart_threshold(5 << 20);
-    Fixture::new(client.clone()).with_planter(Raw(client))
+    Fixture::new(client.clone()).with_planter(planter(client))
 }
 
 mod in_memory {
@@ -37,4 +34,12 @@ mod local_file_system {
                 .keep(dir),
         )
     });
+}
+
+/// Plants raw objects through the store itself, under the client's prefix.
+fn planter(client: ObjectStoreClient) -> impl replica_conformance::Planter {
+    replica_conformance::FnPlanter(move |path: String, data| {
+        let client = client.clone();
+        async move { client.insert_raw(&path, data).await }
+    })
 }

@@ -10,9 +10,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use replica_conformance::Fixture;
-use replica_object_store::open_url;
-
-mod common;
+use replica_object_store::{open_url, ObjectStoreClient};
 
 static CASE: AtomicU64 = AtomicU64::new(0);
 
@@ -44,7 +42,15 @@ fn s3_fixture() -> Result<Fixture, String> {
     let client = open_url(&url)
         .map_err(|e| e.to_string())?
         .with_multipart_threshold(5 << 20);
-    Ok(Fixture::new(client.clone()).with_planter(common::Raw(client)))
+    Ok(Fixture::new(client.clone()).with_planter(planter(client)))
 }
 
 replica_conformance::conformance_tests!(|| async { s3_fixture() });
+
+/// Plants raw objects through the store itself, under the client's prefix.
+fn planter(client: ObjectStoreClient) -> impl replica_conformance::Planter {
+    replica_conformance::FnPlanter(move |path: String, data| {
+        let client = client.clone();
+        async move { client.insert_raw(&path, data).await }
+    })
+}

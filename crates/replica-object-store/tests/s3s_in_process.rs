@@ -13,8 +13,6 @@ use s3s::auth::SimpleAuth;
 use s3s::service::S3ServiceBuilder;
 use tokio::net::TcpListener;
 
-mod common;
-
 const BUCKET: &str = "replica-test";
 
 /// Aborts the server task when the fixture is dropped.
@@ -59,9 +57,17 @@ async fn s3s_fixture() -> Result<Fixture, String> {
         .with_kind("s3")
         .with_multipart_threshold(5 << 20);
     Ok(Fixture::new(client.clone())
-        .with_planter(common::Raw(client))
+        .with_planter(planter(client))
         .keep(Server(server))
         .keep(dir))
 }
 
 replica_conformance::conformance_tests!(s3s_fixture);
+
+/// Plants raw objects through the store itself, under the client's prefix.
+fn planter(client: ObjectStoreClient) -> impl replica_conformance::Planter {
+    replica_conformance::FnPlanter(move |path: String, data| {
+        let client = client.clone();
+        async move { client.insert_raw(&path, data).await }
+    })
+}

@@ -406,79 +406,73 @@ impl Inner {
         Ok(false)
     }
 
-    /// Whether `dir` has a child of the wanted kind whose name `accept` takes.
+    /// Whether `dir` has a child of the wanted kind with a name `accept` takes.
     fn any_entry(
         &self,
         dir: &Path,
         want_dirs: bool,
         accept: impl Fn(&str) -> bool,
     ) -> Result<bool> {
-        let entries = match fs::read_dir(dir) {
-            Ok(entries) => entries,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
-                ) =>
-            {
-                return Ok(false)
-            }
-            Err(e) => return Err(io_error("listing", dir, e)),
-        };
-        for entry in entries {
-            let entry = entry.map_err(|e| io_error("listing", dir, e))?;
-            if !entry.file_name().to_str().is_some_and(&accept) {
-                continue;
-            }
-            let file_type = entry.file_type().map_err(|e| io_error("listing", dir, e))?;
-            if (want_dirs && file_type.is_dir()) || (!want_dirs && file_type.is_file()) {
-                return Ok(true);
-            }
-        }
-        Ok(false)
+        let mut found = canonical_entries(dir, want_dirs, |n| accept(n).then_some(()))?;
+        Ok(found.next().transpose()?.is_some())
     }
 
     /// Canonical entries of a directory: `(name, metadata)` of the children of
-    /// the wanted kind (directories or regular files; never symlinks) whose
-    /// name `parse` accepts. A missing directory (or a file in its place) is empty.
+    /// the wanted kind whose name `parse` accepts.
     fn list<T>(
         &self,
         dir: &Path,
         want_dirs: bool,
         parse: impl Fn(&str) -> Option<T>,
     ) -> Result<Vec<(T, fs::Metadata)>> {
-        let entries = match fs::read_dir(dir) {
-            Ok(entries) => entries,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
-                ) =>
-            {
-                return Ok(Vec::new())
-            }
-            Err(e) => return Err(io_error("listing", dir, e)),
-        };
         let mut out = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|e| io_error("listing", dir, e))?;
-            let Some(value) = entry.file_name().to_str().and_then(&parse) else {
-                continue;
-            };
-            let file_type = entry.file_type().map_err(|e| io_error("listing", dir, e))?;
-            if (want_dirs && !file_type.is_dir()) || (!want_dirs && !file_type.is_file()) {
-                continue;
-            }
-            let metadata = match entry.metadata() {
-                Ok(m) => m,
+        for found in canonical_entries(dir, want_dirs, parse)? {
+            let (value, entry) = found?;
+            match entry.metadata() {
+                Ok(m) => out.push((value, m)),
                 // Deleted between readdir and stat: it is simply gone.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(io_error("reading metadata in", dir, e)),
-            };
-            out.push((value, metadata));
+            }
         }
         Ok(out)
     }
+}
+
+/// The children of `dir` of the wanted kind (directories or regular files;
+/// never symlinks) whose name `parse` accepts, read lazily. A missing
+/// directory, or a file in its place, has none.
+fn canonical_entries<'a, T>(
+    dir: &'a Path,
+    want_dirs: bool,
+    parse: impl Fn(&str) -> Option<T> + 'a,
+) -> Result<impl Iterator<Item = Result<(T, fs::DirEntry)>> + 'a> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => Some(entries),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+            ) =>
+        {
+            None
+        }
+        Err(e) => return Err(io_error("listing", dir, e)),
+    };
+    Ok(entries.into_iter().flatten().filter_map(move |entry| {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => return Some(Err(io_error("listing", dir, e))),
+        };
+        let value = entry.file_name().to_str().and_then(&parse)?;
+        match entry.file_type() {
+            Ok(t) if (want_dirs && t.is_dir()) || (!want_dirs && t.is_file()) => {
+                Some(Ok((value, entry)))
+            }
+            Ok(_) => None,
+            Err(e) => Some(Err(io_error("listing", dir, e))),
+        }
+    }))
 }
 
 /// Whether `name` is a temporary this backend makes: `.<final name>.<16 hex>.tmp`.

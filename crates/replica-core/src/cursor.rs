@@ -62,9 +62,11 @@ struct Shared {
 
 #[derive(Default)]
 struct State {
-    /// Indexes still to be read from the store, ascending and unique.
+    /// Indexes still to be read from the store, ascending and unique. The
+    /// front stays here while it is read, so a `next` cancelled mid-read
+    /// (dropped future) loses nothing: the read is simply done again.
     pending: VecDeque<u64>,
-    /// The index being read from the store right now (counts as pending).
+    /// The front of `pending` while it is being read.
     loading: Option<u64>,
     /// Segments appended at `loading` while it was read, merged in afterwards.
     appended_while_loading: Vec<WalSegmentInfo>,
@@ -79,7 +81,7 @@ struct State {
 
 impl State {
     fn max_pending(&self) -> Option<u64> {
-        self.pending.back().copied().max(self.loading)
+        self.pending.back().copied()
     }
 }
 
@@ -172,6 +174,9 @@ impl WalSegmentCursor {
             let loaded = self.source.segments(index).await;
             let mut state = self.shared.lock();
             state.loading = None;
+            if state.pending.front() == Some(&index) {
+                state.pending.pop_front();
+            }
             let appended = std::mem::take(&mut state.appended_while_loading);
             match loaded {
                 Ok(mut segments) => {
@@ -211,7 +216,7 @@ impl WalSegmentCursor {
         if let Some(info) = state.buffered.pop_front() {
             return Step::Yield(Some(Ok(info)));
         }
-        match state.pending.pop_front() {
+        match state.pending.front().copied() {
             Some(index) => {
                 state.loading = Some(index);
                 Step::Load(index)

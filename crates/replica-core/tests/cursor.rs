@@ -288,6 +288,50 @@ async fn appended_index_above_i64_max_is_invalid() {
         .is_invalid_argument());
 }
 
+/// A source whose reads of an index wait until released.
+struct Gated {
+    store: Store,
+    open: Arc<tokio::sync::Semaphore>,
+}
+
+#[async_trait]
+impl WalSegmentSource for Gated {
+    async fn indexes(&self) -> Result<Vec<u64>> {
+        self.store.indexes().await
+    }
+    async fn segments(&self, index: u64) -> Result<Vec<WalSegmentInfo>> {
+        let _permit = self.open.acquire().await.unwrap();
+        self.store.segments(index).await
+    }
+}
+
+#[tokio::test]
+async fn a_next_cancelled_while_reading_loses_nothing() {
+    let store = Store::with(&[(1, 0), (1, 8)]);
+    let open = Arc::new(tokio::sync::Semaphore::new(0));
+    let source = Gated {
+        store: store.clone(),
+        open: open.clone(),
+    };
+    let mut cursor = WalSegmentCursor::open(gen(), Arc::new(source))
+        .await
+        .unwrap();
+    // The read of index 1 is under way when the future is dropped, and a
+    // writer appends to that index and the next meanwhile.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(20), cursor.next())
+            .await
+            .is_err()
+    );
+    store.put(1, 16);
+    cursor.append(seg(1, 16)).unwrap();
+    store.put(2, 0);
+    cursor.append(seg(2, 0)).unwrap();
+    open.add_permits(100);
+    let all = cursor.collect_all().await.unwrap();
+    assert_eq!(positions(&all), [(1, 0), (1, 8), (1, 16), (2, 0)]);
+}
+
 #[tokio::test]
 async fn a_store_error_is_sticky() {
     let store = Store::with(&[(0, 0), (1, 0), (2, 0)]);

@@ -28,7 +28,17 @@ pub const WAL_SEGMENT_EXT: &str = ".wal.lz4";
 
 /// Formats an index or offset as 16 lowercase hex digits.
 pub fn format_index(value: u64) -> String {
-    format!("{value:016x}")
+    let mut out = String::with_capacity(16);
+    push_hex16(&mut out, value);
+    out
+}
+
+/// Appends 16 lowercase hex digits (paths are built on hot paths: no `fmt`).
+fn push_hex16(out: &mut String, value: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for shift in (0..16).rev() {
+        out.push(DIGITS[((value >> (shift * 4)) & 0xf) as usize] as char);
+    }
 }
 
 /// Parses exactly 16 lowercase hex digits with a value of at most [`MAX_INDEX`].
@@ -101,18 +111,41 @@ pub fn wal_segment_file_name(offset: u64) -> Result<String> {
 /// Full path of a snapshot; checks the index.
 pub fn snapshot_path(generation: &Generation, index: u64) -> Result<String> {
     check_index(index)?;
-    Ok(format!(
-        "{GENERATIONS_DIR}/{generation}/{SNAPSHOTS_DIR}/{index:016x}{SNAPSHOT_EXT}"
-    ))
+    let mut out = String::with_capacity(64);
+    for part in [
+        GENERATIONS_DIR,
+        "/",
+        generation.as_str(),
+        "/",
+        SNAPSHOTS_DIR,
+        "/",
+    ] {
+        out.push_str(part);
+    }
+    push_hex16(&mut out, index);
+    out.push_str(SNAPSHOT_EXT);
+    Ok(out)
 }
 
 /// Full path of a WAL segment; checks index and offset.
 pub fn wal_segment_path(pos: &Pos) -> Result<String> {
     check_pos(pos)?;
-    Ok(format!(
-        "{GENERATIONS_DIR}/{}/{WAL_DIR}/{:016x}/{:016x}{WAL_SEGMENT_EXT}",
-        pos.generation, pos.index, pos.offset
-    ))
+    let mut out = String::with_capacity(80);
+    for part in [
+        GENERATIONS_DIR,
+        "/",
+        pos.generation.as_str(),
+        "/",
+        WAL_DIR,
+        "/",
+    ] {
+        out.push_str(part);
+    }
+    push_hex16(&mut out, pos.index);
+    out.push('/');
+    push_hex16(&mut out, pos.offset);
+    out.push_str(WAL_SEGMENT_EXT);
+    Ok(out)
 }
 
 /// Full paths of several WAL segments; checks all before returning any, so a
@@ -198,6 +231,13 @@ mod tests {
             wal_segment_path(&pos).unwrap(),
             "generations/0123456789abcdef/wal/0000000000000001/0000000000001038.wal.lz4"
         );
+    }
+
+    #[test]
+    fn hex_formatting_matches_fmt() {
+        for v in [0, 1, 0xa, 0x3e8, 0xdead_beef, MAX_INDEX, u64::MAX] {
+            assert_eq!(format_index(v), format!("{v:016x}"));
+        }
     }
 
     #[test]

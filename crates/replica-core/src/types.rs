@@ -23,8 +23,9 @@ pub const GENERATION_LEN: usize = 16;
 /// assert_eq!(g.as_str(), "0123456789abcdef");
 /// assert!("../etc".parse::<Generation>().unwrap_err().is_invalid_argument());
 /// ```
+// Stored inline: cloning a generation (once per listed segment) never allocates.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Generation(String);
+pub struct Generation([u8; GENERATION_LEN]);
 
 impl Generation {
     /// Validates `name` and wraps it.
@@ -42,17 +43,20 @@ impl Generation {
                 "invalid generation {shown:?}: must be exactly 16 lowercase hex digits"
             )));
         }
-        Ok(Generation(name.to_owned()))
+        let mut bytes = [0u8; GENERATION_LEN];
+        bytes.copy_from_slice(name.as_bytes());
+        Ok(Generation(bytes))
     }
 
     /// A fresh random generation name.
     pub fn random() -> Self {
-        Generation(format!("{:016x}", rand::random::<u64>()))
+        Generation::new(crate::layout::format_index(rand::random::<u64>())).expect("16 hex digits")
     }
 
     /// The name as a string slice.
     pub fn as_str(&self) -> &str {
-        &self.0
+        // Only ever built from 16 ASCII hex digits, so always valid UTF-8.
+        std::str::from_utf8(&self.0).expect("generation names are ASCII")
     }
 }
 
@@ -63,13 +67,13 @@ pub(crate) fn is_lower_hex(s: &str) -> bool {
 
 impl fmt::Display for Generation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
 impl fmt::Debug for Generation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Generation({})", self.0)
+        write!(f, "Generation({})", self.as_str())
     }
 }
 
@@ -82,7 +86,7 @@ impl FromStr for Generation {
 
 impl AsRef<str> for Generation {
     fn as_ref(&self) -> &str {
-        &self.0
+        self.as_str()
     }
 }
 

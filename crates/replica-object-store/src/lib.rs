@@ -129,7 +129,11 @@ impl ObjectStoreClient {
         let joined = if self.inner.prefix.is_empty() {
             layout_path.to_owned()
         } else {
-            format!("{}/{layout_path}", self.inner.prefix)
+            let mut joined = String::with_capacity(self.inner.prefix.len() + 1 + layout_path.len());
+            joined.push_str(&self.inner.prefix);
+            joined.push('/');
+            joined.push_str(layout_path);
+            joined
         };
         // Layout paths are always valid keys; only an odd prefix needs encoding.
         Path::parse(&joined).unwrap_or_else(|_| Path::from_iter(joined.split('/')))
@@ -272,10 +276,9 @@ impl ObjectStoreClient {
         match self.inner.store.get(&key).await {
             Ok(result) => {
                 let client = self.clone();
-                let key_text = key.to_string();
                 Ok(result
                     .into_stream()
-                    .map_err(move |e| client.error(&format!("reading {key_text}"), e))
+                    .map_err(move |e| client.error(&format!("reading {key}"), e))
                     .boxed())
             }
             Err(object_store::Error::NotFound { .. }) => Err(Error::not_found(layout_path)),

@@ -1,4 +1,6 @@
-//! `generations`, `snapshots` and `wal`: tables and JSON.
+//! `generations`, `snapshots` and `wal`: tables and JSON, printed as listed.
+
+use std::io::Write;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use replica::{newest_generation, Generation, ReplicaClient, TimeBounds};
@@ -126,34 +128,31 @@ pub(crate) async fn snapshots(
     generation: Option<Generation>,
     json: bool,
 ) -> Result<(), Exit> {
-    let mut rows = Vec::new();
+    let header = format!(
+        "{:<18} {:>16} {:>14} {:<20}",
+        "generation", "index", "size", "created"
+    );
+    let mut rows = Rows::start(json, &header)?;
     for g in crate::chosen(client, generation).await? {
         for s in client.snapshots(&g).await? {
-            rows.push(SnapshotRow {
+            let r = SnapshotRow {
                 generation: g.to_string(),
                 index: s.index,
                 size: s.size,
                 created_at: s.created_at,
-            });
+            };
+            rows.row(&r, || {
+                format!(
+                    "{:<18} {:>16x} {:>14} {:<20}",
+                    r.generation,
+                    r.index,
+                    r.size,
+                    time(r.created_at)
+                )
+            })?;
         }
     }
-    if json {
-        return print_json(&rows);
-    }
-    println!(
-        "{:<18} {:>16} {:>14} {:<20}",
-        "generation", "index", "size", "created"
-    );
-    for r in &rows {
-        println!(
-            "{:<18} {:>16x} {:>14} {:<20}",
-            r.generation,
-            r.index,
-            r.size,
-            time(r.created_at)
-        );
-    }
-    Ok(())
+    rows.finish()
 }
 
 #[derive(Serialize)]
@@ -171,36 +170,78 @@ pub(crate) async fn wal(
     generation: Option<Generation>,
     json: bool,
 ) -> Result<(), Exit> {
-    let mut rows = Vec::new();
+    let header = format!(
+        "{:<18} {:>16} {:>16} {:>14} {:<20}",
+        "generation", "index", "offset", "size", "created"
+    );
+    let mut rows = Rows::start(json, &header)?;
     for g in crate::chosen(client, generation).await? {
         let mut cursor = client.wal_segments(&g).await?;
         while let Some(s) = cursor.next().await {
             let s = s?;
-            rows.push(WalRow {
+            let r = WalRow {
                 generation: g.to_string(),
                 index: s.index,
                 offset: s.offset,
                 size: s.size,
                 created_at: s.created_at,
-            });
+            };
+            rows.row(&r, || {
+                format!(
+                    "{:<18} {:>16x} {:>16x} {:>14} {:<20}",
+                    r.generation,
+                    r.index,
+                    r.offset,
+                    r.size,
+                    time(r.created_at)
+                )
+            })?;
         }
     }
-    if json {
-        return print_json(&rows);
+    rows.finish()
+}
+
+/// Prints rows as they are listed, so a generation of a million segments is
+/// never held in memory: a table, or a JSON array written element by element.
+struct Rows {
+    json: bool,
+    count: usize,
+    out: std::io::StdoutLock<'static>,
+}
+
+impl Rows {
+    fn start(json: bool, header: &str) -> Result<Rows, Exit> {
+        let mut rows = Rows {
+            json,
+            count: 0,
+            out: std::io::stdout().lock(),
+        };
+        let first = if json { "[" } else { header };
+        rows.write(first)?;
+        Ok(rows)
     }
-    println!(
-        "{:<18} {:>16} {:>16} {:>14} {:<20}",
-        "generation", "index", "offset", "size", "created"
-    );
-    for r in &rows {
-        println!(
-            "{:<18} {:>16x} {:>16x} {:>14} {:<20}",
-            r.generation,
-            r.index,
-            r.offset,
-            r.size,
-            time(r.created_at)
-        );
+
+    fn row<T: Serialize>(&mut self, row: &T, line: impl FnOnce() -> String) -> Result<(), Exit> {
+        let text = if self.json {
+            let element = serde_json::to_string(row).map_err(|e| format!("encoding JSON: {e}"))?;
+            format!("{}  {element}", if self.count == 0 { "" } else { "," })
+        } else {
+            line()
+        };
+        self.count += 1;
+        self.write(&text)
     }
-    Ok(())
+
+    fn finish(mut self) -> Result<(), Exit> {
+        if self.json {
+            self.write("]")?;
+        }
+        self.out
+            .flush()
+            .map_err(|e| Exit::Error(format!("writing stdout: {e}")))
+    }
+
+    fn write(&mut self, line: &str) -> Result<(), Exit> {
+        writeln!(self.out, "{line}").map_err(|e| Exit::Error(format!("writing stdout: {e}")))
+    }
 }

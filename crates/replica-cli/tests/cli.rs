@@ -6,14 +6,17 @@ fn replica() -> Command {
     Command::cargo_bin("replica").expect("binary built")
 }
 
+/// Writes `data` at `rel` under `root`, creating directories.
+fn write_file(root: &std::path::Path, rel: &str, data: &[u8]) {
+    let p = root.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, data).unwrap();
+}
+
 /// A file replica with two generations, written by hand in the SPEC layout.
 fn make_replica() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let put = |rel: &str, data: &[u8]| {
-        let p = dir.path().join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, data).unwrap();
-    };
+    let put = |rel: &str, data: &[u8]| write_file(dir.path(), rel, data);
     put(
         "generations/00000000000000a1/snapshots/0000000000000001.snapshot.lz4",
         b"0123456789",
@@ -183,11 +186,7 @@ fn conformance_on_a_url_gives_each_case_a_fresh_location() {
 #[test]
 fn cat_writes_decompressed_bytes_and_rejects_corrupt_objects() {
     let dir = tempfile::tempdir().unwrap();
-    let put = |rel: &str, data: &[u8]| {
-        let p = dir.path().join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, data).unwrap();
-    };
+    let put = |rel: &str, data: &[u8]| write_file(dir.path(), rel, data);
     let g = "generations/00000000000000a1";
     put(
         &format!("{g}/snapshots/0000000000000001.snapshot.lz4"),
@@ -236,11 +235,7 @@ fn cat_writes_decompressed_bytes_and_rejects_corrupt_objects() {
 /// A sound replica: snapshot at 1, WAL index 1 with two contiguous segments, index 2.
 fn sound_replica() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let put = |rel: &str, data: &[u8]| {
-        let p = dir.path().join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, replica::lz4::compress(data)).unwrap();
-    };
+    let put = |rel: &str, data: &[u8]| write_file(dir.path(), rel, &replica::lz4::compress(data));
     let g = "generations/00000000000000a1";
     put(
         &format!("{g}/snapshots/0000000000000001.snapshot.lz4"),

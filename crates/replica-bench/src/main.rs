@@ -24,9 +24,9 @@ use replica_core::lz4::{compress_stream, decompress_stream};
 use replica_core::{
     bytes_stream, reader_stream, Generation, Pos, ReplicaClient, WalSegmentCursor, WalSegmentInfo,
 };
-use replica_file::FileClient;
+use replica_file::{FileClient, FileStore};
 use replica_memory::MemoryClient;
-use replica_object_store::ObjectStoreClient;
+use replica_object_store::{ObjectKeyStore, ObjectStoreClient};
 use serde::Serialize;
 
 /// One line of the report.
@@ -92,7 +92,7 @@ fn pos(index: u64, offset: u64) -> Pos {
 
 /// Ops/s of `write_wal_segment` on the file backend.
 async fn durable_writes_ours(dir: &Path, s: &Sizes, rep: usize, data: &Bytes) -> f64 {
-    let client = FileClient::new(dir.join(format!("dw-ours-{rep}")));
+    let client = FileClient::new(FileStore::new(dir.join(format!("dw-ours-{rep}"))));
     client
         .write_wal_segment(&pos(0, 0), bytes_stream(data.clone()))
         .await
@@ -209,11 +209,11 @@ async fn listing_times(
     reps: usize,
     with_object_store: bool,
 ) -> (f64, f64, f64) {
-    let file = FileClient::new(root);
-    let local = ObjectStoreClient::new(
+    let file = FileClient::new(FileStore::new(root));
+    let local = ObjectStoreClient::new(ObjectKeyStore::new(
         Arc::new(object_store::local::LocalFileSystem::new_with_prefix(root).expect("local fs")),
         "",
-    );
+    ));
     let (mut ours, mut raw, mut os) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..reps {
         let t = Instant::now();
@@ -346,7 +346,7 @@ async fn streaming(dir: &Path, s: &Sizes) -> Vec<Figure> {
     }
     let mib = s.stream_bytes as f64 / (1 << 20) as f64;
     let lz4 = Command::new("lz4").arg("--version").output().is_ok();
-    let client = FileClient::new(dir.join("stream-replica"));
+    let client = FileClient::new(FileStore::new(dir.join("stream-replica")));
     // Reset the peak-RSS mark so earlier phases do not count.
     let _ = std::fs::write("/proc/self/clear_refs", "5");
     let (mut write, mut read, mut tool, mut tool_read) =
@@ -451,7 +451,10 @@ async fn overhead(s: &Sizes) -> Vec<Figure> {
     let (mut ours, mut direct, mut memory) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..s.reps {
         let store = Arc::new(InMemory::new());
-        let client = ObjectStoreClient::new(store.clone() as Arc<dyn ObjectStore>, "p");
+        let client = ObjectStoreClient::new(ObjectKeyStore::new(
+            store.clone() as Arc<dyn ObjectStore>,
+            "p",
+        ));
         let t = Instant::now();
         for i in 0..s.overhead_ops {
             let p = pos(i / 100, (i % 100) * 1024);
@@ -504,7 +507,7 @@ async fn overhead(s: &Sizes) -> Vec<Figure> {
         assert_eq!(n, s.overhead_ops);
         direct.push(s.overhead_ops as f64 / t.elapsed().as_secs_f64());
 
-        let mem = MemoryClient::new();
+        let mem = MemoryClient::default();
         let t = Instant::now();
         for i in 0..s.overhead_ops {
             let p = pos(i / 100, (i % 100) * 1024);

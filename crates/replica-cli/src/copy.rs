@@ -2,7 +2,10 @@
 //!
 //! Objects already present at the destination with the same size are
 //! skipped; writes are atomic, so an interrupted copy is simply run again.
-//! Nothing at the destination is deleted.
+//! Nothing at the destination is deleted. Source and destination may use
+//! different layouts: objects are read and written by position, so names are
+//! rewritten; a position the destination's layout cannot name is refused
+//! before anything is copied.
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use replica::{Generation, ReplicaClient};
@@ -41,6 +44,20 @@ pub(crate) async fn copy(
                 .into_iter()
                 .map(Object::Segment),
         );
+    }
+    let layout = dst.layout();
+    for object in &objects {
+        let checked = match object {
+            Object::Snapshot(g, index, _) => layout.snapshot_key(g, *index).map(drop),
+            Object::Segment(s) => layout.wal_segment_key(&s.pos()).map(drop),
+        };
+        checked.map_err(|e| {
+            format!(
+                "cannot copy into the {layout} layout: {e}; nothing was copied (copy into a \
+                 {} destination instead)",
+                src.layout()
+            )
+        })?;
     }
     let total_bytes = objects
         .iter()

@@ -4,67 +4,82 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use replica::{Layout, StoreClient};
 use replica_conformance::{DirPlanter, Fixture, FnPlanter};
-use replica_file::FileClient;
-use replica_memory::MemoryClient;
-use replica_object_store::ObjectStoreClient;
+use replica_file::FileStore;
+use replica_memory::MemoryStore;
+use replica_object_store::ObjectKeyStore;
 
-pub(crate) fn memory(client: MemoryClient) -> Fixture {
-    let raw = client.clone();
-    Fixture::new(client).with_planter(FnPlanter(move |path: String, data| {
-        raw.insert_raw(&path, data);
-        async { Ok(()) }
-    }))
+pub(crate) fn memory(store: MemoryStore, layout: Layout) -> Fixture {
+    let raw = store.clone();
+    Fixture::new(StoreClient::with_layout(store, layout)).with_planter(FnPlanter(
+        move |path: String, data| {
+            raw.insert_raw(&path, data);
+            async { Ok(()) }
+        },
+    ))
 }
 
-pub(crate) fn file(root: PathBuf) -> Fixture {
-    Fixture::new(FileClient::new(&root)).with_planter(DirPlanter(root))
+pub(crate) fn file(root: PathBuf, layout: Layout) -> Fixture {
+    Fixture::new(StoreClient::with_layout(FileStore::new(&root), layout))
+        .with_planter(DirPlanter(root))
 }
 
-pub(crate) fn object_store(client: ObjectStoreClient) -> Fixture {
-    let raw = client.clone();
-    Fixture::new(client).with_planter(FnPlanter(move |path: String, data| {
-        let raw = raw.clone();
-        async move { raw.insert_raw(&path, data).await }
-    }))
+pub(crate) fn object_store(store: ObjectKeyStore, layout: Layout) -> Fixture {
+    let raw = store.clone();
+    Fixture::new(StoreClient::with_layout(store, layout)).with_planter(FnPlanter(
+        move |path: String, data| {
+            let raw = raw.clone();
+            async move { raw.insert_raw(&path, data).await }
+        },
+    ))
 }
 
 /// object_store's LocalFileSystem in a fresh temporary directory.
-pub(crate) fn object_store_local() -> Result<Fixture, String> {
+pub(crate) fn object_store_local(layout: Layout) -> Result<Fixture, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let store = object_store::local::LocalFileSystem::new_with_prefix(dir.path())
         .map_err(|e| e.to_string())?;
-    let client = ObjectStoreClient::new(Arc::new(store), "")
+    let store = ObjectKeyStore::new(Arc::new(store), "")
         .with_kind("object_store_local")
         .with_multipart_threshold(5 << 20);
-    Ok(Fixture::new(client)
+    Ok(Fixture::new(StoreClient::with_layout(store, layout))
         .with_planter(DirPlanter(dir.path().to_owned()))
         .keep(dir))
 }
 
 /// The fixture for a replica location as `replica::open` understands it,
-/// with raw access where the backend allows it.
-pub(crate) fn for_location(location: &str) -> Result<Fixture, String> {
+/// in `layout`, with raw access where the backend allows it.
+pub(crate) async fn for_location(location: &str, layout: Layout) -> Result<Fixture, String> {
     if !location.contains("://") {
-        return Ok(file(PathBuf::from(location)));
+        return Ok(file(PathBuf::from(location), layout));
     }
     let url = url::Url::parse(location).map_err(|e| format!("bad URL {location:?}: {e}"))?;
     match url.scheme() {
         "file" => url
             .to_file_path()
-            .map(file)
+            .map(|root| file(root, layout))
             .map_err(|()| format!("bad file URL {location:?}")),
-        "memory" => Ok(memory(MemoryClient::named(&format!(
-            "{}{}",
-            url.host_str().unwrap_or(""),
-            url.path()
-        )))),
+        "memory" => Ok(memory(
+            MemoryStore::named(&format!("{}{}", url.host_str().unwrap_or(""), url.path())),
+            layout,
+        )),
         scheme if replica_object_store::OBJECT_STORE_SCHEMES.contains(&scheme) => {
-            let client = replica_object_store::open_url(&url).map_err(|e| e.to_string())?;
-            Ok(object_store(client.with_multipart_threshold(5 << 20)))
+            let store = replica_object_store::open_url(&url).map_err(|e| e.to_string())?;
+            Ok(object_store(
+                store.with_multipart_threshold(5 << 20),
+                layout,
+            ))
         }
-        _ => replica::open(location)
-            .map(Fixture::from_arc)
-            .map_err(|e| e.to_string()),
+        _ => {
+            let options = replica::OpenOptions {
+                layout: Some(layout),
+                ..replica::OpenOptions::default()
+            };
+            replica::open_with(location, options)
+                .await
+                .map(Fixture::from_arc)
+                .map_err(|e| e.to_string())
+        }
     }
 }

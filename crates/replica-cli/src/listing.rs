@@ -20,6 +20,7 @@ fn print_json<T: Serialize>(rows: &[T]) -> Result<(), Exit> {
 
 #[derive(Serialize)]
 struct GenerationRow {
+    layout: &'static str,
     generation: String,
     latest: bool,
     snapshots: usize,
@@ -55,6 +56,11 @@ mod rfc3339 {
     }
 }
 
+/// The first line of a table: which layout was read.
+fn layout_line(layout: replica::Layout) -> String {
+    format!("layout: {layout}")
+}
+
 pub(crate) async fn generations(client: &dyn ReplicaClient, json: bool) -> Result<(), Exit> {
     let mut rows = Vec::new();
     let mut all_bounds = Vec::new();
@@ -77,6 +83,7 @@ pub(crate) async fn generations(client: &dyn ReplicaClient, json: bool) -> Resul
             all_bounds.push((g.clone(), b));
         }
         rows.push(GenerationRow {
+            layout: client.layout().name(),
             generation: g.to_string(),
             latest: false,
             snapshots: snapshots.len(),
@@ -94,6 +101,7 @@ pub(crate) async fn generations(client: &dyn ReplicaClient, json: bool) -> Resul
     if json {
         return print_json(&rows);
     }
+    println!("{}", layout_line(client.layout()));
     println!(
         "{:<18} {:<20} {:<20} {:>9} {:>12} {:>14}",
         "generation", "first snapshot", "last snapshot", "snapshots", "wal segments", "bytes"
@@ -116,6 +124,7 @@ pub(crate) async fn generations(client: &dyn ReplicaClient, json: bool) -> Resul
 
 #[derive(Serialize)]
 struct SnapshotRow {
+    layout: &'static str,
     generation: String,
     index: u64,
     size: u64,
@@ -132,10 +141,11 @@ pub(crate) async fn snapshots(
         "{:<18} {:>16} {:>14} {:<20}",
         "generation", "index", "size", "created"
     );
-    let mut rows = Rows::start(json, &header)?;
+    let mut rows = Rows::start(json, client.layout(), &header)?;
     for g in crate::chosen(client, generation).await? {
         for s in client.snapshots(&g).await? {
             let r = SnapshotRow {
+                layout: client.layout().name(),
                 generation: g.to_string(),
                 index: s.index,
                 size: s.size,
@@ -157,6 +167,7 @@ pub(crate) async fn snapshots(
 
 #[derive(Serialize)]
 struct WalRow {
+    layout: &'static str,
     generation: String,
     index: u64,
     offset: u64,
@@ -174,12 +185,13 @@ pub(crate) async fn wal(
         "{:<18} {:>16} {:>16} {:>14} {:<20}",
         "generation", "index", "offset", "size", "created"
     );
-    let mut rows = Rows::start(json, &header)?;
+    let mut rows = Rows::start(json, client.layout(), &header)?;
     for g in crate::chosen(client, generation).await? {
         let mut cursor = client.wal_segments(&g).await?;
         while let Some(s) = cursor.next().await {
             let s = s?;
             let r = WalRow {
+                layout: client.layout().name(),
                 generation: g.to_string(),
                 index: s.index,
                 offset: s.offset,
@@ -210,14 +222,19 @@ struct Rows {
 }
 
 impl Rows {
-    fn start(json: bool, header: &str) -> Result<Rows, Exit> {
+    /// Starts the output: `[`, or the layout line and the table header.
+    fn start(json: bool, layout: replica::Layout, header: &str) -> Result<Rows, Exit> {
         let mut rows = Rows {
             json,
             count: 0,
             out: std::io::stdout().lock(),
         };
-        let first = if json { "[" } else { header };
-        rows.write(first)?;
+        if json {
+            rows.write("[")?;
+        } else {
+            rows.write(&layout_line(layout))?;
+            rows.write(header)?;
+        }
         Ok(rows)
     }
 

@@ -8,8 +8,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use replica::{Generation, ReplicaClient};
+use replica::{Generation, Layout, ReplicaClient};
 use replica_conformance::{report, run_suite, Report};
+use replica_memory::MemoryStore;
 
 mod copy;
 mod fixtures;
@@ -23,6 +24,12 @@ mod verify;
     about = "Inspect SQLite replicas and test replica backends"
 )]
 struct Cli {
+    /// Replica layout: litestream-0.3 (released Litestream) or litestream-0.4
+    /// (its 0.4 betas). Default: the layout the replica's objects are in, or
+    /// litestream-0.4 for an empty one. Same as `?layout=` on a URL; for
+    /// `copy` it names the source's layout.
+    #[arg(long, global = true, value_name = "L")]
+    layout: Option<replica::Layout>,
     #[command(subcommand)]
     command: Command,
 }
@@ -78,13 +85,18 @@ enum Command {
         /// Only this generation.
         #[arg(long)]
         generation: Option<String>,
+        /// The destination's layout (default: the one its objects are in, or
+        /// the source's for an empty destination). Copying between layouts
+        /// rewrites the names.
+        #[arg(long, value_name = "L")]
+        dst_layout: Option<replica::Layout>,
     },
     /// Write one object's decompressed bytes to stdout.
     Cat {
         /// Replica URL.
         url: String,
         /// A WAL segment as `<generation>/<index>:<offset>`, or a snapshot as
-        /// `<generation>/<index>` (16 hex digits each).
+        /// `<generation>/<index>` (16 hex digits each, whatever the layout).
         object: String,
     },
     /// Run the conformance suite and print the parity matrix (cases × backends).
@@ -116,7 +128,7 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
     };
-    match runtime.block_on(run(cli.command)) {
+    match runtime.block_on(run(cli.command, cli.layout)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Exit::Code(code)) => code,
         Err(Exit::Error(message)) => fail(&message),
@@ -128,45 +140,67 @@ fn fail(message: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
-fn open(url: &str) -> Result<Arc<dyn ReplicaClient>, String> {
-    replica::open(url).map_err(|e| e.to_string())
+async fn open(url: &str, layout: Option<replica::Layout>) -> Result<Arc<dyn ReplicaClient>, Exit> {
+    let options = replica::OpenOptions {
+        layout,
+        ..replica::OpenOptions::default()
+    };
+    Ok(replica::open_with(url, options).await?)
 }
 
 fn generation_arg(g: Option<String>) -> Result<Option<Generation>, Exit> {
     Ok(g.map(|g| Generation::new(&g)).transpose()?)
 }
 
-async fn run(command: Command) -> Result<(), Exit> {
+async fn run(command: Command, layout: Option<replica::Layout>) -> Result<(), Exit> {
     match command {
-        Command::Generations { url, json } => listing::generations(&*open(&url)?, json).await,
+        Command::Generations { url, json } => {
+            listing::generations(&*open(&url, layout).await?, json).await
+        }
         Command::Snapshots {
             url,
             generation,
             json,
-        } => listing::snapshots(&*open(&url)?, generation_arg(generation)?, json).await,
+        } => {
+            let client = open(&url, layout).await?;
+            listing::snapshots(&*client, generation_arg(generation)?, json).await
+        }
         Command::Wal {
             url,
             generation,
             json,
-        } => listing::wal(&*open(&url)?, generation_arg(generation)?, json).await,
+        } => {
+            let client = open(&url, layout).await?;
+            listing::wal(&*client, generation_arg(generation)?, json).await
+        }
         Command::Verify { url, generation } => {
-            verify(&*open(&url)?, generation_arg(generation)?).await
+            verify(&*open(&url, layout).await?, generation_arg(generation)?).await
         }
         Command::Copy {
             src,
             dst,
             generation,
+            dst_layout,
         } => {
-            let (src, dst) = (open(&src)?, open(&dst)?);
+            let src = open(&src, layout).await?;
+            let options = replica::OpenOptions {
+                layout: dst_layout,
+                empty_layout: Some(src.layout()),
+            };
+            let dst = replica::open_with(&dst, options).await?;
             let generations = chosen(&*src, generation_arg(generation)?).await?;
             let done = copy::copy(&*src, &*dst, generations).await?;
             println!(
-                "copied {} objects ({} bytes), skipped {} already present",
-                done.objects, done.bytes, done.skipped
+                "copied {} objects ({} bytes), skipped {} already present ({} to {})",
+                done.objects,
+                done.bytes,
+                done.skipped,
+                src.layout(),
+                dst.layout()
             );
             Ok(())
         }
-        Command::Cat { url, object } => cat(&*open(&url)?, &object).await,
+        Command::Cat { url, object } => cat(&*open(&url, layout).await?, &object).await,
         Command::Conformance {
             urls,
             filter,
@@ -212,6 +246,7 @@ pub(crate) async fn chosen(
 
 async fn verify(client: &dyn ReplicaClient, generation: Option<Generation>) -> Result<(), Exit> {
     let generations = chosen(client, generation).await?;
+    println!("layout {}", client.layout());
     let mut defects = 0;
     for g in &generations {
         let verdict = verify::generation(client, g).await?;
@@ -264,6 +299,12 @@ async fn cat(client: &dyn ReplicaClient, object: &str) -> Result<(), Exit> {
     Ok(())
 }
 
+/// `0.3` / `0.4`: a layout in a matrix column title.
+fn layout_short(layout: Layout) -> &'static str {
+    let name = layout.name();
+    name.strip_prefix("litestream-").unwrap_or(name)
+}
+
 async fn conformance(
     urls: Vec<String>,
     filter: Option<String>,
@@ -272,29 +313,33 @@ async fn conformance(
 ) -> Result<(), Exit> {
     let filter = filter.as_deref();
     let mut reports: Vec<Report> = Vec::new();
-    if urls.is_empty() || builtin {
-        let memory =
-            || async { Ok::<_, String>(fixtures::memory(replica_memory::MemoryClient::new())) };
-        reports.push(run_suite("memory", &memory, filter).await);
-        let file = || async {
-            let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-            Ok::<_, String>(fixtures::file(dir.path().join("replica")).keep(dir))
-        };
-        reports.push(run_suite("file", &file, filter).await);
-        let local = || async { fixtures::object_store_local() };
-        reports.push(run_suite("os-local", &local, filter).await);
-    }
-    for url in &urls {
-        open(url)?;
-        let run_id = format!("conformance-{:016x}", rand::random::<u64>());
-        let base = url.trim_end_matches('/').to_owned();
-        let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let factory = move || {
-            let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let location = format!("{base}/{run_id}/case-{n:03}");
-            async move { fixtures::for_location(&location) }
-        };
-        reports.push(run_suite(url, &factory, filter).await);
+    for layout in Layout::ALL {
+        let column = |name: &str| format!("{name} {}", layout_short(layout));
+        if urls.is_empty() || builtin {
+            let memory = move || async move {
+                Ok::<_, String>(fixtures::memory(MemoryStore::new(), layout))
+            };
+            reports.push(run_suite(&column("memory"), &memory, filter).await);
+            let file = move || async move {
+                let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+                Ok::<_, String>(fixtures::file(dir.path().join("replica"), layout).keep(dir))
+            };
+            reports.push(run_suite(&column("file"), &file, filter).await);
+            let local = move || async move { fixtures::object_store_local(layout) };
+            reports.push(run_suite(&column("os-local"), &local, filter).await);
+        }
+        for url in &urls {
+            open(url, Some(layout)).await?;
+            let run_id = format!("conformance-{:016x}", rand::random::<u64>());
+            let base = url.trim_end_matches('/').to_owned();
+            let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let factory = move || {
+                let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let location = format!("{base}/{run_id}/case-{n:03}");
+                async move { fixtures::for_location(&location, layout).await }
+            };
+            reports.push(run_suite(&column(url), &factory, filter).await);
+        }
     }
     print!("{}", report::text(&reports));
     if let Some(dir) = out {

@@ -22,7 +22,10 @@ pub(crate) async fn generation(
     let snapshots = client.snapshots(g).await?;
     for s in &snapshots {
         if let Err(e) = decompressed_len(client.snapshot_reader(g, s.index).await?).await {
-            defects.push(format!("{}: {e}", layout::snapshot_path(g, s.index)?));
+            defects.push(format!(
+                "{}: {e}",
+                client.layout().snapshot_key(g, s.index)?
+            ));
         }
     }
     if snapshots.is_empty() {
@@ -37,7 +40,7 @@ pub(crate) async fn generation(
     while let Some(info) = cursor.next().await {
         let info = info?;
         segments += 1;
-        let path = layout::wal_segment_path(&info.pos())?;
+        let path = client.layout().wal_segment_key(&info.pos())?;
         match decompressed_len(client.wal_segment_reader(&info.pos()).await?).await {
             Ok(len) => {
                 if let Err(e) = contiguity.check(&info, len) {

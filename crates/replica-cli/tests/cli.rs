@@ -160,13 +160,15 @@ fn conformance_prints_the_parity_matrix_of_the_builtin_backends() {
         "{text}"
     );
     for backend in ["memory", "file", "os-local"] {
-        assert!(
-            text.contains(&format!("{backend}: ")),
-            "{backend} missing: {text}"
-        );
+        for layout in ["0.3", "0.4"] {
+            assert!(
+                text.contains(&format!("{backend} {layout}: ")),
+                "{backend} {layout} missing: {text}"
+            );
+        }
     }
     let report = json(&std::fs::read(out_dir.path().join("report.json")).unwrap());
-    assert_eq!(report.as_array().unwrap().len(), 3);
+    assert_eq!(report.as_array().unwrap().len(), 6);
     assert!(out_dir.path().join("report.md").exists());
 }
 

@@ -140,6 +140,9 @@ impl ReplicaClient for FaultyClient {
     fn kind(&self) -> &'static str {
         self.inner.kind()
     }
+    fn layout(&self) -> replica_core::Layout {
+        self.inner.layout()
+    }
     async fn generations(&self) -> Result<Vec<Generation>> {
         self.gate(FaultPoint::List).await?;
         self.inner.generations().await

@@ -52,6 +52,8 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use replica_core::async_trait;
 use replica_core::{ReplicaClient, Result};
+
+pub use replica_core::Layout;
 use serde::Serialize;
 
 mod cases;
@@ -373,11 +375,34 @@ pub fn run_case_as_test(name: &str, factory: impl Factory) {
     }
 }
 
-/// Adds the whole suite to a backend crate's tests: one `#[test]` per case,
-/// in a module `conformance`. The argument is a [`Factory`] expression; it
-/// is evaluated inside that module, which sees the enclosing items.
+/// Adds the whole suite to a backend crate's tests: one `#[test]` per case.
+///
+/// - `conformance_tests!(factory)`: a module `conformance`, for a client in
+///   one layout (the cases ask the client for its [`layout`](ReplicaClient::layout));
+///   the argument is a [`Factory`] expression.
+/// - `conformance_tests!(layouts: factory)`: the suite once per [`Layout`], in
+///   modules `conformance::litestream_03` and `conformance::litestream_04`;
+///   `factory` is called with the layout (`|layout: Layout| async move { ... }`).
+///
+/// The factory is evaluated inside the module, which sees the enclosing items.
 #[macro_export]
 macro_rules! conformance_tests {
+    (layouts: $factory:expr) => {
+        mod conformance {
+            #[allow(unused_imports)]
+            use super::*;
+            mod litestream_03 {
+                #[allow(unused_imports)]
+                use super::*;
+                $crate::for_each_case!(tests || ($factory)($crate::Layout::Litestream03));
+            }
+            mod litestream_04 {
+                #[allow(unused_imports)]
+                use super::*;
+                $crate::for_each_case!(tests || ($factory)($crate::Layout::Litestream04));
+            }
+        }
+    };
     ($factory:expr) => {
         mod conformance {
             #[allow(unused_imports)]

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use chrono::DateTime;
 use futures::TryStreamExt;
-use replica_core::layout::MAX_INDEX;
 use replica_core::{
     async_trait, bytes_stream, ByteStream, Error, Generation, Pos, ReplicaClient, Result,
     SnapshotInfo, WalSegmentCursor, WalSegmentInfo,
@@ -57,7 +56,7 @@ impl Mutant {
         match self {
             Mutant::UnsortedListing => "snapshots_are_sorted_by_index",
             Mutant::MissingReadsAsEmpty => "snapshot_reader_of_a_missing_index_is_not_found",
-            Mutant::IndexAboveMaxAccepted => "snapshot_index_above_i64_max_is_invalid",
+            Mutant::IndexAboveMaxAccepted => "snapshot_index_above_the_layout_maximum_is_invalid",
             Mutant::PartialWriteVisible => "failed_snapshot_write_stores_nothing",
             Mutant::DeleteMissingErrors => "delete_of_a_missing_snapshot_is_ok",
             Mutant::CursorIgnoresStore => "cursor_rejects_a_duplicate_offset",
@@ -94,7 +93,7 @@ impl Mutated {
 
     fn index(&self, index: u64) -> u64 {
         if self.is(Mutant::IndexAboveMaxAccepted) {
-            index & MAX_INDEX
+            index & self.inner.layout().max_index()
         } else {
             index
         }
@@ -140,6 +139,9 @@ impl Mutated {
 impl ReplicaClient for Mutated {
     fn kind(&self) -> &'static str {
         "mutant"
+    }
+    fn layout(&self) -> replica_core::Layout {
+        self.inner.layout()
     }
 
     async fn generations(&self) -> Result<Vec<Generation>> {

@@ -94,13 +94,16 @@ async fn workload(inner: Arc<dyn ReplicaClient>) {
 
 #[tokio::test]
 async fn memory_backend_under_faults() {
-    workload(Arc::new(replica_memory::MemoryClient::new())).await;
+    workload(Arc::new(replica_memory::MemoryClient::default())).await;
 }
 
 #[tokio::test]
 async fn file_backend_under_faults() {
     let dir = tempfile::tempdir().unwrap();
-    workload(Arc::new(replica_file::FileClient::new(dir.path()))).await;
+    workload(Arc::new(replica_file::FileClient::new(
+        replica_file::FileStore::new(dir.path()),
+    )))
+    .await;
     // No temporaries left behind by the failed writes.
     let mut dirs = vec![dir.path().to_owned()];
     while let Some(d) = dirs.pop() {
@@ -122,7 +125,7 @@ async fn file_backend_under_faults() {
 async fn object_store_backend_under_faults() {
     let store = Arc::new(object_store::memory::InMemory::new());
     workload(Arc::new(replica_object_store::ObjectStoreClient::new(
-        store, "f",
+        replica_object_store::ObjectKeyStore::new(store, "f"),
     )))
     .await;
 }

@@ -20,7 +20,7 @@ fn the_suite_has_at_least_sixty_cases_with_unique_names() {
 async fn every_mutant_is_caught_by_its_named_case() {
     for mutant in Mutant::ALL {
         let factory = move || async move {
-            let client = mutant.wrap(Arc::new(MemoryClient::new()));
+            let client = mutant.wrap(Arc::new(MemoryClient::default()));
             Ok::<_, String>(Fixture::new(client))
         };
         let case = all_cases()
@@ -35,7 +35,7 @@ async fn every_mutant_is_caught_by_its_named_case() {
             case.name
         );
         // The same case passes on the sound backend: the failure is the mutant's.
-        let sound = || async { Ok::<_, String>(Fixture::new(MemoryClient::new())) };
+        let sound = || async { Ok::<_, String>(Fixture::new(MemoryClient::default())) };
         assert_eq!(
             run_case(&case, &sound).await.outcome,
             Outcome::Pass,
@@ -48,7 +48,7 @@ async fn every_mutant_is_caught_by_its_named_case() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_model_check_catches_and_shrinks_a_mutant() {
     let factory = || async {
-        let client = Mutant::PartialWriteVisible.wrap(Arc::new(MemoryClient::new()));
+        let client = Mutant::PartialWriteVisible.wrap(Arc::new(MemoryClient::default()));
         Ok::<_, String>(Fixture::new(client))
     };
     let report = run_suite("mutant", &factory, Some("reference_model")).await;

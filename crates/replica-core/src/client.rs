@@ -9,6 +9,7 @@ use tokio::io::AsyncRead;
 
 use crate::cursor::WalSegmentCursor;
 use crate::error::{Error, Result};
+use crate::layout::Layout;
 use crate::types::{Generation, Pos, SnapshotInfo, WalSegmentInfo};
 
 /// A stream of byte chunks: how data goes into and comes out of a client.
@@ -27,12 +28,18 @@ pub type ByteStream = BoxStream<'static, Result<Bytes>>;
 /// - listings are sorted ascending and skip non-canonical names;
 /// - a missing generation lists as empty, a missing object reads as
 ///   [`Error::NotFound`], and deleting a missing object is `Ok`;
-/// - indexes and offsets above 2^63-1 are [`Error::InvalidArgument`] before any I/O;
+/// - indexes and offsets its layout cannot name (above 2^63-1, or 8 hex
+///   digits in the Litestream 0.3 layout) are [`Error::InvalidArgument`] before any I/O;
 /// - writes are atomic: a reader sees the old object or the new one, never a prefix.
 #[async_trait]
 pub trait ReplicaClient: Send + Sync + fmt::Debug {
     /// A short static name of the backend: `file`, `memory`, `s3`, ...
     fn kind(&self) -> &'static str;
+
+    /// The layout this client reads and writes (see [`Layout`]).
+    fn layout(&self) -> Layout {
+        Layout::default()
+    }
 
     /// Names of existing generations, ascending; a missing root is an empty list.
     async fn generations(&self) -> Result<Vec<Generation>>;
@@ -98,6 +105,37 @@ where
     tokio_util::io::ReaderStream::with_capacity(reader, chunk_size)
         .map_err(|e| Error::io("reading input", e))
         .boxed()
+}
+
+/// The first chunks of a stream, read until at least `limit` bytes or the
+/// end: what a backend looks at to choose between one small write and a
+/// streamed (or multipart) one.
+#[derive(Debug, Default)]
+pub struct Head {
+    /// The chunks read, in order.
+    pub chunks: Vec<Bytes>,
+    /// Their total length.
+    pub len: usize,
+    /// Whether the stream ended within the limit (`chunks` is then all of it).
+    pub complete: bool,
+}
+
+/// Reads the [`Head`] of `stream`: chunks until `limit` bytes or the end.
+pub async fn read_head(stream: &mut ByteStream, limit: usize) -> Result<Head> {
+    let mut head = Head::default();
+    while head.len < limit {
+        match stream.try_next().await? {
+            Some(chunk) => {
+                head.len += chunk.len();
+                head.chunks.push(chunk);
+            }
+            None => {
+                head.complete = true;
+                break;
+            }
+        }
+    }
+    Ok(head)
 }
 
 /// Reads a whole stream into memory. Meant for small objects (WAL segments,

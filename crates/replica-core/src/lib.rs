@@ -4,8 +4,10 @@
 //! A replica stores SQLite replication data in the Litestream layout:
 //! generations of snapshots and WAL segments. This crate holds:
 //! - the value types [`Generation`], [`Pos`], [`SnapshotInfo`], [`WalSegmentInfo`];
-//! - [`layout`]: canonical names and paths, and their strict parsing;
-//! - the [`ReplicaClient`] trait that backends implement, with data as [`ByteStream`]s;
+//! - [`layout`]: the [`Layout`]s (Litestream 0.3 and 0.4): names, keys, strict parsing;
+//! - [`store`]: the [`KeyStore`] trait backends implement, and [`StoreClient`],
+//!   the one [`ReplicaClient`] over any key store;
+//! - the [`ReplicaClient`] trait (the contract the conformance suite checks), with data as [`ByteStream`]s;
 //! - the [`WalSegmentCursor`] with the append-validation rules;
 //! - [`lz4`]: streaming LZ4 frame adapters;
 //! - [`ReplicaClientExt`]: operations over any client (latest generation,
@@ -22,17 +24,21 @@ pub mod error;
 pub mod layout;
 pub mod lz4;
 pub mod ops;
+pub mod store;
 pub mod types;
 
 pub use client::{
-    bytes_stream, collect_bytes, reader_stream, ByteStream, ReplicaClient, WalSegmentSource,
+    bytes_stream, collect_bytes, read_head, reader_stream, ByteStream, Head, ReplicaClient,
+    WalSegmentSource,
 };
 pub use contiguity::{decompressed_len, WalContiguity};
 pub use cursor::{WalAppender, WalSegmentCursor};
 pub use error::{AppendError, Error, Result};
+pub use layout::Layout;
 pub use ops::{
     newest_generation, ReplicaClientExt, RestorePlan, RestoreSink, RestoreTarget, TimeBounds,
 };
+pub use store::{layouts_present, KeyStore, Listing, ObjectMeta, StoreClient};
 pub use types::{Generation, Pos, SnapshotInfo, WalSegmentInfo};
 
 /// Re-exported so backends implement [`ReplicaClient`] with the same macro version.

@@ -4,12 +4,18 @@
 //! format that the reference `lz4` tool reads and writes. These adapters turn
 //! a [`ByteStream`] of plain bytes into one of frame bytes and back, holding
 //! only a block or two in memory at a time.
+//!
+//! Frames are written as Litestream writes them (and as Litestream 0.3.13
+//! requires: it rejects block checksums): 4 MiB independent blocks, a content
+//! checksum, no block checksums, no content size. Decoding verifies the
+//! content checksum of every frame that carries one, so a flipped byte is
+//! [`Error::Corrupt`], never silently different data.
 
 use std::io::{Read, Write};
 
 use bytes::Bytes;
 use futures::stream::{self, StreamExt, TryStreamExt};
-use lz4_flex::frame::{FrameDecoder, FrameEncoder};
+use lz4_flex::frame::{BlockMode, BlockSize, FrameDecoder, FrameEncoder, FrameInfo};
 
 use crate::client::ByteStream;
 use crate::error::{Error, Result};
@@ -19,6 +25,19 @@ const OUTPUT_CHUNK: usize = 256 * 1024;
 /// Decompressed chunks allowed in flight between the decoder thread and its reader.
 const CHANNEL_DEPTH: usize = 4;
 
+/// The frame parameters of everything replica compresses (see the module docs).
+fn frame_info() -> FrameInfo {
+    FrameInfo::new()
+        .block_size(BlockSize::Max4MB)
+        .block_mode(BlockMode::Independent)
+        .content_checksum(true)
+        .block_checksums(false)
+}
+
+fn encoder(out: Vec<u8>) -> FrameEncoder<Vec<u8>> {
+    FrameEncoder::with_frame_info(frame_info(), out)
+}
+
 /// Compresses a stream into one LZ4 frame, chunk by chunk.
 pub fn compress_stream(input: ByteStream) -> ByteStream {
     struct St {
@@ -27,7 +46,7 @@ pub fn compress_stream(input: ByteStream) -> ByteStream {
     }
     let state = St {
         input,
-        encoder: Some(FrameEncoder::new(Vec::new())),
+        encoder: Some(encoder(Vec::new())),
     };
     stream::try_unfold(state, |mut st| async move {
         loop {
@@ -305,7 +324,7 @@ impl FrameTracker {
 
 /// Compresses a small buffer into one LZ4 frame.
 pub fn compress(data: &[u8]) -> Vec<u8> {
-    let mut encoder = FrameEncoder::new(Vec::with_capacity(data.len() / 2 + 64));
+    let mut encoder = encoder(Vec::with_capacity(data.len() / 2 + 64));
     encoder
         .write_all(data)
         .expect("writing to a Vec cannot fail");
@@ -380,6 +399,43 @@ mod tests {
                 decompress(&framed[..cut]),
                 Err(Error::Corrupt { .. })
             ));
+        }
+    }
+
+    /// FLG and BD bytes of the frame header: version 01, independent blocks,
+    /// content checksum, no block checksums, no content size, 4 MiB blocks
+    /// (as Litestream writes; 0.3.13 rejects block checksums).
+    #[tokio::test]
+    async fn frames_use_litestreams_parameters() {
+        let data = sample(9_000_000);
+        let streamed = collect_bytes(compress_stream(bytes_stream(data.clone())))
+            .await
+            .unwrap();
+        for framed in [&streamed[..], &compress(&data)[..]] {
+            assert_eq!(framed[4], 0b0110_0100, "FLG");
+            assert_eq!(framed[5], 0b0111_0000, "BD: 4 MiB blocks");
+            // 9 MB in 4 MiB blocks: three blocks, the first a full 4 MiB of input.
+            assert_eq!(decompress(framed).unwrap(), data);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_flipped_byte_anywhere_in_the_blocks_is_corrupt() {
+        // Incompressible enough that blocks are stored compressed but a flip
+        // changes the output rather than the structure.
+        let data = sample(100_000);
+        let framed = compress(&data);
+        for at in (7..framed.len() - 4).step_by(53) {
+            let mut bad = framed.clone();
+            bad[at] ^= 0x20;
+            match decompress(&bad) {
+                Ok(out) => panic!("flip at {at} decoded ({} bytes)", out.len()),
+                Err(e) => assert!(matches!(e, Error::Corrupt { .. }), "at {at}: {e}"),
+            }
+            let err = collect_bytes(decompress_stream(bytes_stream(bad)))
+                .await
+                .unwrap_err();
+            assert!(matches!(err, Error::Corrupt { .. }), "at {at}: {err}");
         }
     }
 

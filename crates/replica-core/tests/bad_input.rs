@@ -5,9 +5,7 @@
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
-use replica_core::layout::{
-    parse_path, parse_snapshot_file_name, parse_wal_segment_file_name, Entry,
-};
+use replica_core::layout::{Entry, Layout};
 use replica_core::lz4::{compress, decompress};
 use replica_core::{Generation, Pos};
 
@@ -31,6 +29,7 @@ fn name_like() -> impl Strategy<Value = String> {
         "[0-9a-f./:\\\\\\x00 ]{0,40}",
         "[0-9a-f]{16}/[0-9a-f]{16}:[0-9a-fA-F+-]{14,18}",
         "(generations/)?[0-9a-fA-F.]{0,18}/(snapshots|wal)/[0-9a-f]{0,17}(/[0-9a-f]{16})?(\\.snapshot\\.lz4|\\.wal\\.lz4|\\.tmp)?",
+        "generations/[0-9a-f]{16}/(snapshots|wal)/[0-9a-fA-F]{7,9}(_[0-9a-fA-F]{7,9})?(\\.snapshot\\.lz4|\\.wal\\.lz4|\\.tmp)?",
     ]
 }
 
@@ -67,23 +66,19 @@ fn pos_parsing_round_trips_or_errors() {
 fn layout_parsing_only_accepts_what_formatting_produces() {
     runner()
         .run(&name_like(), |s| {
-            match parse_path(&s) {
-                Some(Entry::Snapshot { generation, index }) => {
-                    prop_assert_eq!(
-                        replica_core::layout::snapshot_path(&generation, index).unwrap(),
-                        s.clone()
-                    )
+            for layout in Layout::ALL {
+                match layout.parse_key(&s) {
+                    Some(Entry::Snapshot { generation, index }) => {
+                        prop_assert_eq!(layout.snapshot_key(&generation, index).unwrap(), s.clone())
+                    }
+                    Some(Entry::WalSegment(pos)) => {
+                        prop_assert_eq!(layout.wal_segment_key(&pos).unwrap(), s.clone())
+                    }
+                    None => {}
                 }
-                Some(Entry::WalSegment(pos)) => {
-                    prop_assert_eq!(
-                        replica_core::layout::wal_segment_path(&pos).unwrap(),
-                        s.clone()
-                    )
-                }
-                None => {}
+                let _ = layout.parse_snapshot_name(&s);
+                let _ = layout.parse_segment_name(&s);
             }
-            let _ = parse_snapshot_file_name(&s);
-            let _ = parse_wal_segment_file_name(&s);
             Ok(())
         })
         .unwrap();

@@ -1,12 +1,9 @@
 //! Local-filesystem backend of replica.
 //!
-//! [`FileClient`] stores a replica under a root directory in exactly the
-//! layout of `SPEC.md`, readable by Litestream 0.4:
-//!
-//! ```text
-//! <root>/generations/<generation>/snapshots/<index>.snapshot.lz4
-//! <root>/generations/<generation>/wal/<index>/<offset>.wal.lz4
-//! ```
+//! [`FileStore`] is a [`KeyStore`] over a root directory: each key is a file
+//! path below the root. [`FileClient`] is the replica client over it, in
+//! either layout of `SPEC.md` (`<root>/generations/<generation>/...`), so a
+//! directory replicated by Litestream 0.3 reads as it is.
 //!
 //! Writes are durable and atomic: bytes go to a temporary file with a unique
 //! name in the destination directory, which is fsynced, renamed over the
@@ -15,9 +12,9 @@
 //! names, so listings never show them. Files are created with mode 0600 and
 //! directories 0700 unless [`FileOptions`] say otherwise.
 //!
-//! Listings skip anything that is not a canonical name of the right kind
-//! (a file where a directory belongs, a directory where a file belongs,
-//! symlinks, temporaries).
+//! Listings show regular files and directories only (never symlinks, which
+//! are not followed), lazily per directory; the client above skips anything
+//! that is not a canonical name of the right kind.
 
 use std::fs;
 use std::io;
@@ -28,10 +25,10 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
-use replica_core::layout;
+use replica_core::layout::{self, Layout};
 use replica_core::{
-    async_trait, reader_stream, ByteStream, Error, Generation, Pos, ReplicaClient, Result,
-    SnapshotInfo, WalSegmentCursor, WalSegmentInfo, WalSegmentSource,
+    async_trait, read_head, reader_stream, ByteStream, Error, KeyStore, Listing, ObjectMeta,
+    Result, StoreClient,
 };
 use tokio::io::AsyncWriteExt;
 
@@ -64,9 +61,12 @@ impl Default for FileOptions {
     }
 }
 
-/// A replica in a local directory.
+/// A replica in a local directory, in any layout.
+pub type FileClient = StoreClient<FileStore>;
+
+/// Files under a root directory, written durably and atomically.
 #[derive(Debug, Clone)]
-pub struct FileClient {
+pub struct FileStore {
     inner: Arc<Inner>,
 }
 
@@ -76,8 +76,8 @@ struct Inner {
     options: FileOptions,
 }
 
-impl FileClient {
-    /// A client for the replica under `root`, with default options.
+impl FileStore {
+    /// A store under `root`, with default options.
     ///
     /// The directory need not exist; it is created on the first write. An
     /// empty `root` is accepted here but every operation then fails with
@@ -86,9 +86,9 @@ impl FileClient {
         Self::with_options(root, FileOptions::default())
     }
 
-    /// A client with explicit modes and ownership.
+    /// A store with explicit modes and ownership.
     pub fn with_options(root: impl Into<PathBuf>, options: FileOptions) -> Self {
-        FileClient {
+        FileStore {
             inner: Arc::new(Inner {
                 root: root.into(),
                 options,
@@ -149,12 +149,12 @@ impl FileClient {
         .await
     }
 
-    /// The absolute location of a layout path, or "replica path required".
-    fn path(&self, layout_path: &str) -> Result<PathBuf> {
+    /// The absolute location of a key, or "replica path required".
+    fn path(&self, key: &str) -> Result<PathBuf> {
         if self.inner.root.as_os_str().is_empty() {
             return Err(Error::invalid("replica path required"));
         }
-        Ok(self.inner.root.join(layout_path))
+        Ok(self.inner.root.join(key))
     }
 
     /// Runs blocking filesystem work off the async threads.
@@ -174,35 +174,21 @@ impl FileClient {
     /// gathered first and written in one blocking call, so a small durable
     /// write costs about the syscalls a hand-written one does. Larger input
     /// streams into the temporary file chunk by chunk.
-    async fn put(&self, layout_path: &str, mut data: ByteStream) -> Result<(u64, DateTime<Utc>)> {
-        let dest = self.path(layout_path)?;
+    async fn write(&self, key: &str, mut data: ByteStream) -> Result<ObjectMeta> {
+        let dest = self.path(key)?;
         let name = dest.file_name().expect("layout paths end in a name");
         let temp = dest.with_file_name(format!(
             ".{}.{:016x}.tmp",
             name.to_string_lossy(),
             rand::random::<u64>()
         ));
-        let mut head = Vec::new();
-        let mut buffered = 0;
-        let mut ended = false;
-        while buffered < SMALL_WRITE {
-            match data.try_next().await? {
-                Some(chunk) => {
-                    buffered += chunk.len();
-                    head.push(chunk);
-                }
-                None => {
-                    ended = true;
-                    break;
-                }
-            }
-        }
+        let head = read_head(&mut data, SMALL_WRITE).await?;
 
-        if ended {
+        if head.complete {
             return self
                 .blocking(move |inner| {
                     let result = inner.create_temp(&temp).and_then(|mut file| {
-                        for chunk in &head {
+                        for chunk in &head.chunks {
                             file.write_all(chunk)
                                 .map_err(|e| io_error("writing", &temp, e))?;
                         }
@@ -223,7 +209,7 @@ impl FileClient {
             .await?;
         let mut file = tokio::fs::File::from_std(file);
         let written = async {
-            for chunk in head {
+            for chunk in head.chunks {
                 file.write_all(&chunk)
                     .await
                     .map_err(|e| io_error("writing", &temp, e))?;
@@ -253,8 +239,8 @@ impl FileClient {
         result
     }
 
-    async fn open(&self, layout_path: String) -> Result<ByteStream> {
-        let path = self.path(&layout_path)?;
+    async fn open(&self, key: &str) -> Result<ByteStream> {
+        let path = self.path(key)?;
         let opened = self
             .blocking(move |_| {
                 // O_NOFOLLOW: a symlink planted under a canonical name is not
@@ -278,13 +264,13 @@ impl FileClient {
             .await?;
         match opened {
             Some(file) => Ok(reader_stream(tokio::fs::File::from_std(file), READ_CHUNK)),
-            None => Err(Error::not_found(layout_path)),
+            None => Err(Error::not_found(key)),
         }
     }
 
     /// Removes files (missing ones are fine), then syncs each directory once.
-    async fn remove_files(&self, layout_paths: Vec<String>) -> Result<()> {
-        let paths = layout_paths
+    async fn remove_files(&self, keys: &[String]) -> Result<()> {
+        let paths = keys
             .iter()
             .map(|p| self.path(p))
             .collect::<Result<Vec<_>>>()?;
@@ -337,7 +323,7 @@ impl Inner {
     /// Makes a written temporary durable and moves it over `dest`: fsync,
     /// exact mode (the umask may have narrowed it), rename, fsync of the
     /// directory. Returns the size and modification time.
-    fn commit(&self, file: fs::File, temp: &Path, dest: &Path) -> Result<(u64, DateTime<Utc>)> {
+    fn commit(&self, file: fs::File, temp: &Path, dest: &Path) -> Result<ObjectMeta> {
         file.sync_all().map_err(|e| io_error("syncing", temp, e))?;
         let meta = file
             .metadata()
@@ -349,7 +335,10 @@ impl Inner {
         drop(file);
         fs::rename(temp, dest).map_err(|e| io_error("renaming into", dest, e))?;
         sync_dir(dest.parent().expect("layout paths have a parent"))?;
-        Ok((meta.len(), modified(&meta)))
+        Ok(ObjectMeta {
+            size: meta.len(),
+            modified: modified(&meta),
+        })
     }
 
     /// Creates `dir` and any missing parents with the configured mode and
@@ -381,72 +370,13 @@ impl Inner {
             Err(e) => Err(io_error("creating directory", dir, e)),
         }
     }
-
-    /// Whether a generation directory holds at least one snapshot or segment.
-    ///
-    /// A generation exists while it has objects, as in an object store: one
-    /// emptied object by object is no longer listed, though its directories
-    /// remain. Stops at the first object found.
-    fn holds_objects(&self, generation_dir: &Path) -> Result<bool> {
-        let snapshots = generation_dir.join(layout::SNAPSHOTS_DIR);
-        if self.any_entry(&snapshots, false, |n| {
-            layout::parse_snapshot_file_name(n).is_some()
-        })? {
-            return Ok(true);
-        }
-        let wal = generation_dir.join(layout::WAL_DIR);
-        for (index, _) in self.list(&wal, true, layout::parse_index_name)? {
-            let index_dir = wal.join(layout::format_index(index));
-            if self.any_entry(&index_dir, false, |n| {
-                layout::parse_wal_segment_file_name(n).is_some()
-            })? {
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    }
-
-    /// Whether `dir` has a child of the wanted kind with a name `accept` takes.
-    fn any_entry(
-        &self,
-        dir: &Path,
-        want_dirs: bool,
-        accept: impl Fn(&str) -> bool,
-    ) -> Result<bool> {
-        let mut found = canonical_entries(dir, want_dirs, |n| accept(n).then_some(()))?;
-        Ok(found.next().transpose()?.is_some())
-    }
-
-    /// Canonical entries of a directory: `(name, metadata)` of the children of
-    /// the wanted kind whose name `parse` accepts.
-    fn list<T>(
-        &self,
-        dir: &Path,
-        want_dirs: bool,
-        parse: impl Fn(&str) -> Option<T>,
-    ) -> Result<Vec<(T, fs::Metadata)>> {
-        let mut out = Vec::new();
-        for found in canonical_entries(dir, want_dirs, parse)? {
-            let (value, entry) = found?;
-            match entry.metadata() {
-                Ok(m) => out.push((value, m)),
-                // Deleted between readdir and stat: it is simply gone.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_error("reading metadata in", dir, e)),
-            }
-        }
-        Ok(out)
-    }
 }
 
-/// The children of `dir` of the wanted kind (directories or regular files;
-/// never symlinks) whose name `parse` accepts, read lazily. A missing
-/// directory, or a file in its place, has none.
-fn canonical_entries<'a, T>(
-    dir: &'a Path,
-    want_dirs: bool,
-    parse: impl Fn(&str) -> Option<T> + 'a,
-) -> Result<impl Iterator<Item = Result<(T, fs::DirEntry)>> + 'a> {
+/// The children of `dir` that are directories or regular files (never
+/// symlinks), with UTF-8 names, as `(name, entry, is_dir)`, read lazily; the
+/// temporaries of writes in progress are left out. A missing directory, or
+/// a file in its place, has none.
+fn children(dir: &Path) -> Result<impl Iterator<Item = Result<(String, fs::DirEntry, bool)>> + '_> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => Some(entries),
         Err(e)
@@ -464,11 +394,12 @@ fn canonical_entries<'a, T>(
             Ok(entry) => entry,
             Err(e) => return Some(Err(io_error("listing", dir, e))),
         };
-        let value = entry.file_name().to_str().and_then(&parse)?;
+        let name = entry.file_name().into_string().ok()?;
+        if is_temporary_name(&name) {
+            return None;
+        }
         match entry.file_type() {
-            Ok(t) if (want_dirs && t.is_dir()) || (!want_dirs && t.is_file()) => {
-                Some(Ok((value, entry)))
-            }
+            Ok(t) if t.is_dir() || t.is_file() => Some(Ok((name, entry, t.is_dir()))),
             Ok(_) => None,
             Err(e) => Some(Err(io_error("listing", dir, e))),
         }
@@ -485,8 +416,7 @@ fn is_temporary_name(name: &str) -> bool {
     };
     random.len() == 16
         && random.bytes().all(|b| b.is_ascii_hexdigit())
-        && (layout::parse_snapshot_file_name(final_name).is_some()
-            || layout::parse_wal_segment_file_name(final_name).is_some())
+        && Layout::ALL.iter().any(|l| l.is_object_name(final_name))
 }
 
 fn modified(metadata: &fs::Metadata) -> DateTime<Utc> {
@@ -506,140 +436,65 @@ fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(|e| io_error("syncing directory", dir, e))
 }
 
-struct Wal {
-    client: FileClient,
-    generation: Generation,
-}
-
 #[async_trait]
-impl WalSegmentSource for Wal {
-    async fn indexes(&self) -> Result<Vec<u64>> {
-        let dir = self.client.path(&layout::wal_dir(&self.generation))?;
-        self.client
-            .blocking(move |inner| {
-                let found = inner.list(&dir, true, layout::parse_index_name)?;
-                Ok(found.into_iter().map(|(index, _)| index).collect())
-            })
-            .await
-    }
-
-    async fn segments(&self, index: u64) -> Result<Vec<WalSegmentInfo>> {
-        let dir = self
-            .client
-            .path(&layout::wal_index_dir(&self.generation, index)?)?;
-        let generation = self.generation.clone();
-        self.client
-            .blocking(move |inner| {
-                let found = inner.list(&dir, false, layout::parse_wal_segment_file_name)?;
-                Ok(found
-                    .into_iter()
-                    .map(|(offset, m)| WalSegmentInfo {
-                        generation: generation.clone(),
-                        index,
-                        offset,
-                        size: m.len(),
-                        created_at: modified(&m),
-                    })
-                    .collect())
-            })
-            .await
-    }
-}
-
-#[async_trait]
-impl ReplicaClient for FileClient {
+impl KeyStore for FileStore {
     fn kind(&self) -> &'static str {
         "file"
     }
 
-    async fn generations(&self) -> Result<Vec<Generation>> {
-        let dir = self.path(layout::GENERATIONS_DIR)?;
-        self.blocking(move |inner| {
-            let mut found = Vec::new();
-            for (g, _) in inner.list(&dir, true, layout::parse_generation_name)? {
-                if inner.holds_objects(&dir.join(g.as_str()))? {
-                    found.push(g);
+    async fn put(&self, key: &str, data: ByteStream) -> Result<ObjectMeta> {
+        self.write(key, data).await
+    }
+
+    async fn get(&self, key: &str) -> Result<ByteStream> {
+        self.open(key).await
+    }
+
+    async fn delete(&self, keys: &[String]) -> Result<()> {
+        self.remove_files(keys).await
+    }
+
+    async fn list(&self, dir: &str) -> Result<Listing> {
+        let dir = self.path(dir)?;
+        self.blocking(move |_| {
+            let mut listing = Listing::default();
+            for found in children(&dir)? {
+                let (name, entry, is_dir) = found?;
+                if is_dir {
+                    listing.dirs.push(name);
+                    continue;
+                }
+                match entry.metadata() {
+                    Ok(m) => listing.objects.push((
+                        name,
+                        ObjectMeta {
+                            size: m.len(),
+                            modified: modified(&m),
+                        },
+                    )),
+                    // Deleted between readdir and stat: it is simply gone.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io_error("reading metadata in", &dir, e)),
                 }
             }
-            found.sort();
-            Ok(found)
+            Ok(listing)
         })
         .await
     }
 
-    async fn delete_generation(&self, generation: &Generation) -> Result<()> {
-        let dir = self.path(&layout::generation_dir(generation))?;
+    async fn delete_all(&self, dir: &str) -> Result<()> {
+        let dir = self.path(dir)?;
         self.blocking(move |_| {
             match fs::remove_dir_all(&dir) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
                 Err(e) => return Err(io_error("removing", &dir, e)),
             }
-            sync_dir(dir.parent().expect("generation dirs have a parent"))
+            sync_dir(
+                dir.parent()
+                    .expect("directories below the root have a parent"),
+            )
         })
         .await
-    }
-
-    async fn snapshots(&self, generation: &Generation) -> Result<Vec<SnapshotInfo>> {
-        let dir = self.path(&layout::snapshots_dir(generation))?;
-        let generation = generation.clone();
-        self.blocking(move |inner| {
-            let mut found: Vec<SnapshotInfo> = inner
-                .list(&dir, false, layout::parse_snapshot_file_name)?
-                .into_iter()
-                .map(|(index, m)| SnapshotInfo {
-                    generation: generation.clone(),
-                    index,
-                    size: m.len(),
-                    created_at: modified(&m),
-                })
-                .collect();
-            found.sort_by_key(|s| s.index);
-            Ok(found)
-        })
-        .await
-    }
-
-    async fn write_snapshot(
-        &self,
-        generation: &Generation,
-        index: u64,
-        data: ByteStream,
-    ) -> Result<SnapshotInfo> {
-        let (size, created_at) = self
-            .put(&layout::snapshot_path(generation, index)?, data)
-            .await?;
-        Ok(SnapshotInfo::new(generation, index, size, created_at))
-    }
-
-    async fn snapshot_reader(&self, generation: &Generation, index: u64) -> Result<ByteStream> {
-        self.open(layout::snapshot_path(generation, index)?).await
-    }
-
-    async fn delete_snapshot(&self, generation: &Generation, index: u64) -> Result<()> {
-        self.remove_files(vec![layout::snapshot_path(generation, index)?])
-            .await
-    }
-
-    async fn wal_segments(&self, generation: &Generation) -> Result<WalSegmentCursor> {
-        let source = Wal {
-            client: self.clone(),
-            generation: generation.clone(),
-        };
-        WalSegmentCursor::open(generation.clone(), Arc::new(source)).await
-    }
-
-    async fn write_wal_segment(&self, pos: &Pos, data: ByteStream) -> Result<WalSegmentInfo> {
-        let (size, created_at) = self.put(&layout::wal_segment_path(pos)?, data).await?;
-        Ok(WalSegmentInfo::new(pos, size, created_at))
-    }
-
-    async fn wal_segment_reader(&self, pos: &Pos) -> Result<ByteStream> {
-        self.open(layout::wal_segment_path(pos)?).await
-    }
-
-    async fn delete_wal_segments(&self, positions: &[Pos]) -> Result<()> {
-        let paths = layout::wal_segment_paths(positions)?;
-        self.remove_files(paths).await
     }
 }

@@ -1,13 +1,14 @@
-//! The whole conformance suite on the file backend, in a fresh temp dir per case.
+//! The whole conformance suite on the file backend, in a fresh temp dir per
+//! case, under both layouts.
 
-use replica_conformance::{conformance_tests, DirPlanter, Fixture};
-use replica_file::FileClient;
+use replica_conformance::{conformance_tests, DirPlanter, Fixture, Layout};
+use replica_file::{FileClient, FileStore};
 
-conformance_tests!(|| async {
+conformance_tests!(layouts: |layout: Layout| async move {
     let dir = tempfile::tempdir()?;
     let root = dir.path().join("replica");
     Ok::<_, std::io::Error>(
-        Fixture::new(FileClient::new(&root))
+        Fixture::new(FileClient::with_layout(FileStore::new(&root), layout))
             .with_planter(DirPlanter(root))
             .keep(dir),
     )

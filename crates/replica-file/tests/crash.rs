@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use replica_core::{bytes_stream, collect_bytes, Generation, Pos, ReplicaClient};
-use replica_file::FileClient;
+use replica_file::{FileClient, FileStore};
 
 const CHILD_DIR: &str = "REPLICA_CRASH_CHILD_DIR";
 const CHILD_START: &str = "REPLICA_CRASH_CHILD_START";
@@ -52,7 +52,7 @@ fn crash_child() {
     let start: u64 = std::env::var(CHILD_START).unwrap().parse().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let client = FileClient::new(dir);
+        let client = FileClient::new(FileStore::new(dir));
         for k in start.. {
             let pos = segment_pos(k);
             client
@@ -129,7 +129,7 @@ async fn acknowledged_writes_survive_sigkill_at_random_moments() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
     let dir = tempfile::tempdir().unwrap();
-    let client = FileClient::new(dir.path());
+    let client = FileClient::new(FileStore::new(dir.path()));
     let exe = std::env::current_exe().unwrap();
     let (mut segments, mut snapshots) = (BTreeMap::new(), BTreeMap::new());
     let mut next = 0u64;
@@ -180,6 +180,7 @@ async fn acknowledged_writes_survive_sigkill_at_random_moments() {
     assert!(!segments.is_empty(), "the child never acknowledged a write");
     // No writer runs now, so every temporary is stale and goes.
     let removed = client
+        .store()
         .remove_stale_temporaries(Duration::ZERO)
         .await
         .unwrap();

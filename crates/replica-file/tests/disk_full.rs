@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use replica_core::{bytes_stream, collect_bytes, Error, Generation, Pos, ReplicaClient};
-use replica_file::FileClient;
+use replica_file::{FileClient, FileStore};
 
 /// A small tmpfs, unmounted on drop.
 struct SmallFs(PathBuf);
@@ -58,7 +58,7 @@ async fn a_full_disk_fails_cleanly_and_keeps_earlier_data() {
         eprintln!("SKIPPED: cannot mount a small tmpfs here (needs root)");
         return;
     };
-    let client = FileClient::new(fs.0.join("replica"));
+    let client = FileClient::new(FileStore::new(fs.0.join("replica")));
     let g: Generation = "00000000000000dd".parse().unwrap();
     let old = vec![7u8; 300_000];
     client

@@ -5,7 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use replica_core::{bytes_stream, collect_bytes, Generation, Pos, ReplicaClient};
-use replica_file::{FileClient, FileOptions};
+use replica_file::{FileClient, FileOptions, FileStore};
 
 fn gen() -> Generation {
     "0123456789abcdef".parse().unwrap()
@@ -39,7 +39,7 @@ fn mode(path: &Path) -> u32 {
 #[tokio::test]
 async fn a_replica_has_exactly_the_spec_paths() {
     let dir = tempfile::tempdir().unwrap();
-    let c = FileClient::new(dir.path());
+    let c = FileClient::new(FileStore::new(dir.path()));
     c.write_snapshot(&gen(), 1000, bytes_stream("snap"))
         .await
         .unwrap();
@@ -70,7 +70,7 @@ async fn a_replica_has_exactly_the_spec_paths() {
 async fn files_default_to_0600_and_directories_to_0700() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("r");
-    let c = FileClient::new(&root);
+    let c = FileClient::new(FileStore::new(&root));
     c.write_snapshot(&gen(), 1, bytes_stream("x"))
         .await
         .unwrap();
@@ -92,7 +92,7 @@ async fn modes_are_configurable_and_exact_despite_the_umask() {
         dir_mode: 0o775,
         ..FileOptions::default()
     };
-    let c = FileClient::with_options(dir.path().join("r"), opts);
+    let c = FileClient::new(FileStore::with_options(dir.path().join("r"), opts));
     let pos = Pos::new(gen(), 2, 0).unwrap();
     c.write_wal_segment(&pos, bytes_stream("x")).await.unwrap();
     let idx = dir
@@ -112,7 +112,7 @@ async fn owner_can_be_set_on_created_files() {
         gid: Some(me.gid()),
         ..FileOptions::default()
     };
-    let c = FileClient::with_options(dir.path(), opts);
+    let c = FileClient::new(FileStore::with_options(dir.path(), opts));
     c.write_snapshot(&gen(), 1, bytes_stream("x"))
         .await
         .unwrap();
@@ -126,7 +126,7 @@ async fn owner_can_be_set_on_created_files() {
 
 #[tokio::test]
 async fn an_empty_root_is_replica_path_required_on_every_operation() {
-    let c = FileClient::new("");
+    let c = FileClient::new(FileStore::new(""));
     let pos = Pos::new(gen(), 0, 0).unwrap();
     let results = vec![
         c.generations().await.map(|_| ()),
@@ -159,7 +159,7 @@ async fn an_empty_root_is_replica_path_required_on_every_operation() {
 async fn rejected_arguments_never_touch_the_disk() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("r");
-    let c = FileClient::new(&root);
+    let c = FileClient::new(FileStore::new(&root));
     let over = 1u64 << 63;
     assert!(c
         .write_snapshot(&gen(), over, bytes_stream("x"))
@@ -191,7 +191,7 @@ async fn rejected_arguments_never_touch_the_disk() {
 #[tokio::test]
 async fn a_failed_write_leaves_no_temporary_file() {
     let dir = tempfile::tempdir().unwrap();
-    let c = FileClient::new(dir.path());
+    let c = FileClient::new(FileStore::new(dir.path()));
     c.write_snapshot(&gen(), 1, bytes_stream("old"))
         .await
         .unwrap();
@@ -234,7 +234,7 @@ async fn a_symlink_is_never_listed_or_followed_out_of_the_root() {
         dir.path().join("generations/00000000000000ff"),
     )
     .unwrap();
-    let c = FileClient::new(dir.path());
+    let c = FileClient::new(FileStore::new(dir.path()));
     assert!(c.snapshots(&gen()).await.unwrap().is_empty());
     assert!(c.generations().await.unwrap().is_empty());
     let err = c.snapshot_reader(&gen(), 1).await.map(|_| ()).unwrap_err();
@@ -244,7 +244,7 @@ async fn a_symlink_is_never_listed_or_followed_out_of_the_root() {
 #[tokio::test]
 async fn stale_temporaries_are_removed_by_age_and_nothing_else_is() {
     let dir = tempfile::tempdir().unwrap();
-    let c = FileClient::new(dir.path());
+    let c = FileClient::new(FileStore::new(dir.path()));
     c.write_snapshot(&gen(), 1, bytes_stream("keep"))
         .await
         .unwrap();
@@ -257,14 +257,16 @@ async fn stale_temporaries_are_removed_by_age_and_nothing_else_is() {
     std::fs::write(snaps.join("notes.tmp"), "not ours").unwrap();
     std::fs::write(snaps.join(".README.00000000deadbeef.tmp"), "not ours").unwrap();
     assert_eq!(
-        c.remove_stale_temporaries(std::time::Duration::from_secs(3600))
+        c.store()
+            .remove_stale_temporaries(std::time::Duration::from_secs(3600))
             .await
             .unwrap(),
         0,
         "too young"
     );
     assert_eq!(
-        c.remove_stale_temporaries(std::time::Duration::ZERO)
+        c.store()
+            .remove_stale_temporaries(std::time::Duration::ZERO)
             .await
             .unwrap(),
         1

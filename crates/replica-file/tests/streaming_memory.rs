@@ -6,7 +6,7 @@ use bytes::Bytes;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use replica_core::lz4::{compress_stream, decompress_stream};
 use replica_core::{Generation, ReplicaClient};
-use replica_file::FileClient;
+use replica_file::{FileClient, FileStore};
 
 const TOTAL: usize = 256 << 20;
 const CHUNK: usize = 1 << 20;
@@ -42,7 +42,7 @@ fn peak_rss_kib() -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_256_mib_snapshot_round_trips_in_bounded_memory() {
     let dir = tempfile::tempdir().unwrap();
-    let client = FileClient::new(dir.path());
+    let client = FileClient::new(FileStore::new(dir.path()));
     let g: Generation = "00000000000000aa".parse().unwrap();
     let before = peak_rss_kib();
 

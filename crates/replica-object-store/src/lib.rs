@@ -1,20 +1,17 @@
 //! Object-storage backend of replica, on the [`object_store`] crate.
 //!
-//! [`ObjectStoreClient`] keeps a replica in any [`ObjectStore`] (S3, GCS,
-//! Azure, a local directory, memory) under a key prefix, with the same keys
-//! as the file backend's paths, so a replica directory copied key for key into
-//! a bucket reads the same:
-//!
-//! ```text
-//! <prefix>/generations/<generation>/snapshots/<index>.snapshot.lz4
-//! <prefix>/generations/<generation>/wal/<index>/<offset>.wal.lz4
-//! ```
+//! [`ObjectKeyStore`] is a [`KeyStore`] over any [`ObjectStore`] (S3, GCS,
+//! Azure, a local directory, memory) under a key prefix; [`ObjectStoreClient`]
+//! is the replica client over it. Its keys are the file backend's paths, so a
+//! replica directory copied key for key into a bucket reads the same, in
+//! either layout (`<prefix>/generations/<generation>/...`).
 //!
 //! Writes stream: data below [`DEFAULT_MULTIPART_THRESHOLD`] goes up in one
 //! atomic put; larger data in a multipart upload that is completed only when
 //! the input ended cleanly and aborted otherwise, so nothing partial is ever
 //! visible under the final key. Listings use delimiters (one request per
-//! generation, per WAL index), with paging handled by `object_store`.
+//! directory level), with paging handled by `object_store`; deleting a
+//! generation streams its keys into batched deletes.
 //!
 //! `created_at` in listings is the store's last-modified; in the reply to a
 //! write it is the local time the write completed, which saves a request per
@@ -28,14 +25,12 @@ use std::fmt;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
-use futures::stream::{self, StreamExt, TryStreamExt};
+use chrono::Utc;
+use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
-use replica_core::layout;
 use replica_core::{
-    async_trait, ByteStream, Error, Generation, Pos, ReplicaClient, Result, SnapshotInfo,
-    WalSegmentCursor, WalSegmentInfo, WalSegmentSource,
+    async_trait, read_head, ByteStream, Error, KeyStore, Listing, ObjectMeta, Result, StoreClient,
 };
 
 mod url_open;
@@ -46,9 +41,12 @@ pub const DEFAULT_MULTIPART_THRESHOLD: usize = 8 << 20;
 /// Multipart parts uploaded at once.
 const PART_CONCURRENCY: usize = 4;
 
-/// A replica in an object store, under a key prefix.
+/// A replica in an object store, in any layout.
+pub type ObjectStoreClient = StoreClient<ObjectKeyStore>;
+
+/// Keys of an [`ObjectStore`] under a prefix.
 #[derive(Clone)]
-pub struct ObjectStoreClient {
+pub struct ObjectKeyStore {
     inner: Arc<Inner>,
 }
 
@@ -59,9 +57,9 @@ struct Inner {
     multipart_threshold: usize,
 }
 
-impl fmt::Debug for ObjectStoreClient {
+impl fmt::Debug for ObjectKeyStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ObjectStoreClient")
+        f.debug_struct("ObjectKeyStore")
             .field("kind", &self.inner.kind)
             .field("store", &self.inner.store.to_string())
             .field("prefix", &self.inner.prefix)
@@ -69,11 +67,11 @@ impl fmt::Debug for ObjectStoreClient {
     }
 }
 
-impl ObjectStoreClient {
-    /// A client over `store`, with every key under `prefix` (may be empty).
-    /// Its [`kind`](ReplicaClient::kind) is `object_store`.
+impl ObjectKeyStore {
+    /// Keys of `store` under `prefix` (may be empty). Its
+    /// [`kind`](KeyStore::kind) is `object_store`.
     pub fn new(store: Arc<dyn ObjectStore>, prefix: &str) -> Self {
-        ObjectStoreClient {
+        ObjectKeyStore {
             inner: Arc::new(Inner {
                 store,
                 prefix: prefix.trim_matches('/').to_owned(),
@@ -83,7 +81,7 @@ impl ObjectStoreClient {
         }
     }
 
-    /// Sets the name [`kind`](ReplicaClient::kind) reports (`s3`, `gcs`, ...).
+    /// Sets the name [`kind`](KeyStore::kind) reports (`s3`, `gcs`, ...).
     pub fn with_kind(self, kind: &'static str) -> Self {
         self.rebuild(|i| i.kind = kind)
     }
@@ -102,15 +100,15 @@ impl ObjectStoreClient {
             multipart_threshold: self.inner.multipart_threshold,
         };
         change(&mut inner);
-        ObjectStoreClient {
+        ObjectKeyStore {
             inner: Arc::new(inner),
         }
     }
 
-    /// Stores raw bytes under any path below the prefix, canonical or not.
+    /// Stores raw bytes under any key below the prefix, canonical or not.
     /// For tests that plant junk a real bucket could hold (`README`, ...).
-    pub async fn insert_raw(&self, path: &str, data: Bytes) -> Result<()> {
-        let key = self.key(path);
+    pub async fn insert_raw(&self, key: &str, data: Bytes) -> Result<()> {
+        let key = self.key(key);
         self.inner
             .store
             .put(&key, data.into())
@@ -124,15 +122,15 @@ impl ObjectStoreClient {
         &self.inner.store
     }
 
-    /// The key of a layout path.
-    pub fn key(&self, layout_path: &str) -> Path {
+    /// The object-store location of a key (the prefix, then the key).
+    pub fn key(&self, key: &str) -> Path {
         let joined = if self.inner.prefix.is_empty() {
-            layout_path.to_owned()
+            key.to_owned()
         } else {
-            let mut joined = String::with_capacity(self.inner.prefix.len() + 1 + layout_path.len());
+            let mut joined = String::with_capacity(self.inner.prefix.len() + 1 + key.len());
             joined.push_str(&self.inner.prefix);
             joined.push('/');
-            joined.push_str(layout_path);
+            joined.push_str(key);
             joined
         };
         // Layout paths are always valid keys; only an odd prefix needs encoding.
@@ -150,81 +148,27 @@ impl ObjectStoreClient {
         }
     }
 
-    /// Children of a "directory": (common prefixes' last parts, objects).
-    async fn list_dir(
-        &self,
-        layout_dir: &str,
-    ) -> Result<(Vec<String>, Vec<object_store::ObjectMeta>)> {
-        let key = self.key(layout_dir);
-        let listed = self
-            .inner
-            .store
-            .list_with_delimiter(Some(&key))
-            .await
-            .map_err(|e| self.error(&format!("listing {key}"), e))?;
-        let dirs = listed
-            .common_prefixes
-            .iter()
-            .filter_map(|p| p.filename().map(str::to_owned))
-            .collect();
-        Ok((dirs, listed.objects))
-    }
-
-    /// Whether a generation holds at least one canonical object; stops at the first.
-    async fn holds_objects(&self, generation: &Generation) -> Result<bool> {
-        let key = self.key(&layout::generation_dir(generation));
-        let skip = key.parts().count() - 2;
-        let mut objects = self.inner.store.list(Some(&key));
-        while let Some(meta) = objects
-            .try_next()
-            .await
-            .map_err(|e| self.error(&format!("listing {key}"), e))?
-        {
-            let relative: Vec<String> = meta
-                .location
-                .parts()
-                .skip(skip)
-                .map(|p| p.as_ref().to_owned())
-                .collect();
-            if layout::parse_path(&relative.join("/")).is_some() {
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    }
-
-    async fn put(&self, layout_path: &str, mut data: ByteStream) -> Result<(u64, DateTime<Utc>)> {
-        let key = self.key(layout_path);
+    async fn write(&self, key: &str, mut data: ByteStream) -> Result<ObjectMeta> {
+        let key = self.key(key);
         let threshold = self.inner.multipart_threshold;
-        let mut head: Vec<Bytes> = Vec::new();
-        let mut buffered = 0usize;
-        let mut ended = false;
-        while buffered < threshold {
-            match data.try_next().await? {
-                Some(chunk) => {
-                    buffered += chunk.len();
-                    head.push(chunk);
-                }
-                None => {
-                    ended = true;
-                    break;
-                }
-            }
-        }
-        let size = if ended {
+        let head = read_head(&mut data, threshold).await?;
+        let size = if head.complete {
             self.inner
                 .store
-                .put(&key, PutPayload::from_iter(head))
+                .put(&key, PutPayload::from_iter(head.chunks))
                 .await
                 .map_err(|e| self.error(&format!("writing {key}"), e))?;
-            buffered as u64
+            head.len as u64
         } else {
-            self.put_multipart(&key, head, data).await?
+            self.put_multipart(&key, head.chunks, data).await?
         };
         // The reply's created_at is the local time the write completed (as in
         // Litestream): asking the store for its own time would cost a request
         // per write. Listings report the store's last-modified.
-        Ok((size, Utc::now()))
+        Ok(ObjectMeta {
+            size,
+            modified: Utc::now(),
+        })
     }
 
     async fn put_multipart(
@@ -271,8 +215,8 @@ impl ObjectStoreClient {
         }
     }
 
-    async fn get(&self, layout_path: String) -> Result<ByteStream> {
-        let key = self.key(&layout_path);
+    async fn read(&self, path: &str) -> Result<ByteStream> {
+        let key = self.key(path);
         match self.inner.store.get(&key).await {
             Ok(result) => {
                 let client = self.clone();
@@ -281,14 +225,16 @@ impl ObjectStoreClient {
                     .map_err(move |e| client.error(&format!("reading {key}"), e))
                     .boxed())
             }
-            Err(object_store::Error::NotFound { .. }) => Err(Error::not_found(layout_path)),
+            Err(object_store::Error::NotFound { .. }) => Err(Error::not_found(path)),
             Err(e) => Err(self.error(&format!("reading {key}"), e)),
         }
     }
 
-    /// Deletes keys; missing ones are fine.
-    async fn delete_keys(&self, keys: Vec<Path>) -> Result<()> {
-        let locations = stream::iter(keys.into_iter().map(Ok)).boxed();
+    /// Deletes locations, in the store's batches; missing ones are fine.
+    async fn delete_locations(
+        &self,
+        locations: BoxStream<'static, object_store::Result<Path>>,
+    ) -> Result<()> {
         let mut deleted = self.inner.store.delete_stream(locations);
         while let Some(result) = deleted.next().await {
             match result {
@@ -300,138 +246,62 @@ impl ObjectStoreClient {
     }
 }
 
-fn file_name(meta: &object_store::ObjectMeta) -> Option<&str> {
-    meta.location.filename()
-}
-
-struct Wal {
-    client: ObjectStoreClient,
-    generation: Generation,
-}
-
 #[async_trait]
-impl WalSegmentSource for Wal {
-    async fn indexes(&self) -> Result<Vec<u64>> {
-        let (dirs, _) = self
-            .client
-            .list_dir(&layout::wal_dir(&self.generation))
-            .await?;
-        Ok(dirs
-            .iter()
-            .filter_map(|d| layout::parse_index_name(d))
-            .collect())
-    }
-
-    async fn segments(&self, index: u64) -> Result<Vec<WalSegmentInfo>> {
-        let dir = layout::wal_index_dir(&self.generation, index)?;
-        let (_, objects) = self.client.list_dir(&dir).await?;
-        Ok(objects
-            .iter()
-            .filter_map(|m| {
-                let offset = layout::parse_wal_segment_file_name(file_name(m)?)?;
-                Some(WalSegmentInfo {
-                    generation: self.generation.clone(),
-                    index,
-                    offset,
-                    size: m.size,
-                    created_at: m.last_modified,
-                })
-            })
-            .collect())
-    }
-}
-
-#[async_trait]
-impl ReplicaClient for ObjectStoreClient {
+impl KeyStore for ObjectKeyStore {
     fn kind(&self) -> &'static str {
         self.inner.kind
     }
 
-    async fn generations(&self) -> Result<Vec<Generation>> {
-        let (dirs, _) = self.list_dir(layout::GENERATIONS_DIR).await?;
-        let mut found = Vec::new();
-        for g in dirs.iter().filter_map(|d| layout::parse_generation_name(d)) {
-            if self.holds_objects(&g).await? {
-                found.push(g);
-            }
-        }
-        found.sort();
-        Ok(found)
+    async fn put(&self, key: &str, data: ByteStream) -> Result<ObjectMeta> {
+        self.write(key, data).await
     }
 
-    async fn delete_generation(&self, generation: &Generation) -> Result<()> {
-        let key = self.key(&layout::generation_dir(generation));
-        let keys: Vec<Path> = self
+    async fn get(&self, key: &str) -> Result<ByteStream> {
+        self.read(key).await
+    }
+
+    async fn delete(&self, keys: &[String]) -> Result<()> {
+        let locations: Vec<Path> = keys.iter().map(|k| self.key(k)).collect();
+        self.delete_locations(stream::iter(locations.into_iter().map(Ok)).boxed())
+            .await
+    }
+
+    async fn list(&self, dir: &str) -> Result<Listing> {
+        let key = self.key(dir);
+        let listed = self
             .inner
             .store
-            .list(Some(&key))
-            .map_ok(|m| m.location)
-            .try_collect()
+            .list_with_delimiter(Some(&key))
             .await
             .map_err(|e| self.error(&format!("listing {key}"), e))?;
-        self.delete_keys(keys).await
-    }
-
-    async fn snapshots(&self, generation: &Generation) -> Result<Vec<SnapshotInfo>> {
-        let (_, objects) = self.list_dir(&layout::snapshots_dir(generation)).await?;
-        let mut found: Vec<SnapshotInfo> = objects
-            .iter()
-            .filter_map(|m| {
-                Some(SnapshotInfo {
-                    generation: generation.clone(),
-                    index: layout::parse_snapshot_file_name(file_name(m)?)?,
-                    size: m.size,
-                    created_at: m.last_modified,
+        Ok(Listing {
+            dirs: listed
+                .common_prefixes
+                .iter()
+                .filter_map(|p| p.filename().map(str::to_owned))
+                .collect(),
+            objects: listed
+                .objects
+                .into_iter()
+                .filter_map(|m| {
+                    let name = m.location.filename()?.to_owned();
+                    Some((
+                        name,
+                        ObjectMeta {
+                            size: m.size,
+                            modified: m.last_modified,
+                        },
+                    ))
                 })
-            })
-            .collect();
-        found.sort_by_key(|s| s.index);
-        Ok(found)
+                .collect(),
+        })
     }
 
-    async fn write_snapshot(
-        &self,
-        generation: &Generation,
-        index: u64,
-        data: ByteStream,
-    ) -> Result<SnapshotInfo> {
-        let (size, created_at) = self
-            .put(&layout::snapshot_path(generation, index)?, data)
-            .await?;
-        Ok(SnapshotInfo::new(generation, index, size, created_at))
-    }
-
-    async fn snapshot_reader(&self, generation: &Generation, index: u64) -> Result<ByteStream> {
-        self.get(layout::snapshot_path(generation, index)?).await
-    }
-
-    async fn delete_snapshot(&self, generation: &Generation, index: u64) -> Result<()> {
-        let key = self.key(&layout::snapshot_path(generation, index)?);
-        self.delete_keys(vec![key]).await
-    }
-
-    async fn wal_segments(&self, generation: &Generation) -> Result<WalSegmentCursor> {
-        let source = Wal {
-            client: self.clone(),
-            generation: generation.clone(),
-        };
-        WalSegmentCursor::open(generation.clone(), Arc::new(source)).await
-    }
-
-    async fn write_wal_segment(&self, pos: &Pos, data: ByteStream) -> Result<WalSegmentInfo> {
-        let (size, created_at) = self.put(&layout::wal_segment_path(pos)?, data).await?;
-        Ok(WalSegmentInfo::new(pos, size, created_at))
-    }
-
-    async fn wal_segment_reader(&self, pos: &Pos) -> Result<ByteStream> {
-        self.get(layout::wal_segment_path(pos)?).await
-    }
-
-    async fn delete_wal_segments(&self, positions: &[Pos]) -> Result<()> {
-        let keys = layout::wal_segment_paths(positions)?
-            .iter()
-            .map(|p| self.key(p))
-            .collect();
-        self.delete_keys(keys).await
+    async fn delete_all(&self, dir: &str) -> Result<()> {
+        let key = self.key(dir);
+        // Streamed: keys go to the batched deletes as they are listed, never
+        // all held at once.
+        let locations = self.inner.store.list(Some(&key)).map_ok(|m| m.location);
+        self.delete_locations(locations.boxed()).await
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use replica_core::{Error, Result};
 use url::Url;
 
-use crate::ObjectStoreClient;
+use crate::ObjectKeyStore;
 
 /// The cloud URL schemes this build can open (by cargo feature).
 pub const OBJECT_STORE_SCHEMES: &[&str] = &[
@@ -17,14 +17,14 @@ pub const OBJECT_STORE_SCHEMES: &[&str] = &[
     "az",
 ];
 
-/// Opens an object-store replica from a URL such as
+/// Opens the object store (and key prefix) a URL names, such as
 /// `s3://bucket/prefix?endpoint=http://127.0.0.1:9000&allow_http=true`.
 ///
 /// Options come from the environment (`AWS_*`, `GOOGLE_*`, `AZURE_*`, as the
 /// `object_store` builders name them, e.g. `AWS_ENDPOINT`, `AWS_REGION`,
 /// `AWS_ALLOW_HTTP`) and then from the URL query, which wins. The URL's path
 /// is the key prefix.
-pub fn open_url(url: &Url) -> Result<ObjectStoreClient> {
+pub fn open_url(url: &Url) -> Result<ObjectKeyStore> {
     let mut options: Vec<(String, String)> = std::env::vars()
         .filter(|(k, _)| {
             ["AWS_", "GOOGLE_", "AZURE_"]
@@ -49,5 +49,5 @@ pub fn open_url(url: &Url) -> Result<ObjectStoreClient> {
         "memory" => "object_store_memory",
         _ => "object_store",
     };
-    Ok(ObjectStoreClient::new(Arc::from(store), prefix.as_ref()).with_kind(kind))
+    Ok(ObjectKeyStore::new(Arc::from(store), prefix.as_ref()).with_kind(kind))
 }

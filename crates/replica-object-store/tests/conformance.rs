@@ -5,28 +5,34 @@ use std::sync::Arc;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::ObjectStore;
-use replica_conformance::Fixture;
-use replica_object_store::ObjectStoreClient;
+use replica_conformance::{Fixture, Layout};
+use replica_object_store::{ObjectKeyStore, ObjectStoreClient};
 
-fn fixture(store: Arc<dyn ObjectStore>, prefix: &str) -> Fixture {
-    // A small threshold so that the 64 MiB and 9 MiB cases go through multipart upload.
-    let client = ObjectStoreClient::new(store, prefix).with_multipart_threshold(5 << 20);
+/// A client with a small multipart threshold, so that the 64 MiB and 9 MiB
+/// cases go through multipart upload.
+fn client(store: Arc<dyn ObjectStore>, prefix: &str, layout: Layout) -> ObjectStoreClient {
+    let store = ObjectKeyStore::new(store, prefix).with_multipart_threshold(5 << 20);
+    ObjectStoreClient::with_layout(store, layout)
+}
+
+fn fixture(store: Arc<dyn ObjectStore>, prefix: &str, layout: Layout) -> Fixture {
+    let client = client(store, prefix, layout);
     Fixture::new(client.clone()).with_planter(planter(client))
 }
 
 mod in_memory {
     use super::*;
-    replica_conformance::conformance_tests!(|| async {
-        Ok::<_, String>(fixture(Arc::new(InMemory::new()), "some/prefix"))
+    replica_conformance::conformance_tests!(layouts: |layout| async move {
+        Ok::<_, String>(fixture(Arc::new(InMemory::new()), "some/prefix", layout))
     });
 }
 
 mod local_file_system {
     use super::*;
-    replica_conformance::conformance_tests!(|| async {
+    replica_conformance::conformance_tests!(layouts: |layout| async move {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let store = LocalFileSystem::new_with_prefix(dir.path()).map_err(|e| e.to_string())?;
-        let client = ObjectStoreClient::new(Arc::new(store), "").with_multipart_threshold(5 << 20);
+        let client = client(Arc::new(store), "", layout);
         // A real directory underneath, so directories can be planted too.
         Ok::<_, String>(
             Fixture::new(client)
@@ -40,6 +46,6 @@ mod local_file_system {
 fn planter(client: ObjectStoreClient) -> impl replica_conformance::Planter {
     replica_conformance::FnPlanter(move |path: String, data| {
         let client = client.clone();
-        async move { client.insert_raw(&path, data).await }
+        async move { client.store().insert_raw(&path, data).await }
     })
 }

@@ -7,8 +7,8 @@ use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::ObjectStoreExt;
 use replica_core::{bytes_stream, collect_bytes, Generation, Pos, ReplicaClient};
-use replica_file::FileClient;
-use replica_object_store::ObjectStoreClient;
+use replica_file::{FileClient, FileStore};
+use replica_object_store::{ObjectKeyStore, ObjectStoreClient};
 
 /// Everything a client shows: listings (without times) and every object's bytes.
 async fn everything(c: &dyn ReplicaClient) -> Vec<String> {
@@ -47,7 +47,7 @@ async fn everything(c: &dyn ReplicaClient) -> Vec<String> {
 }
 
 async fn write_file_replica(root: &std::path::Path) -> FileClient {
-    let c = FileClient::new(root);
+    let c = FileClient::new(FileStore::new(root));
     for g in ["00000000000000a1", "00000000000000b2"] {
         let g: Generation = g.parse().unwrap();
         for i in 0..3u64 {
@@ -83,7 +83,7 @@ async fn a_file_replica_copied_into_a_bucket_reads_the_same() {
             .await
             .unwrap();
     }
-    let bucket = ObjectStoreClient::new(store, "backup/db");
+    let bucket = ObjectStoreClient::new(ObjectKeyStore::new(store, "backup/db"));
     let expected = everything(&file).await;
     assert_eq!(expected.len(), 2 + 2 * 3 + 2 * 12);
     assert_eq!(everything(&bucket).await, expected);
@@ -94,7 +94,7 @@ async fn object_store_over_the_replica_directory_reads_the_same() {
     let dir = tempfile::tempdir().unwrap();
     let file = write_file_replica(dir.path()).await;
     let local = LocalFileSystem::new_with_prefix(dir.path()).unwrap();
-    let over = ObjectStoreClient::new(Arc::new(local), "");
+    let over = ObjectStoreClient::new(ObjectKeyStore::new(Arc::new(local), ""));
     assert_eq!(everything(&over).await, everything(&file).await);
 }
 

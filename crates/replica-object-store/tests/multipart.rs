@@ -15,7 +15,7 @@ use object_store::{
     PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
 };
 use replica_core::{collect_bytes, Generation, ReplicaClient};
-use replica_object_store::ObjectStoreClient;
+use replica_object_store::{ObjectKeyStore, ObjectStoreClient};
 
 /// InMemory, counting how objects are written.
 #[derive(Debug, Default)]
@@ -86,7 +86,9 @@ fn chunks(total: usize) -> Vec<replica_core::Result<Bytes>> {
 #[tokio::test]
 async fn a_snapshot_above_the_threshold_is_uploaded_in_parts() {
     let store = Arc::new(Counting::default());
-    let client = ObjectStoreClient::new(store.clone(), "p").with_multipart_threshold(THRESHOLD);
+    let client = ObjectStoreClient::new(
+        ObjectKeyStore::new(store.clone(), "p").with_multipart_threshold(THRESHOLD),
+    );
     let g = Generation::random();
     let total = 3 * THRESHOLD + 12345;
     let info = client
@@ -109,7 +111,9 @@ async fn a_snapshot_above_the_threshold_is_uploaded_in_parts() {
 #[tokio::test]
 async fn a_snapshot_below_the_threshold_is_one_put() {
     let store = Arc::new(Counting::default());
-    let client = ObjectStoreClient::new(store.clone(), "").with_multipart_threshold(THRESHOLD);
+    let client = ObjectStoreClient::new(
+        ObjectKeyStore::new(store.clone(), "").with_multipart_threshold(THRESHOLD),
+    );
     let g = Generation::random();
     client
         .write_snapshot(&g, 1, stream::iter(chunks(THRESHOLD - 1)).boxed())
@@ -122,7 +126,9 @@ async fn a_snapshot_below_the_threshold_is_one_put() {
 #[tokio::test]
 async fn a_failed_multipart_input_is_aborted_and_leaves_nothing() {
     let store = Arc::new(Counting::default());
-    let client = ObjectStoreClient::new(store.clone(), "").with_multipart_threshold(THRESHOLD);
+    let client = ObjectStoreClient::new(
+        ObjectKeyStore::new(store.clone(), "").with_multipart_threshold(THRESHOLD),
+    );
     let g = Generation::random();
     let mut input = chunks(2 * THRESHOLD);
     input.push(Err(replica_core::Error::io(

@@ -9,12 +9,12 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use replica_conformance::Fixture;
+use replica_conformance::{Fixture, Layout};
 use replica_object_store::{open_url, ObjectStoreClient};
 
 static CASE: AtomicU64 = AtomicU64::new(0);
 
-fn s3_fixture() -> Result<Fixture, String> {
+fn s3_fixture(layout: Layout) -> Result<Fixture, String> {
     let bucket = match std::env::var("REPLICA_S3_BUCKET") {
         Ok(b) if std::env::var("AWS_ENDPOINT").is_ok() => b,
         _ if std::env::var("REPLICA_REQUIRE_S3").is_ok() => {
@@ -39,18 +39,19 @@ fn s3_fixture() -> Result<Fixture, String> {
         .unwrap_or_default();
     let url = format!("s3://{bucket}/conformance/{run}-{nanos}-{n}");
     let url = url::Url::parse(&url).map_err(|e| e.to_string())?;
-    let client = open_url(&url)
+    let store = open_url(&url)
         .map_err(|e| e.to_string())?
         .with_multipart_threshold(5 << 20);
+    let client = ObjectStoreClient::with_layout(store, layout);
     Ok(Fixture::new(client.clone()).with_planter(planter(client)))
 }
 
-replica_conformance::conformance_tests!(|| async { s3_fixture() });
+replica_conformance::conformance_tests!(layouts: |layout| async move { s3_fixture(layout) });
 
 /// Plants raw objects through the store itself, under the client's prefix.
 fn planter(client: ObjectStoreClient) -> impl replica_conformance::Planter {
     replica_conformance::FnPlanter(move |path: String, data| {
         let client = client.clone();
-        async move { client.insert_raw(&path, data).await }
+        async move { client.store().insert_raw(&path, data).await }
     })
 }

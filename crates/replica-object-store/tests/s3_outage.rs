@@ -14,7 +14,7 @@ use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use object_store::aws::AmazonS3Builder;
 use object_store::RetryConfig;
 use replica_core::{collect_bytes, Error, Generation, ReplicaClient};
-use replica_object_store::ObjectStoreClient;
+use replica_object_store::{ObjectKeyStore, ObjectStoreClient};
 use s3s::auth::SimpleAuth;
 use s3s::service::S3ServiceBuilder;
 use tokio::net::TcpListener;
@@ -71,9 +71,11 @@ fn client(addr: SocketAddr) -> ObjectStoreClient {
         })
         .build()
         .unwrap();
-    ObjectStoreClient::new(Arc::new(store), "db")
-        .with_kind("s3")
-        .with_multipart_threshold(PART)
+    ObjectStoreClient::new(
+        ObjectKeyStore::new(Arc::new(store), "db")
+            .with_kind("s3")
+            .with_multipart_threshold(PART),
+    )
 }
 
 fn part(i: u8) -> Bytes {

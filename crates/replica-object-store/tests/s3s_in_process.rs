@@ -8,7 +8,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use object_store::aws::AmazonS3Builder;
 use replica_conformance::Fixture;
-use replica_object_store::ObjectStoreClient;
+use replica_object_store::{ObjectKeyStore, ObjectStoreClient};
 use s3s::auth::SimpleAuth;
 use s3s::service::S3ServiceBuilder;
 use tokio::net::TcpListener;
@@ -53,9 +53,11 @@ async fn s3s_fixture() -> Result<Fixture, String> {
         .with_secret_access_key("test-secret")
         .build()
         .map_err(|e| e.to_string())?;
-    let client = ObjectStoreClient::new(Arc::new(store), "replica")
-        .with_kind("s3")
-        .with_multipart_threshold(5 << 20);
+    let client = ObjectStoreClient::new(
+        ObjectKeyStore::new(Arc::new(store), "replica")
+            .with_kind("s3")
+            .with_multipart_threshold(5 << 20),
+    );
     Ok(Fixture::new(client.clone())
         .with_planter(planter(client))
         .keep(Server(server))
@@ -68,6 +70,6 @@ replica_conformance::conformance_tests!(s3s_fixture);
 fn planter(client: ObjectStoreClient) -> impl replica_conformance::Planter {
     replica_conformance::FnPlanter(move |path: String, data| {
         let client = client.clone();
-        async move { client.insert_raw(&path, data).await }
+        async move { client.store().insert_raw(&path, data).await }
     })
 }

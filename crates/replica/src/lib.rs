@@ -18,9 +18,14 @@
 //! ...) and from the URL query (`?endpoint=...&allow_http=true`), in the
 //! conventions of the `object_store` crate.
 //!
+//! Each replica is read and written in one [`Layout`]: `?layout=litestream-0.3`
+//! or `?layout=litestream-0.4` on any URL, or else the layout the store's
+//! objects are in (an empty store takes the default, Litestream 0.4).
+//!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> replica::Result<()> {
-//! let client = replica::open("memory://doc-example")?;
+//! let client = replica::open("memory://doc-example?layout=litestream-0.3").await?;
+//! assert_eq!(client.layout(), replica::Layout::Litestream03);
 //! assert_eq!(client.kind(), "memory");
 //! assert!(client.generations().await?.is_empty());
 //! # Ok(()) }
@@ -44,24 +49,47 @@ pub fn known_schemes() -> Vec<&'static str> {
     schemes
 }
 
-/// Opens the backend a URL names (see the crate docs for the table).
+/// How [`open_with`] chooses the layout.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OpenOptions {
+    /// Read and write this layout (as `?layout=` does); `None` detects it.
+    pub layout: Option<Layout>,
+    /// The layout of a store that holds no replica yet (default: [`Layout::default`]).
+    pub empty_layout: Option<Layout>,
+}
+
+/// Opens the backend a URL names (see the crate docs for the table), in the
+/// layout the URL's `?layout=` names, or else the one the store holds (see
+/// [`open_with`]).
 ///
-/// A string without `://` is a file path. A bad URL or an unknown scheme is
-/// [`Error::InvalidArgument`] with a message that lists the known schemes.
-pub fn open(location: &str) -> Result<Arc<dyn ReplicaClient>> {
+/// A string without `://` is a file path. A bad URL, an unknown scheme or
+/// layout is [`Error::InvalidArgument`] with a message that lists the known ones.
+pub async fn open(location: &str) -> Result<Arc<dyn ReplicaClient>> {
+    open_with(location, OpenOptions::default()).await
+}
+
+/// [`open`] with a layout chosen by the caller (a `--layout` flag).
+///
+/// Without a layout from the URL or `options`, the store decides: one
+/// holding only Litestream 0.3 names opens as 0.3, only 0.4 names as 0.4, an
+/// empty one as `options.empty_layout` (else the default), and one holding
+/// both is an error that names both and asks for `layout=`. A layout given
+/// twice, differently, is an error.
+pub async fn open_with(location: &str, options: OpenOptions) -> Result<Arc<dyn ReplicaClient>> {
     let known = || known_schemes().join(", ");
     if location.is_empty() {
         return Err(Error::invalid("replica path required"));
     }
     if !location.contains("://") {
-        return open_path(std::path::PathBuf::from(location));
+        return open_path(std::path::PathBuf::from(location), options).await;
     }
-    let url = url::Url::parse(location).map_err(|e| {
+    let mut url = url::Url::parse(location).map_err(|e| {
         Error::invalid(format!(
             "bad replica URL {location:?}: {e}; known schemes: {}",
             known()
         ))
     })?;
+    let options = take_layout_option(&mut url, options)?;
     match url.scheme() {
         #[cfg(feature = "file")]
         "file" => {
@@ -70,16 +98,16 @@ pub fn open(location: &str) -> Result<Arc<dyn ReplicaClient>> {
                     "bad file URL {location:?}: expected file:///absolute/path"
                 ))
             })?;
-            open_path(path)
+            open_path(path, options).await
         }
         #[cfg(feature = "memory")]
         "memory" => {
             let name = format!("{}{}", url.host_str().unwrap_or(""), url.path());
-            Ok(Arc::new(replica_memory::MemoryClient::named(&name)))
+            detect(replica_memory::MemoryStore::named(&name), options).await
         }
         #[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
         scheme if replica_object_store::OBJECT_STORE_SCHEMES.contains(&scheme) => {
-            Ok(Arc::new(replica_object_store::open_url(&url)?))
+            detect(replica_object_store::open_url(&url)?, options).await
         }
         other => Err(Error::invalid(format!(
             "unknown scheme {other:?} in replica URL {location:?}; known schemes: {}",
@@ -88,13 +116,51 @@ pub fn open(location: &str) -> Result<Arc<dyn ReplicaClient>> {
     }
 }
 
+/// Moves a `layout=` query option from the URL into the options.
+fn take_layout_option(url: &mut url::Url, mut options: OpenOptions) -> Result<OpenOptions> {
+    let mut from_url = None;
+    let mut rest = Vec::new();
+    for (k, v) in url.query_pairs() {
+        if k == "layout" {
+            from_url = Some(v.parse::<Layout>()?);
+        } else {
+            rest.push((k.into_owned(), v.into_owned()));
+        }
+    }
+    if let Some(layout) = from_url {
+        if options.layout.is_some_and(|l| l != layout) {
+            return Err(Error::invalid(format!(
+                "the URL says layout={layout} but layout {} was asked for as well; give one",
+                options.layout.expect("checked")
+            )));
+        }
+        options.layout = Some(layout);
+    }
+    if rest.is_empty() {
+        url.set_query(None);
+    } else {
+        url.query_pairs_mut().clear().extend_pairs(rest);
+    }
+    Ok(options)
+}
+
+async fn detect<S: KeyStore>(store: S, options: OpenOptions) -> Result<Arc<dyn ReplicaClient>> {
+    let empty = options.empty_layout.unwrap_or_default();
+    Ok(Arc::new(
+        StoreClient::detect(store, options.layout, empty).await?,
+    ))
+}
+
 #[cfg(feature = "file")]
-fn open_path(path: std::path::PathBuf) -> Result<Arc<dyn ReplicaClient>> {
-    Ok(Arc::new(replica_file::FileClient::new(path)))
+async fn open_path(
+    path: std::path::PathBuf,
+    options: OpenOptions,
+) -> Result<Arc<dyn ReplicaClient>> {
+    detect(replica_file::FileStore::new(path), options).await
 }
 
 #[cfg(not(feature = "file"))]
-fn open_path(path: std::path::PathBuf) -> Result<Arc<dyn ReplicaClient>> {
+async fn open_path(path: std::path::PathBuf, _: OpenOptions) -> Result<Arc<dyn ReplicaClient>> {
     Err(Error::invalid(format!(
         "{} is a file path, but this build has no file backend (feature `file`)",
         path.display()
@@ -109,10 +175,10 @@ mod tests {
     async fn paths_and_file_urls_open_the_file_backend() {
         let dir = tempfile::tempdir().unwrap();
         let g = Generation::random();
-        let a = open(dir.path().to_str().unwrap()).unwrap();
+        let a = open(dir.path().to_str().unwrap()).await.unwrap();
         a.write_snapshot(&g, 1, bytes_stream("x")).await.unwrap();
         let url = format!("file://{}", dir.path().display());
-        let b = open(&url).unwrap();
+        let b = open(&url).await.unwrap();
         assert_eq!(b.kind(), "file");
         assert_eq!(b.generations().await.unwrap(), vec![g]);
     }
@@ -121,12 +187,14 @@ mod tests {
     async fn memory_urls_name_one_shared_store() {
         let g = Generation::random();
         open("memory://shared-test")
+            .await
             .unwrap()
             .write_snapshot(&g, 1, bytes_stream("x"))
             .await
             .unwrap();
         assert_eq!(
             open("memory://shared-test")
+                .await
                 .unwrap()
                 .generations()
                 .await
@@ -134,6 +202,7 @@ mod tests {
             vec![g]
         );
         assert!(open("memory://other-test")
+            .await
             .unwrap()
             .generations()
             .await
@@ -141,9 +210,9 @@ mod tests {
             .is_empty());
     }
 
-    #[test]
-    fn unknown_schemes_and_bad_urls_are_clear_errors() {
-        let err = open("ftp://host/x").unwrap_err();
+    #[tokio::test]
+    async fn unknown_schemes_and_bad_urls_are_clear_errors() {
+        let err = open("ftp://host/x").await.unwrap_err();
         assert!(err.is_invalid_argument());
         let msg = err.to_string();
         assert!(
@@ -152,13 +221,86 @@ mod tests {
                 && msg.contains("memory"),
             "{msg}"
         );
-        let err = open("s3://[bad").unwrap_err();
+        let err = open("s3://[bad").await.unwrap_err();
         assert!(
             err.is_invalid_argument() && err.to_string().contains("known schemes"),
             "{err}"
         );
-        assert!(open("").unwrap_err().is_invalid_argument());
-        assert!(open("file://relative/x").is_err());
+        assert!(open("").await.unwrap_err().is_invalid_argument());
+        assert!(open("file://relative/x").await.is_err());
+        let err = open("memory://x?layout=litestream-9").await.unwrap_err();
+        assert!(
+            err.is_invalid_argument() && err.to_string().contains("litestream-0.3"),
+            "{err}"
+        );
+    }
+
+    async fn write_one(location: &str, layout: Layout) -> Generation {
+        let client = open_with(
+            location,
+            OpenOptions {
+                layout: Some(layout),
+                ..OpenOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        let g = Generation::random();
+        client
+            .write_snapshot(&g, 1, bytes_stream("x"))
+            .await
+            .unwrap();
+        g
+    }
+
+    #[tokio::test]
+    async fn the_layout_is_detected_from_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_str().unwrap();
+        assert_eq!(open(path).await.unwrap().layout(), Layout::Litestream04);
+        let empty_03 = OpenOptions {
+            empty_layout: Some(Layout::Litestream03),
+            ..OpenOptions::default()
+        };
+        assert_eq!(
+            open_with(path, empty_03).await.unwrap().layout(),
+            Layout::Litestream03
+        );
+        let g = write_one(path, Layout::Litestream03).await;
+        let client = open(&format!("file://{path}")).await.unwrap();
+        assert_eq!(client.layout(), Layout::Litestream03);
+        assert_eq!(client.generations().await.unwrap(), vec![g]);
+        write_one(path, Layout::Litestream04).await;
+        let err = open(path).await.unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            err.is_invalid_argument()
+                && msg.contains("litestream-0.3")
+                && msg.contains("litestream-0.4")
+                && msg.contains("layout="),
+            "{msg}"
+        );
+        let chosen = open(&format!("file://{path}?layout=litestream-0.4"))
+            .await
+            .unwrap();
+        assert_eq!(chosen.layout(), Layout::Litestream04);
+        assert_eq!(chosen.generations().await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_layout_given_twice_differently_is_an_error() {
+        let options = OpenOptions {
+            layout: Some(Layout::Litestream04),
+            ..OpenOptions::default()
+        };
+        let err = open_with("memory://twice?layout=litestream-0.3", options)
+            .await
+            .unwrap_err();
+        assert!(err.is_invalid_argument(), "{err}");
+        let same = open_with("memory://twice?layout=litestream-0.4", options)
+            .await
+            .unwrap();
+        assert_eq!(same.layout(), Layout::Litestream04);
     }
 }
 
@@ -181,11 +323,21 @@ mod fuzz {
         });
         let urls = prop_oneof![
             any::<String>(),
-            "(file|memory|s3|gs|az|ftp|)(:|://|:/)[a-z0-9./%?=&\\[\\]@:_-]{0,30}",
+            "(file|memory|s3|gs|az|ftp|)(:|://|:/)[a-z0-9./%?=&\\[\\]@:_-]{0,30}(\\?layout=[a-z0-9.-]{0,16})?",
         ];
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         runner
             .run(&urls, |url| {
-                if let Err(e) = super::open(&url) {
+                // With a layout given, opening does no I/O (no detection), so
+                // random cloud URLs never reach for a network.
+                let options = super::OpenOptions {
+                    layout: Some(super::Layout::default()),
+                    ..super::OpenOptions::default()
+                };
+                if let Err(e) = runtime.block_on(super::open_with(&url, options)) {
                     prop_assert!(e.is_invalid_argument(), "{url:?}: {e}");
                 }
                 Ok(())

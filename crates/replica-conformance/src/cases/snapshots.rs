@@ -1,4 +1,3 @@
-use replica_core::layout::MAX_INDEX;
 use replica_core::{bytes_stream, Error};
 
 use crate::util::*;
@@ -124,10 +123,10 @@ pub(crate) async fn delete_of_a_missing_snapshot_is_ok(f: Fixture) -> CaseResult
     Ok(())
 }
 
-pub(crate) async fn snapshot_index_above_i64_max_is_invalid(f: Fixture) -> CaseResult {
+pub(crate) async fn snapshot_index_above_the_layout_maximum_is_invalid(f: Fixture) -> CaseResult {
     let c = &*f.client;
     let g = gen(1);
-    for index in [MAX_INDEX + 1, u64::MAX] {
+    for index in [c.layout().max_index() + 1, u64::MAX] {
         assert_invalid(
             c.write_snapshot(&g, index, bytes_stream("x")).await,
             "write_snapshot",
@@ -150,10 +149,11 @@ pub(crate) async fn snapshot_at_the_largest_index_works(f: Fixture) -> CaseResul
     let c = &*f.client;
     let g = gen(1);
     let data = content("max", 10);
-    put_snapshot(c, &g, MAX_INDEX, &data).await?;
-    put_snapshot(c, &g, MAX_INDEX - 1, &data).await?;
-    assert_eq!(snapshot_indexes(c, &g).await?, [MAX_INDEX - 1, MAX_INDEX]);
-    assert_eq!(read_snapshot(c, &g, MAX_INDEX).await?, data);
+    let max = c.layout().max_index();
+    put_snapshot(c, &g, max, &data).await?;
+    put_snapshot(c, &g, max - 1, &data).await?;
+    assert_eq!(snapshot_indexes(c, &g).await?, [max - 1, max]);
+    assert_eq!(read_snapshot(c, &g, max).await?, data);
     Ok(())
 }
 

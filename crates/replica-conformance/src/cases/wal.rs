@@ -1,5 +1,4 @@
 use replica_core::bytes_stream;
-use replica_core::layout::MAX_INDEX;
 
 use crate::util::*;
 use crate::{CaseResult, Fixture};
@@ -143,10 +142,15 @@ pub(crate) async fn delete_of_missing_wal_segments_is_ok(f: Fixture) -> CaseResu
     Ok(())
 }
 
-pub(crate) async fn wal_position_above_i64_max_is_invalid(f: Fixture) -> CaseResult {
+pub(crate) async fn wal_position_above_the_layout_maximum_is_invalid(f: Fixture) -> CaseResult {
     let c = &*f.client;
     let g = gen(1);
-    for (i, o) in [(MAX_INDEX + 1, 0), (0, MAX_INDEX + 1), (u64::MAX, u64::MAX)] {
+    let (max_index, max_offset) = (c.layout().max_index(), c.layout().max_offset());
+    for (i, o) in [
+        (max_index + 1, 0),
+        (0, max_offset + 1),
+        (u64::MAX, u64::MAX),
+    ] {
         let p = pos(&g, i, o);
         assert_invalid(
             c.write_wal_segment(&p, bytes_stream("x")).await,
@@ -170,9 +174,10 @@ pub(crate) async fn wal_segment_at_the_largest_position_works(f: Fixture) -> Cas
     let c = &*f.client;
     let g = gen(1);
     let data = content("max", 10);
-    put_segment(c, &g, MAX_INDEX, MAX_INDEX, &data).await?;
-    assert_eq!(segment_positions(c, &g).await?, [(MAX_INDEX, MAX_INDEX)]);
-    assert_eq!(read_segment(c, &pos(&g, MAX_INDEX, MAX_INDEX)).await?, data);
+    let (i, o) = (c.layout().max_index(), c.layout().max_offset());
+    put_segment(c, &g, i, o, &data).await?;
+    assert_eq!(segment_positions(c, &g).await?, [(i, o)]);
+    assert_eq!(read_segment(c, &pos(&g, i, o)).await?, data);
     Ok(())
 }
 

@@ -1,0 +1,421 @@
+//! Key stores, and the one replica client written over any of them.
+//!
+//! A backend implements [`KeyStore`]: bytes under `/`-separated keys, in the
+//! spirit of `object_store`'s `ObjectStore` — an atomic put from a stream, a
+//! get as a stream, delete many, list one level of a directory, delete
+//! everything below a directory. It knows nothing of generations or names.
+//!
+//! [`StoreClient`] turns any key store into a [`ReplicaClient`] in one
+//! [`Layout`]: it builds every key, parses every listing (skipping junk),
+//! sorts, and applies the rule that a generation exists while it holds at
+//! least one snapshot or segment. Every backend therefore lists, sorts and
+//! skips junk in exactly the same way.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::client::{ByteStream, ReplicaClient, WalSegmentSource};
+use crate::cursor::WalSegmentCursor;
+use crate::error::{Error, Result};
+use crate::layout::{self, Layout, WalShape};
+use crate::types::{Generation, Pos, SnapshotInfo, WalSegmentInfo};
+
+/// Size and time of a stored object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// Stored byte count.
+    pub size: u64,
+    /// When the store last wrote it (file mtime, object last-modified).
+    pub modified: DateTime<Utc>,
+}
+
+/// One level of a directory: the names of its child directories and objects.
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    /// Names (last key part) of child directories (common prefixes).
+    pub dirs: Vec<String>,
+    /// Names (last key part) and metadata of the objects directly inside.
+    pub objects: Vec<(String, ObjectMeta)>,
+}
+
+/// Bytes under `/`-separated keys: all a backend has to provide.
+///
+/// Keys and directories are relative to the store's root (a directory, a
+/// bucket prefix), never empty, never start with `/` and never hold `.` or
+/// `..` parts: [`StoreClient`] only builds them from validated names.
+#[async_trait]
+pub trait KeyStore: Send + Sync + fmt::Debug + 'static {
+    /// A short static name of the backend: `file`, `memory`, `s3`, ...
+    fn kind(&self) -> &'static str;
+
+    /// Stores `data` under `key`, replacing what is there atomically: a reader
+    /// sees the old object or the whole new one, and a failed input stream
+    /// leaves nothing new under `key`.
+    async fn put(&self, key: &str, data: ByteStream) -> Result<ObjectMeta>;
+
+    /// Streams the object under `key`; a missing one is [`Error::NotFound`]
+    /// from the call itself.
+    async fn get(&self, key: &str) -> Result<ByteStream>;
+
+    /// Deletes the objects under `keys`; missing ones are `Ok`.
+    async fn delete(&self, keys: &[String]) -> Result<()>;
+
+    /// One level of `dir`, in any order; a missing directory (or an object in
+    /// its place) lists as empty. Symbolic links are neither.
+    async fn list(&self, dir: &str) -> Result<Listing>;
+
+    /// Deletes every object below `dir`; a missing directory is `Ok`.
+    async fn delete_all(&self, dir: &str) -> Result<()>;
+}
+
+/// A [`ReplicaClient`] over any [`KeyStore`], in one [`Layout`].
+///
+/// Cheap to clone; clones share the store.
+pub struct StoreClient<S> {
+    store: Arc<S>,
+    layout: Layout,
+}
+
+impl<S> Clone for StoreClient<S> {
+    fn clone(&self) -> Self {
+        StoreClient {
+            store: self.store.clone(),
+            layout: self.layout,
+        }
+    }
+}
+
+impl<S: KeyStore> fmt::Debug for StoreClient<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreClient")
+            .field("store", &self.store)
+            .field("layout", &self.layout)
+            .finish()
+    }
+}
+
+impl<S: KeyStore + Default> Default for StoreClient<S> {
+    fn default() -> Self {
+        Self::new(S::default())
+    }
+}
+
+impl<S: KeyStore> StoreClient<S> {
+    /// A client over `store` in the default layout (Litestream 0.4).
+    pub fn new(store: S) -> Self {
+        Self::with_layout(store, Layout::default())
+    }
+
+    /// A client over `store` in `layout`.
+    pub fn with_layout(store: S, layout: Layout) -> Self {
+        StoreClient {
+            store: Arc::new(store),
+            layout,
+        }
+    }
+
+    /// The same store seen through another layout.
+    pub fn in_layout(&self, layout: Layout) -> Self {
+        StoreClient {
+            store: self.store.clone(),
+            layout,
+        }
+    }
+
+    /// The key store underneath.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Whether a generation holds at least one snapshot or segment of this
+    /// layout; lists as little as it can (snapshots first, then WAL).
+    async fn holds_objects(&self, generation: &Generation) -> Result<bool> {
+        let snapshots = self.store.list(&layout::snapshots_dir(generation)).await?;
+        if snapshots
+            .objects
+            .iter()
+            .any(|(n, _)| self.layout.parse_snapshot_name(n).is_some())
+        {
+            return Ok(true);
+        }
+        let wal = self.store.list(&layout::wal_dir(generation)).await?;
+        match self.layout.wal_shape() {
+            WalShape::Flat => Ok(wal
+                .objects
+                .iter()
+                .any(|(n, _)| self.layout.parse_segment_name(n).is_some())),
+            WalShape::Nested => {
+                for index in wal
+                    .dirs
+                    .iter()
+                    .filter_map(|d| self.layout.parse_index_dir_name(d))
+                {
+                    let Some(dir) = self.layout.wal_index_dir(generation, index)? else {
+                        continue;
+                    };
+                    let found = self.store.list(&dir).await?;
+                    if found
+                        .objects
+                        .iter()
+                        .any(|(n, _)| self.layout.parse_segment_name(n).is_some())
+                    {
+                        return Ok(true);
+                    }
+                }
+                Ok(false)
+            }
+        }
+    }
+}
+
+/// The layouts whose objects a store holds (in [`Layout::ALL`] order): what
+/// opening a replica without an explicit layout decides from.
+pub async fn layouts_present<S: KeyStore>(store: Arc<S>) -> Result<Vec<Layout>> {
+    let mut found = Vec::new();
+    for layout in Layout::ALL {
+        let client = StoreClient {
+            store: store.clone(),
+            layout,
+        };
+        if !client.generations().await?.is_empty() {
+            found.push(layout);
+        }
+    }
+    Ok(found)
+}
+
+impl<S: KeyStore> StoreClient<S> {
+    /// Opens `store` in `layout` if given, else in the layout its objects
+    /// are in: only one layout's names → that layout; none → `default`;
+    /// several → [`Error::InvalidArgument`] naming them and asking for one.
+    pub async fn detect(store: S, layout: Option<Layout>, default: Layout) -> Result<Self> {
+        if let Some(layout) = layout {
+            return Ok(Self::with_layout(store, layout));
+        }
+        let store = Arc::new(store);
+        let found = layouts_present(store.clone()).await?;
+        let layout = match found.as_slice() {
+            [] => default,
+            [one] => *one,
+            several => {
+                let names: Vec<&str> = several.iter().map(|l| l.name()).collect();
+                return Err(Error::invalid(format!(
+                    "the replica holds objects of several layouts ({}); choose one with \
+                     ?layout={} (or --layout)",
+                    names.join(" and "),
+                    names.join(" / ?layout=")
+                )));
+            }
+        };
+        Ok(StoreClient { store, layout })
+    }
+}
+
+#[async_trait]
+impl<S: KeyStore> ReplicaClient for StoreClient<S> {
+    fn kind(&self) -> &'static str {
+        self.store.kind()
+    }
+
+    fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    async fn generations(&self) -> Result<Vec<Generation>> {
+        let listed = self.store.list(layout::GENERATIONS_DIR).await?;
+        let mut found = Vec::new();
+        for g in listed.dirs.iter().filter_map(|d| Generation::new(d).ok()) {
+            if self.holds_objects(&g).await? {
+                found.push(g);
+            }
+        }
+        found.sort();
+        found.dedup();
+        Ok(found)
+    }
+
+    async fn delete_generation(&self, generation: &Generation) -> Result<()> {
+        self.store
+            .delete_all(&layout::generation_dir(generation))
+            .await
+    }
+
+    async fn snapshots(&self, generation: &Generation) -> Result<Vec<SnapshotInfo>> {
+        let listed = self.store.list(&layout::snapshots_dir(generation)).await?;
+        let mut found: Vec<SnapshotInfo> = listed
+            .objects
+            .iter()
+            .filter_map(|(name, meta)| {
+                let index = self.layout.parse_snapshot_name(name)?;
+                Some(SnapshotInfo::new(
+                    generation,
+                    index,
+                    meta.size,
+                    meta.modified,
+                ))
+            })
+            .collect();
+        found.sort_by_key(|s| s.index);
+        Ok(found)
+    }
+
+    async fn write_snapshot(
+        &self,
+        generation: &Generation,
+        index: u64,
+        data: ByteStream,
+    ) -> Result<SnapshotInfo> {
+        let key = self.layout.snapshot_key(generation, index)?;
+        let meta = self.store.put(&key, data).await?;
+        Ok(SnapshotInfo::new(
+            generation,
+            index,
+            meta.size,
+            meta.modified,
+        ))
+    }
+
+    async fn snapshot_reader(&self, generation: &Generation, index: u64) -> Result<ByteStream> {
+        self.store
+            .get(&self.layout.snapshot_key(generation, index)?)
+            .await
+    }
+
+    async fn delete_snapshot(&self, generation: &Generation, index: u64) -> Result<()> {
+        let key = self.layout.snapshot_key(generation, index)?;
+        self.store.delete(&[key]).await
+    }
+
+    async fn wal_segments(&self, generation: &Generation) -> Result<WalSegmentCursor> {
+        let source = WalSource {
+            client: self.clone(),
+            generation: generation.clone(),
+            flat: Mutex::new(BTreeMap::new()),
+        };
+        WalSegmentCursor::open(generation.clone(), Arc::new(source)).await
+    }
+
+    async fn write_wal_segment(&self, pos: &Pos, data: ByteStream) -> Result<WalSegmentInfo> {
+        let key = self.layout.wal_segment_key(pos)?;
+        let meta = self.store.put(&key, data).await?;
+        Ok(WalSegmentInfo::new(pos, meta.size, meta.modified))
+    }
+
+    async fn wal_segment_reader(&self, pos: &Pos) -> Result<ByteStream> {
+        self.store.get(&self.layout.wal_segment_key(pos)?).await
+    }
+
+    async fn delete_wal_segments(&self, positions: &[Pos]) -> Result<()> {
+        let keys = self.layout.wal_segment_keys(positions)?;
+        if keys.is_empty() {
+            return Ok(());
+        }
+        self.store.delete(&keys).await
+    }
+}
+
+/// The WAL of one generation, listed for the cursor.
+///
+/// Nested layouts list one index directory at a time. A flat layout keeps
+/// every segment in one directory, so the whole directory is listed at once
+/// and grouped by index; the groups serve the cursor's later reads, except
+/// the newest index, which is listed afresh (a writer may still be adding
+/// segments to it).
+struct WalSource<S> {
+    client: StoreClient<S>,
+    generation: Generation,
+    flat: Mutex<BTreeMap<u64, Vec<WalSegmentInfo>>>,
+}
+
+impl<S: KeyStore> WalSource<S> {
+    fn layout(&self) -> Layout {
+        self.client.layout
+    }
+
+    async fn list_flat(&self) -> Result<BTreeMap<u64, Vec<WalSegmentInfo>>> {
+        let listed = self
+            .client
+            .store
+            .list(&layout::wal_dir(&self.generation))
+            .await?;
+        let mut grouped: BTreeMap<u64, Vec<WalSegmentInfo>> = BTreeMap::new();
+        for (name, meta) in &listed.objects {
+            if let Some((Some(index), offset)) = self.layout().parse_segment_name(name) {
+                grouped.entry(index).or_default().push(WalSegmentInfo {
+                    generation: self.generation.clone(),
+                    index,
+                    offset,
+                    size: meta.size,
+                    created_at: meta.modified,
+                });
+            }
+        }
+        Ok(grouped)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Vec<WalSegmentInfo>>> {
+        self.flat.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[async_trait]
+impl<S: KeyStore> WalSegmentSource for WalSource<S> {
+    async fn indexes(&self) -> Result<Vec<u64>> {
+        match self.layout().wal_shape() {
+            WalShape::Nested => {
+                let listed = self
+                    .client
+                    .store
+                    .list(&layout::wal_dir(&self.generation))
+                    .await?;
+                Ok(listed
+                    .dirs
+                    .iter()
+                    .filter_map(|d| self.layout().parse_index_dir_name(d))
+                    .collect())
+            }
+            WalShape::Flat => {
+                let grouped = self.list_flat().await?;
+                let indexes = grouped.keys().copied().collect();
+                *self.lock() = grouped;
+                Ok(indexes)
+            }
+        }
+    }
+
+    async fn segments(&self, index: u64) -> Result<Vec<WalSegmentInfo>> {
+        let Some(dir) = self.layout().wal_index_dir(&self.generation, index)? else {
+            {
+                let mut cached = self.lock();
+                let newest = cached.keys().next_back().copied();
+                if newest.is_some_and(|n| index < n) {
+                    return Ok(cached.remove(&index).unwrap_or_default());
+                }
+            }
+            let mut grouped = self.list_flat().await?;
+            let found = grouped.remove(&index).unwrap_or_default();
+            grouped.retain(|i, _| *i > index);
+            *self.lock() = grouped;
+            return Ok(found);
+        };
+        let listed = self.client.store.list(&dir).await?;
+        Ok(listed
+            .objects
+            .iter()
+            .filter_map(|(name, meta)| {
+                let (_, offset) = self.layout().parse_segment_name(name)?;
+                Some(WalSegmentInfo {
+                    generation: self.generation.clone(),
+                    index,
+                    offset,
+                    size: meta.size,
+                    created_at: meta.modified,
+                })
+            })
+            .collect())
+    }
+}

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use replica::{Generation, Layout, ReplicaClient};
+use replica::{Generation, Layout, ReplicaClient, ReplicaClientExt};
 use replica_conformance::{report, run_suite, Report};
 use replica_memory::MemoryStore;
 
@@ -276,9 +276,9 @@ async fn cat(client: &dyn ReplicaClient, object: &str) -> Result<(), Exit> {
     use futures::TryStreamExt;
     use std::io::Write;
 
-    let stored = if object.contains(':') {
+    let mut plain = if object.contains(':') {
         let pos: replica::Pos = object.parse()?;
-        client.wal_segment_reader(&pos).await?
+        client.wal_segment_plain(&pos).await?
     } else {
         let (g, index) = object.split_once('/').ok_or_else(|| {
             format!("bad object {object:?}: expected <generation>/<index>[:<offset>]")
@@ -286,9 +286,8 @@ async fn cat(client: &dyn ReplicaClient, object: &str) -> Result<(), Exit> {
         let index = replica::layout::parse_hex16(index).ok_or_else(|| {
             format!("bad snapshot index {index:?}: expected 16 lowercase hex digits")
         })?;
-        client.snapshot_reader(&Generation::new(g)?, index).await?
+        client.snapshot_plain(&Generation::new(g)?, index).await?
     };
-    let mut plain = replica::lz4::decompress_stream(stored);
     let mut stdout = std::io::stdout().lock();
     while let Some(chunk) = plain.try_next().await? {
         stdout

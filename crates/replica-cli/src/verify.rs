@@ -1,7 +1,7 @@
 //! `replica verify`: every object decodes completely, the WAL is contiguous,
 //! and each generation has a snapshot to start from.
 
-use replica::{decompressed_len, layout, Generation, ReplicaClient, WalContiguity};
+use replica::{layout, plain_len, Generation, ReplicaClient, ReplicaClientExt, WalContiguity};
 
 use crate::Exit;
 
@@ -21,11 +21,8 @@ pub(crate) async fn generation(
     let mut defects = Vec::new();
     let snapshots = client.snapshots(g).await?;
     for s in &snapshots {
-        if let Err(e) = decompressed_len(client.snapshot_reader(g, s.index).await?).await {
-            defects.push(format!(
-                "{}: {e}",
-                client.layout().snapshot_key(g, s.index)?
-            ));
+        if let Err(e) = plain_len(client.snapshot_plain(g, s.index).await?).await {
+            defects.push(defect(&client.layout().snapshot_key(g, s.index)?, &e));
         }
     }
     if snapshots.is_empty() {
@@ -41,13 +38,13 @@ pub(crate) async fn generation(
         let info = info?;
         segments += 1;
         let path = client.layout().wal_segment_key(&info.pos())?;
-        match decompressed_len(client.wal_segment_reader(&info.pos()).await?).await {
+        match plain_len(client.wal_segment_plain(&info.pos()).await?).await {
             Ok(len) => {
                 if let Err(e) = contiguity.check(&info, len) {
-                    defects.push(format!("{path}: {e}"));
+                    defects.push(defect(&path, &e));
                 }
             }
-            Err(e) => defects.push(format!("{path}: {e}")),
+            Err(e) => defects.push(defect(&path, &e)),
         }
     }
     Ok(Verdict {
@@ -55,4 +52,15 @@ pub(crate) async fn generation(
         segments,
         defects,
     })
+}
+
+/// One defect line: the error, preceded by the object's key unless the
+/// error already names it.
+fn defect(key: &str, e: &replica::Error) -> String {
+    let text = e.to_string();
+    if text.contains(key) {
+        text
+    } else {
+        format!("{key}: {text}")
+    }
 }

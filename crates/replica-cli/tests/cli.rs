@@ -298,7 +298,9 @@ fn verify_names_a_corrupt_frame_and_a_gap_and_exits_1() {
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("2 DEFECTS"), "{text}");
     assert!(
-        text.contains("snapshots/0000000000000001.snapshot.lz4: corrupt"),
+        text.contains(
+            "corrupt data in generations/00000000000000a1/snapshots/0000000000000001.snapshot.lz4"
+        ),
         "{text}"
     );
     assert!(
@@ -386,4 +388,193 @@ fn copy_through_an_object_store_round_trips_byte_exactly() {
         );
     }
     assert_eq!(files(src.path()), files(back.path()));
+}
+
+/// The replica of [`sound_replica`], named in the Litestream 0.3 layout.
+fn sound_replica_0_3() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let put = |rel: &str, data: &[u8]| write_file(dir.path(), rel, &replica::lz4::compress(data));
+    let g = "generations/00000000000000a1";
+    put(&format!("{g}/snapshots/00000001.snapshot.lz4"), b"database");
+    put(&format!("{g}/wal/00000001_00000000.wal.lz4"), &[1u8; 32]);
+    put(&format!("{g}/wal/00000001_00000020.wal.lz4"), &[2u8; 8]);
+    put(&format!("{g}/wal/00000002_00000000.wal.lz4"), &[3u8; 8]);
+    dir
+}
+
+fn stdout_of(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr_of(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn listings_name_the_layout_they_read_and_follow_the_layout_flag() {
+    let dir = sound_replica_0_3();
+    let path = dir.path().to_str().unwrap();
+    let out = replica().args(["wal", path]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let text = stdout_of(&out);
+    assert_eq!(
+        text.lines().next(),
+        Some("layout: litestream-0.3"),
+        "{text}"
+    );
+    assert_eq!(text.lines().count(), 2 + 3, "{text}");
+    let rows = json(
+        &replica()
+            .args(["snapshots", path, "--json"])
+            .output()
+            .unwrap()
+            .stdout,
+    );
+    assert_eq!(rows[0]["layout"], "litestream-0.3");
+    assert_eq!(rows[0]["index"], 1);
+    // Read as 0.4, the same directory holds nothing.
+    let out = replica()
+        .args(["wal", path, "--layout", "litestream-0.4"])
+        .output()
+        .unwrap();
+    let text = stdout_of(&out);
+    assert_eq!(
+        text.lines().next(),
+        Some("layout: litestream-0.4"),
+        "{text}"
+    );
+    assert_eq!(text.lines().count(), 2, "{text}");
+    // An unknown layout is a clear error listing the known ones.
+    let out = replica()
+        .args(["wal", path, "--layout", "litestream-9"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr_of(&out).contains("litestream-0.3"),
+        "{}",
+        stderr_of(&out)
+    );
+}
+
+#[test]
+fn a_store_holding_both_layouts_asks_which_one() {
+    let dir = sound_replica_0_3();
+    write_file(
+        dir.path(),
+        "generations/00000000000000b2/snapshots/0000000000000003.snapshot.lz4",
+        &replica::lz4::compress(b"x"),
+    );
+    let path = dir.path().to_str().unwrap();
+    let out = replica().args(["generations", path]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("litestream-0.3") && err.contains("litestream-0.4") && err.contains("layout="),
+        "{err}"
+    );
+    let out = replica()
+        .args([
+            "generations",
+            &format!("file://{path}?layout=litestream-0.4"),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(stdout_of(&out).contains("00000000000000b2"));
+    assert!(!stdout_of(&out).contains("00000000000000a1"));
+}
+
+#[test]
+fn a_flipped_byte_in_a_frame_is_corrupt_and_names_the_object() {
+    let dir = sound_replica_0_3();
+    let key = "generations/00000000000000a1/wal/00000001_00000000.wal.lz4";
+    let path = dir.path().join(key);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = bytes.len() - 2; // in the content checksum
+    bytes[at] ^= 0x01;
+    std::fs::write(&path, bytes).unwrap();
+    let root = dir.path().to_str().unwrap();
+    let out = replica().args(["verify", root]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout_of(&out);
+    assert!(
+        text.contains(&format!("corrupt data in {key}")) && text.contains("checksum"),
+        "{text}"
+    );
+    let out = replica()
+        .args([
+            "cat",
+            root,
+            "00000000000000a1/0000000000000001:0000000000000000",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(stderr_of(&out).contains(key), "{}", stderr_of(&out));
+}
+
+#[test]
+fn copy_into_an_empty_destination_keeps_the_source_layout() {
+    let src = sound_replica_0_3();
+    let dst = tempfile::tempdir().unwrap();
+    let out = replica()
+        .args([
+            "copy",
+            src.path().to_str().unwrap(),
+            dst.path().to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(
+        stdout_of(&out).contains("(litestream-0.3 to litestream-0.3)"),
+        "{}",
+        stdout_of(&out)
+    );
+    assert_eq!(files(src.path()), files(dst.path()));
+}
+
+#[test]
+fn copy_between_layouts_rewrites_names_and_refuses_what_0_3_cannot_name() {
+    let src = sound_replica();
+    let dst = tempfile::tempdir().unwrap();
+    let out = replica()
+        .args([
+            "copy",
+            src.path().to_str().unwrap(),
+            dst.path().to_str().unwrap(),
+            "--dst-layout",
+            "litestream-0.3",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert_eq!(files(dst.path()), files(sound_replica_0_3().path()));
+
+    // An index above 0x7fffffff fits 16 hex digits but not 8.
+    write_file(
+        src.path(),
+        "generations/00000000000000a1/wal/0000000100000000/0000000000000000.wal.lz4",
+        &replica::lz4::compress(b"far"),
+    );
+    let empty = tempfile::tempdir().unwrap();
+    let out = replica()
+        .args([
+            "copy",
+            src.path().to_str().unwrap(),
+            &format!("file://{}?layout=litestream-0.3", empty.path().display()),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("litestream-0.3")
+            && err.contains("0x100000000")
+            && err.contains("nothing was copied"),
+        "{err}"
+    );
+    assert!(files(empty.path()).is_empty(), "nothing copied");
 }

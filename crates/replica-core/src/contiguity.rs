@@ -94,8 +94,12 @@ impl WalContiguity {
 
 /// Decompresses an LZ4 stream to count its bytes, holding one chunk at a time.
 pub async fn decompressed_len(data: ByteStream) -> Result<u64> {
-    decompress_stream(data)
-        .try_fold(0u64, |n, chunk| async move { Ok(n + chunk.len() as u64) })
+    plain_len(decompress_stream(data)).await
+}
+
+/// Counts the bytes of a stream, holding one chunk at a time.
+pub async fn plain_len(data: ByteStream) -> Result<u64> {
+    data.try_fold(0u64, |n, chunk| async move { Ok(n + chunk.len() as u64) })
         .await
 }
 

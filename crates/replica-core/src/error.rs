@@ -103,6 +103,20 @@ impl Error {
         }
     }
 
+    /// The error with `object` named as what was being decoded, if it is an
+    /// [`Error::Corrupt`] from a decoder that did not know the object's name.
+    pub fn naming(self, object: &str) -> Self {
+        match self {
+            Error::Corrupt { path, message } if path == crate::lz4::UNNAMED_FRAME => {
+                Error::Corrupt {
+                    path: object.to_owned(),
+                    message,
+                }
+            }
+            other => other,
+        }
+    }
+
     /// True for [`Error::NotFound`].
     pub fn is_not_found(&self) -> bool {
         matches!(self, Error::NotFound { .. })

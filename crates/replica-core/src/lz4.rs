@@ -148,12 +148,29 @@ fn decode_error(e: std::io::Error) -> Error {
     if let Some(inner) = e.get_ref().and_then(|i| i.downcast_ref::<Error>()) {
         return inner.clone();
     }
-    corrupt(e.to_string())
+    use lz4_flex::frame::Error as Lz4;
+    match e.get_ref().and_then(|i| i.downcast_ref::<Lz4>()) {
+        Some(Lz4::ContentChecksumError) => corrupt(
+            "the frame's content checksum does not match its data (bytes changed after writing)"
+                .to_owned(),
+        ),
+        Some(Lz4::BlockChecksumError) => corrupt(
+            "a block checksum does not match its data (bytes changed after writing)".to_owned(),
+        ),
+        Some(Lz4::HeaderChecksumError) => {
+            corrupt("the frame header checksum does not match".to_owned())
+        }
+        _ => corrupt(e.to_string()),
+    }
 }
+
+/// The `path` of a [`Error::Corrupt`] from the decoder, which does not know
+/// what object it decodes; [`Error::naming`] replaces it.
+pub(crate) const UNNAMED_FRAME: &str = "LZ4 frame";
 
 fn corrupt(message: String) -> Error {
     Error::Corrupt {
-        path: "LZ4 frame".to_owned(),
+        path: UNNAMED_FRAME.to_owned(),
         message,
     }
 }
@@ -431,6 +448,12 @@ mod tests {
             match decompress(&bad) {
                 Ok(out) => panic!("flip at {at} decoded ({} bytes)", out.len()),
                 Err(e) => assert!(matches!(e, Error::Corrupt { .. }), "at {at}: {e}"),
+            }
+            if at > 7 + 4 {
+                // Past the header and first block size: data bytes, caught by
+                // the content checksum (or the block decoder).
+                let err = decompress(&bad).unwrap_err().to_string();
+                assert!(!err.contains("header"), "at {at}: {err}");
             }
             let err = collect_bytes(decompress_stream(bytes_stream(bad)))
                 .await

@@ -6,11 +6,11 @@ use chrono::{DateTime, Utc};
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 
 use crate::client::{ByteStream, ReplicaClient};
-use crate::contiguity::{decompressed_len, WalContiguity};
+use crate::contiguity::{plain_len, WalContiguity};
 use crate::error::{Error, Result};
 use crate::layout::check_index;
 use crate::lz4::decompress_stream;
-use crate::types::{Generation, SnapshotInfo, WalSegmentInfo};
+use crate::types::{Generation, Pos, SnapshotInfo, WalSegmentInfo};
 
 /// Oldest and newest `created_at` of a set of objects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,6 +125,26 @@ pub trait ReplicaClientExt: ReplicaClient {
         Ok(max)
     }
 
+    /// The decompressed bytes of a snapshot; a corrupt frame is an
+    /// [`Error::Corrupt`] naming the object's key.
+    async fn snapshot_plain(&self, generation: &Generation, index: u64) -> Result<ByteStream> {
+        let key = self.layout().snapshot_key(generation, index)?;
+        let data = self.snapshot_reader(generation, index).await?;
+        Ok(decompress_stream(data)
+            .map_err(move |e| e.naming(&key))
+            .boxed())
+    }
+
+    /// The decompressed bytes of a WAL segment; a corrupt frame is an
+    /// [`Error::Corrupt`] naming the object's key.
+    async fn wal_segment_plain(&self, pos: &Pos) -> Result<ByteStream> {
+        let key = self.layout().wal_segment_key(pos)?;
+        let data = self.wal_segment_reader(pos).await?;
+        Ok(decompress_stream(data)
+            .map_err(move |e| e.naming(&key))
+            .boxed())
+    }
+
     /// The snapshot to restore from for `index`: the newest at or below it.
     async fn snapshot_for_index(
         &self,
@@ -181,7 +201,7 @@ pub trait ReplicaClientExt: ReplicaClient {
         let mut check = WalContiguity::from_snapshot(generation.clone(), snapshot.index);
         for (_, segments) in &by_index {
             for segment in segments {
-                let len = decompressed_len(self.wal_segment_reader(&segment.pos()).await?).await?;
+                let len = plain_len(self.wal_segment_plain(&segment.pos()).await?).await?;
                 check.check(segment, len)?;
             }
         }
@@ -204,18 +224,11 @@ pub trait ReplicaClientExt: ReplicaClient {
         sink: &mut dyn RestoreSink,
     ) -> Result<RestorePlan> {
         let plan = self.plan_restore(generation, target).await?;
-        let data = self
-            .snapshot_reader(generation, plan.snapshot.index)
-            .await?;
-        sink.database(&plan.snapshot, decompress_stream(data))
-            .await?;
+        let data = self.snapshot_plain(generation, plan.snapshot.index).await?;
+        sink.database(&plan.snapshot, data).await?;
         for (index, segments) in &plan.wal {
             let wal = stream::iter(segments)
-                .then(|segment| async move {
-                    Ok::<_, Error>(decompress_stream(
-                        self.wal_segment_reader(&segment.pos()).await?,
-                    ))
-                })
+                .then(|segment| async move { self.wal_segment_plain(&segment.pos()).await })
                 .try_flatten()
                 .boxed();
             sink.wal(*index, wal).await?;

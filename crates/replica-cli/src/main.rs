@@ -15,6 +15,7 @@ use replica_memory::MemoryStore;
 mod copy;
 mod fixtures;
 mod listing;
+mod restore;
 mod verify;
 
 #[derive(Parser)]
@@ -98,6 +99,37 @@ enum Command {
         /// A WAL segment as `<generation>/<index>:<offset>`, or a snapshot as
         /// `<generation>/<index>` (16 hex digits each, whatever the layout).
         object: String,
+    },
+    /// Restore a verified SQLite database from a replica (the flags of
+    /// `litestream restore`). Every WAL index is checked as SQLite would
+    /// trust it before it is applied; on any defect nothing is left at PATH.
+    Restore {
+        /// Replica URL.
+        url: String,
+        /// Where to write the database (must not exist).
+        #[arg(short = 'o', long = "output", value_name = "PATH")]
+        output: PathBuf,
+        /// Restore this generation (default: the latest).
+        #[arg(long)]
+        generation: Option<String>,
+        /// Restore up to and including this WAL index (hex, as Litestream).
+        #[arg(long, conflicts_with = "timestamp", value_name = "HEX")]
+        index: Option<String>,
+        /// Restore to this time (RFC 3339), by object times.
+        #[arg(long, value_name = "RFC3339")]
+        timestamp: Option<String>,
+        /// WAL segments fetched ahead at once.
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+        parallelism: u16,
+        /// If PATH already exists, do nothing and exit 0.
+        #[arg(long)]
+        if_db_not_exists: bool,
+        /// If the replica holds nothing to restore, do nothing and exit 0.
+        #[arg(long)]
+        if_replica_exists: bool,
+        /// Run PRAGMA integrity_check on the result before putting it at PATH.
+        #[arg(long)]
+        integrity_check: bool,
     },
     /// Run the conformance suite and print the parity matrix (cases × backends).
     ///
@@ -201,6 +233,30 @@ async fn run(command: Command, layout: Option<replica::Layout>) -> Result<(), Ex
             Ok(())
         }
         Command::Cat { url, object } => cat(&*open(&url, layout).await?, &object).await,
+        Command::Restore {
+            url,
+            output,
+            generation,
+            index,
+            timestamp,
+            parallelism,
+            if_db_not_exists,
+            if_replica_exists,
+            integrity_check,
+        } => {
+            let client = open(&url, layout).await?;
+            let target = restore::target(index.as_deref(), timestamp.as_deref())?;
+            let options = replica_sqlite::RestoreOptions {
+                generation: generation_arg(generation)?,
+                target,
+                parallelism: usize::from(parallelism),
+                integrity_check,
+                if_db_not_exists,
+                if_replica_exists,
+                ..replica_sqlite::RestoreOptions::default()
+            };
+            restore::run(&*client, &output, options).await
+        }
         Command::Conformance {
             urls,
             filter,

@@ -8,7 +8,7 @@ use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use crate::client::{ByteStream, ReplicaClient};
 use crate::contiguity::{plain_len, WalContiguity};
 use crate::error::{Error, Result};
-use crate::layout::check_index;
+use crate::layout::{check_index, format_index};
 use crate::lz4::decompress_stream;
 use crate::types::{Generation, Pos, SnapshotInfo, WalSegmentInfo};
 
@@ -56,6 +56,10 @@ pub enum RestoreTarget {
     End,
     /// Up to and including this WAL index.
     Index(u64),
+    /// As of this time, by object times (as `litestream restore -timestamp`):
+    /// the newest snapshot created at or before it, then WAL segments in
+    /// order up to the first one created after it.
+    Timestamp(DateTime<Utc>),
 }
 
 /// What a restore will hand over, checked for contiguity.
@@ -159,15 +163,16 @@ pub trait ReplicaClientExt: ReplicaClient {
             .rfind(|s| s.index <= index))
     }
 
-    /// Chooses the snapshot and WAL files for a restore and checks that the WAL
-    /// is contiguous, reading each segment once to learn its decompressed size.
+    /// Chooses the snapshot and WAL segments for a restore from listings
+    /// alone (nothing is read): the snapshot (newest at or below the target
+    /// index, or created at or before the target time), then every segment
+    /// from the snapshot's index up to the target, grouped by index.
     ///
-    /// The rule is [`WalContiguity`]: within an index the first segment is at
-    /// offset 0 and each next offset is the previous offset plus the previous
-    /// segment's decompressed length; every index after the snapshot's up to
-    /// the target has segments (the snapshot's own index may have none). A hole
-    /// is [`Error::Gap`].
-    async fn plan_restore(
+    /// The offsets are not checked here (that needs each segment's
+    /// decompressed length; see [`plan_restore`](Self::plan_restore) and
+    /// [`WalContiguity`]), but a missing index is: every index after the
+    /// snapshot's up to the last one (or the target index) must have segments.
+    async fn list_restore(
         &self,
         generation: &Generation,
         target: RestoreTarget,
@@ -175,7 +180,15 @@ pub trait ReplicaClientExt: ReplicaClient {
         let snapshots = self.snapshots(generation).await?;
         let snapshot = match target {
             RestoreTarget::End => snapshots.last().cloned(),
-            RestoreTarget::Index(index) => self.snapshot_for_index(generation, index).await?,
+            RestoreTarget::Index(index) => {
+                check_index(index)?;
+                snapshots.iter().rfind(|s| s.index <= index).cloned()
+            }
+            RestoreTarget::Timestamp(at) => snapshots
+                .iter()
+                .filter(|s| s.created_at <= at)
+                .max_by_key(|s| (s.created_at, s.index))
+                .cloned(),
         }
         .ok_or_else(|| {
             Error::not_found(format!(
@@ -187,9 +200,12 @@ pub trait ReplicaClientExt: ReplicaClient {
         let mut cursor = self.wal_segments(generation).await?;
         while let Some(info) = cursor.next().await {
             let info = info?;
-            if info.index < snapshot.index
-                || matches!(target, RestoreTarget::Index(t) if info.index > t)
-            {
+            match target {
+                RestoreTarget::Index(t) if info.index > t => break,
+                RestoreTarget::Timestamp(at) if info.created_at > at => break,
+                _ => {}
+            }
+            if info.index < snapshot.index {
                 continue;
             }
             match by_index.last_mut() {
@@ -197,21 +213,60 @@ pub trait ReplicaClientExt: ReplicaClient {
                 _ => by_index.push((info.index, vec![info])),
             }
         }
-
-        let mut check = WalContiguity::from_snapshot(generation.clone(), snapshot.index);
-        for (_, segments) in &by_index {
-            for segment in segments {
-                let len = plain_len(self.wal_segment_plain(&segment.pos()).await?).await?;
-                check.check(segment, len)?;
+        // The snapshot's own index may have no segments; from the first
+        // index on, every index must be there.
+        let mut next = None;
+        for (index, _) in &by_index {
+            let expected = next.unwrap_or(if *index <= snapshot.index + 1 {
+                *index
+            } else {
+                snapshot.index + 1
+            });
+            if *index != expected {
+                return Err(Error::Gap {
+                    expected: Pos::new(generation.clone(), expected, 0)?,
+                    found: format!("next segment at index {}", format_index(*index)),
+                });
             }
+            next = Some(index + 1);
         }
         if let RestoreTarget::Index(target) = target {
-            check.check_reaches(target)?;
+            let last = by_index.last().map_or(snapshot.index, |(i, _)| *i);
+            if last < target {
+                return Err(Error::Gap {
+                    expected: Pos::new(generation.clone(), last + 1, 0)?,
+                    found: format!("no segments for index {}", format_index(last + 1)),
+                });
+            }
         }
         Ok(RestorePlan {
             snapshot,
             wal: by_index,
         })
+    }
+
+    /// [`list_restore`](Self::list_restore), then reads each segment once to
+    /// learn its decompressed size and checks that the WAL is contiguous.
+    ///
+    /// The rule is [`WalContiguity`]: within an index the first segment is at
+    /// offset 0 and each next offset is the previous offset plus the previous
+    /// segment's decompressed length; every index after the snapshot's up to
+    /// the target has segments (the snapshot's own index may have none). A hole
+    /// is [`Error::Gap`].
+    async fn plan_restore(
+        &self,
+        generation: &Generation,
+        target: RestoreTarget,
+    ) -> Result<RestorePlan> {
+        let plan = self.list_restore(generation, target).await?;
+        let mut check = WalContiguity::from_snapshot(generation.clone(), plan.snapshot.index);
+        for (_, segments) in &plan.wal {
+            for segment in segments {
+                let len = plain_len(self.wal_segment_plain(&segment.pos()).await?).await?;
+                check.check(segment, len)?;
+            }
+        }
+        Ok(plan)
     }
 
     /// Plans a restore (see [`plan_restore`](Self::plan_restore)) and, only if

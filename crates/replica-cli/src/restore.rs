@@ -1,0 +1,112 @@
+//! `replica restore`: the CLI face of `replica_sqlite::restore`, with a
+//! progress bar on a terminal (objects and bytes) and retries reported on
+//! stderr.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use replica::{ReplicaClient, RestoreTarget};
+use replica_sqlite::{Progress, RestoreOptions, Restored};
+
+use crate::Exit;
+
+/// The target of `--index HEX` or `--timestamp RFC3339` (neither: the end).
+pub(crate) fn target(index: Option<&str>, timestamp: Option<&str>) -> Result<RestoreTarget, Exit> {
+    if let Some(index) = index {
+        let digits = index.strip_prefix("0x").unwrap_or(index);
+        let value = u64::from_str_radix(digits, 16)
+            .ok()
+            .filter(|_| !digits.is_empty() && digits.len() <= 16)
+            .ok_or_else(|| {
+                format!("bad --index {index:?}: expected a WAL index in hex, as Litestream prints it (e.g. 0000001f)")
+            })?;
+        return Ok(RestoreTarget::Index(value));
+    }
+    if let Some(at) = timestamp {
+        let at = chrono::DateTime::parse_from_rfc3339(at).map_err(|e| {
+            format!("bad --timestamp {at:?}: {e}; expected RFC 3339, e.g. 2026-01-02T03:04:05Z")
+        })?;
+        return Ok(RestoreTarget::Timestamp(at.with_timezone(&chrono::Utc)));
+    }
+    Ok(RestoreTarget::End)
+}
+
+/// A progress bar on stderr, drawn only when it is a terminal.
+struct Bar {
+    bar: ProgressBar,
+    objects: AtomicU64,
+    done: AtomicU64,
+}
+
+impl Bar {
+    fn show_count(&self) {
+        let done = self.done.load(Ordering::Relaxed);
+        let all = self.objects.load(Ordering::Relaxed);
+        self.bar.set_message(format!("{done}/{all} objects"));
+    }
+}
+
+impl Progress for Bar {
+    fn start(&self, objects: u64, bytes: u64) {
+        self.bar.set_length(bytes);
+        self.objects.store(objects, Ordering::Relaxed);
+        self.show_count();
+    }
+
+    fn advance(&self, bytes: u64) {
+        self.bar.inc(bytes);
+        self.done.fetch_add(1, Ordering::Relaxed);
+        self.show_count();
+    }
+
+    fn retrying(&self, what: &str, attempt: u32, error: &replica::Error) {
+        self.bar.suspend(|| {
+            eprintln!("replica: {what} failed (try {attempt}): {error}; retrying");
+        });
+    }
+}
+
+pub(crate) async fn run(
+    client: &dyn ReplicaClient,
+    output: &Path,
+    mut options: RestoreOptions,
+) -> Result<(), Exit> {
+    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg}")
+            .map_err(|e| format!("progress bar: {e}"))?,
+    );
+    options.progress = Some(Arc::new(Bar {
+        bar: bar.clone(),
+        objects: AtomicU64::new(0),
+        done: AtomicU64::new(0),
+    }));
+    let outcome = replica_sqlite::restore(client, output, &options).await;
+    bar.finish_and_clear();
+    match outcome.map_err(|e| Exit::Error(e.to_string()))? {
+        Restored::Done(s) => {
+            println!(
+                "restored generation {} to {} ({} bytes): snapshot at index {:08x}, WAL up to index {:08x} ({} segments, {} frames)",
+                s.generation,
+                output.display(),
+                s.database_bytes,
+                s.snapshot_index,
+                s.last_index,
+                s.segments,
+                s.frames
+            );
+        }
+        Restored::SkippedDatabaseExists => {
+            println!(
+                "{} already exists; nothing restored (--if-db-not-exists)",
+                output.display()
+            );
+        }
+        Restored::SkippedNoReplica => {
+            println!("no replica to restore; nothing restored (--if-replica-exists)");
+        }
+    }
+    Ok(())
+}

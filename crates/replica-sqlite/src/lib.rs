@@ -1,0 +1,24 @@
+//! What needs SQLite knowledge: the WAL format and its checksums, applying
+//! WAL to a database file, and restoring a verified database from a replica.
+//!
+//! - [`wal`]: WAL header and frame parsing, SQLite's checksum, and
+//!   [`WalApplier`](wal::WalApplier), which checks one WAL index as SQLite
+//!   would trust it (magic, header checksum, page size, salts, the running
+//!   frame checksum across segments, segments ending on a commit frame) and
+//!   writes its committed pages into the database file directly.
+//! - [`restore`](restore()): a database file from any
+//!   [`ReplicaClient`](replica_core::ReplicaClient), built in a temporary
+//!   file and put in place only when complete (and, if asked, when
+//!   `PRAGMA integrity_check` passes).
+//!
+//! Storage, layouts and LZ4 live in `replica-core`; this crate only adds
+//! what a database needs. `rusqlite` (bundled SQLite) is used for the
+//! integrity check only: WAL is applied by this crate's own code.
+
+pub mod restore;
+pub mod wal;
+
+pub use restore::{
+    integrity_check, restore, Progress, RestoreError, RestoreOptions, RestoreSummary, Restored,
+    Retry,
+};

@@ -1,0 +1,533 @@
+//! Restore: a verified, working SQLite database from any replica.
+//!
+//! The database is built in a temporary file next to the output path: the
+//! snapshot is streamed into it, then each WAL index is fetched (segments
+//! ahead of application, in parallel, with bounded memory), checked byte by
+//! byte as SQLite would trust it ([`WalApplier`]) and its committed pages
+//! written in place. Only a complete database, optionally passing
+//! `PRAGMA integrity_check`, is linked to the output path (never over an
+//! existing file); on any error the temporary file is removed and nothing is
+//! left at the output path.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::stream::{self, StreamExt, TryStreamExt};
+use replica_core::{
+    collect_bytes, Error, Generation, Pos, ReplicaClient, ReplicaClientExt, RestoreTarget,
+    WalContiguity, WalSegmentInfo,
+};
+
+use crate::wal::{database_page_size, ApplyError, FilePages, WalApplier, WalDefect};
+
+/// How a restore behaves; [`Default`] is what `replica restore` does without flags.
+#[derive(Clone)]
+pub struct RestoreOptions {
+    /// Restore this generation (default: the latest, or for a timestamp the
+    /// latest one whose time bounds contain it).
+    pub generation: Option<Generation>,
+    /// How far to restore.
+    pub target: RestoreTarget,
+    /// WAL segments fetched ahead of application at once (at least 1).
+    pub parallelism: usize,
+    /// Run `PRAGMA integrity_check` on the result before it is put in place.
+    pub integrity_check: bool,
+    /// An existing output path is a skip, not an error.
+    pub if_db_not_exists: bool,
+    /// A replica with nothing to restore is a skip, not an error.
+    pub if_replica_exists: bool,
+    /// Retries of transient backend errors.
+    pub retry: Retry,
+    /// Told of progress (a progress bar, logs), if set.
+    pub progress: Option<Arc<dyn Progress>>,
+}
+
+impl Default for RestoreOptions {
+    fn default() -> Self {
+        RestoreOptions {
+            generation: None,
+            target: RestoreTarget::End,
+            parallelism: 8,
+            integrity_check: false,
+            if_db_not_exists: false,
+            if_replica_exists: false,
+            retry: Retry::default(),
+            progress: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for RestoreOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RestoreOptions")
+            .field("generation", &self.generation)
+            .field("target", &self.target)
+            .field("parallelism", &self.parallelism)
+            .field("integrity_check", &self.integrity_check)
+            .field("if_db_not_exists", &self.if_db_not_exists)
+            .field("if_replica_exists", &self.if_replica_exists)
+            .field("retry", &self.retry)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Retries of a transient error ([`Error::Io`], [`Error::Backend`]) with
+/// exponential backoff; other errors (not found, corrupt data) fail at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retry {
+    /// Tries in all (at least 1).
+    pub attempts: u32,
+    /// Wait before the second try; doubled each time, up to `max_delay`.
+    pub first_delay: Duration,
+    /// Longest wait between tries.
+    pub max_delay: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            attempts: 6,
+            first_delay: Duration::from_millis(250),
+            max_delay: Duration::from_secs(8),
+        }
+    }
+}
+
+impl Retry {
+    /// Runs `op` until it succeeds, fails for good, or the tries run out.
+    pub async fn run<T, F, Fut>(
+        &self,
+        what: &str,
+        progress: Option<&dyn Progress>,
+        mut op: F,
+    ) -> Result<T, Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, Error>>,
+    {
+        let mut delay = self.first_delay;
+        let mut attempt = 1;
+        loop {
+            match op().await {
+                Ok(v) => return Ok(v),
+                Err(e) if attempt < self.attempts.max(1) && is_transient(&e) => {
+                    if let Some(p) = progress {
+                        p.retrying(what, attempt, &e);
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(self.max_delay);
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+fn is_transient(e: &Error) -> bool {
+    matches!(e, Error::Io { .. } | Error::Backend { .. })
+}
+
+/// What a restore reports as it goes.
+pub trait Progress: Send + Sync {
+    /// The restore will fetch `objects` objects of `bytes` stored bytes.
+    fn start(&self, objects: u64, bytes: u64);
+    /// One more object of `bytes` stored bytes was fetched and applied.
+    fn advance(&self, bytes: u64);
+    /// A transient error; the operation will be tried again.
+    fn retrying(&self, what: &str, attempt: u32, error: &Error);
+}
+
+/// How a restore ended, when it did not fail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Restored {
+    /// The database is at the output path.
+    Done(RestoreSummary),
+    /// The output path exists and `if_db_not_exists` was set.
+    SkippedDatabaseExists,
+    /// Nothing to restore and `if_replica_exists` was set.
+    SkippedNoReplica,
+}
+
+/// What a finished restore did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreSummary {
+    /// The generation restored.
+    pub generation: Generation,
+    /// The snapshot's index.
+    pub snapshot_index: u64,
+    /// The last WAL index applied (the snapshot's, if none was).
+    pub last_index: u64,
+    /// WAL segments fetched and applied.
+    pub segments: u64,
+    /// WAL frames written to the database.
+    pub frames: u64,
+    /// Stored (compressed) bytes fetched.
+    pub fetched_bytes: u64,
+    /// Size of the restored database.
+    pub database_bytes: u64,
+}
+
+/// Why a restore failed. Nothing is left at the output path in any case.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RestoreError {
+    /// Reading the replica failed (listing, a missing object, a gap, a
+    /// corrupt LZ4 frame, a backend that kept failing).
+    #[error(transparent)]
+    Replica(#[from] Error),
+    /// A WAL segment is not as SQLite would trust it.
+    #[error("WAL {pos}: {defect}")]
+    Wal {
+        /// Generation, index and WAL offset of the defect.
+        pos: Pos,
+        /// What is wrong there.
+        defect: WalDefect,
+    },
+    /// The snapshot is not a SQLite database.
+    #[error("snapshot {generation}/{index:016x} is not a SQLite database (no valid header)")]
+    NotADatabase {
+        /// Its generation.
+        generation: Generation,
+        /// Its index.
+        index: u64,
+    },
+    /// The output path (or its `-wal`/`-shm` companion) already exists.
+    #[error(
+        "{0} already exists; restore to a new path, remove it, or pass --if-db-not-exists to skip"
+    )]
+    OutputExists(PathBuf),
+    /// The replica holds nothing to restore.
+    #[error("no replica to restore: {0}")]
+    NoReplica(String),
+    /// `PRAGMA integrity_check` did not say `ok`.
+    #[error("the restored database fails PRAGMA integrity_check: {0}")]
+    Integrity(String),
+    /// Local file work failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done, with the path.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> RestoreError {
+    let context = context.into();
+    move |source| RestoreError::Io { context, source }
+}
+
+/// The paths whose existence blocks a restore to `output`.
+fn occupied(output: &Path) -> Option<PathBuf> {
+    let mut paths = vec![output.to_owned()];
+    for suffix in ["-wal", "-shm"] {
+        let mut p = output.as_os_str().to_owned();
+        p.push(suffix);
+        paths.push(PathBuf::from(p));
+    }
+    paths.into_iter().find(|p| fs::symlink_metadata(p).is_ok())
+}
+
+/// Restores `client`'s replica into a new database file at `output`.
+pub async fn restore(
+    client: &dyn ReplicaClient,
+    output: &Path,
+    options: &RestoreOptions,
+) -> Result<Restored, RestoreError> {
+    if let Some(existing) = occupied(output) {
+        if options.if_db_not_exists && existing == output {
+            return Ok(Restored::SkippedDatabaseExists);
+        }
+        return Err(RestoreError::OutputExists(existing));
+    }
+    let Some(generation) = choose_generation(client, options).await? else {
+        if options.if_replica_exists {
+            return Ok(Restored::SkippedNoReplica);
+        }
+        return Err(RestoreError::NoReplica(match options.target {
+            RestoreTarget::Timestamp(at) => format!(
+                "no generation of this {} replica covers {}",
+                client.layout(),
+                at.to_rfc3339()
+            ),
+            _ => format!(
+                "no generations found (read as the {} layout); pass --if-replica-exists to \
+                 skip quietly",
+                client.layout()
+            ),
+        }));
+    };
+    let plan = client.list_restore(&generation, options.target).await?;
+    let progress = options.progress.as_deref();
+    if let Some(p) = progress {
+        let segments = plan.wal.iter().flat_map(|(_, s)| s);
+        p.start(
+            1 + segments.clone().count() as u64,
+            plan.snapshot.size + segments.map(|s| s.size).sum::<u64>(),
+        );
+    }
+
+    let temp = TempDb::create(output)?;
+    let mut summary = RestoreSummary {
+        generation: generation.clone(),
+        snapshot_index: plan.snapshot.index,
+        last_index: plan.snapshot.index,
+        segments: 0,
+        frames: 0,
+        fetched_bytes: plan.snapshot.size,
+        database_bytes: 0,
+    };
+    let snapshot = &plan.snapshot;
+    options
+        .retry
+        .run("fetching the snapshot", progress, || {
+            write_snapshot(client, &generation, snapshot.index, &temp)
+        })
+        .await?;
+    if let Some(p) = progress {
+        p.advance(snapshot.size);
+    }
+    let page_size = read_page_size(&temp.file)?.ok_or_else(|| RestoreError::NotADatabase {
+        generation: generation.clone(),
+        index: snapshot.index,
+    })?;
+
+    let segments: Vec<&WalSegmentInfo> = plan.wal.iter().flat_map(|(_, s)| s).collect();
+    let retry = options.retry;
+    let mut fetched = stream::iter(segments)
+        .map(|info| async move {
+            let pos = info.pos();
+            let data = retry
+                .run(&format!("fetching WAL segment {pos}"), progress, || async {
+                    collect_bytes(client.wal_segment_plain(&pos).await?).await
+                })
+                .await?;
+            Ok::<_, Error>((info, data))
+        })
+        .buffered(options.parallelism.max(1));
+
+    let mut contiguity = WalContiguity::from_snapshot(generation.clone(), snapshot.index);
+    let mut pages = FilePages::new(&temp.file, page_size);
+    let mut current: Option<(u64, WalApplier)> = None;
+    while let Some((info, data)) = fetched.try_next().await? {
+        contiguity.check(info, data.len() as u64)?;
+        let applier = match &mut current {
+            Some((index, applier)) if *index == info.index => applier,
+            _ => {
+                if let Some((_, done)) = current.take() {
+                    summary.frames += done.frames_applied();
+                    done.finish(&mut pages)
+                        .map_err(io("truncating the database"))?;
+                }
+                &mut current.insert((info.index, WalApplier::new(page_size))).1
+            }
+        };
+        apply(applier, info, &data, &mut pages)?;
+        summary.segments += 1;
+        summary.fetched_bytes += info.size;
+        summary.last_index = info.index;
+        if let Some(p) = progress {
+            p.advance(info.size);
+        }
+    }
+    drop(fetched);
+    if let Some((_, done)) = current.take() {
+        summary.frames += done.frames_applied();
+        done.finish(&mut pages)
+            .map_err(io("truncating the database"))?;
+    }
+    temp.file
+        .sync_all()
+        .map_err(io(format!("syncing {}", temp.path.display())))?;
+    summary.database_bytes = temp
+        .file
+        .metadata()
+        .map_err(io(format!("reading {}", temp.path.display())))?
+        .len();
+    if options.integrity_check {
+        integrity_check(&temp.path)?;
+    }
+    temp.commit(output)?;
+    Ok(Restored::Done(summary))
+}
+
+fn apply(
+    applier: &mut WalApplier,
+    info: &WalSegmentInfo,
+    data: &Bytes,
+    pages: &mut FilePages<'_>,
+) -> Result<(), RestoreError> {
+    applier.apply_segment(data, pages).map_err(|e| match e {
+        ApplyError::Wal(b) => RestoreError::Wal {
+            pos: Pos {
+                generation: info.generation.clone(),
+                index: info.index,
+                offset: b.offset,
+            },
+            defect: b.defect,
+        },
+        ApplyError::Io(e) => RestoreError::Io {
+            context: "writing pages of the restored database".into(),
+            source: e,
+        },
+    })
+}
+
+/// The generation to restore: the one asked for (which must exist), the
+/// latest for a timestamp among those whose time bounds contain it, or the
+/// latest of all.
+async fn choose_generation(
+    client: &dyn ReplicaClient,
+    options: &RestoreOptions,
+) -> Result<Option<Generation>, RestoreError> {
+    let all = client.generations().await?;
+    if let Some(g) = &options.generation {
+        if !all.contains(g) {
+            return Err(Error::not_found(format!("generation {g}")).into());
+        }
+        return Ok(Some(g.clone()));
+    }
+    match options.target {
+        RestoreTarget::Timestamp(at) => {
+            let mut candidates = Vec::new();
+            for g in all {
+                if let Some(b) = client.generation_time_bounds(&g).await? {
+                    if b.first <= at && at <= b.last {
+                        candidates.push((g, b));
+                    }
+                }
+            }
+            Ok(replica_core::newest_generation(candidates))
+        }
+        _ => Ok(client.latest_generation().await?),
+    }
+}
+
+async fn write_snapshot(
+    client: &dyn ReplicaClient,
+    generation: &Generation,
+    index: u64,
+    temp: &TempDb,
+) -> Result<(), Error> {
+    let mut plain = client.snapshot_plain(generation, index).await?;
+    let io = |e| Error::io(format!("writing {}", temp.path.display()), e);
+    let mut file = &temp.file;
+    file.set_len(0).map_err(io)?;
+    use std::io::Seek;
+    file.seek(std::io::SeekFrom::Start(0)).map_err(io)?;
+    while let Some(chunk) = plain.try_next().await? {
+        file.write_all(&chunk).map_err(io)?;
+    }
+    Ok(())
+}
+
+fn read_page_size(file: &fs::File) -> Result<Option<u32>, RestoreError> {
+    use std::os::unix::fs::FileExt;
+    let mut header = [0u8; 100];
+    match file.read_exact_at(&mut header, 0) {
+        Ok(()) => Ok(database_page_size(&header)),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+        Err(e) => Err(io("reading the restored database header")(e)),
+    }
+}
+
+/// `PRAGMA integrity_check` on a closed database file, read only (no
+/// `-wal` or `-shm` is created beside it).
+pub fn integrity_check(path: &Path) -> Result<(), RestoreError> {
+    let uri = format!("file:{}?immutable=1", path.display());
+    let conn = rusqlite::Connection::open_with_flags(
+        uri,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI,
+    )
+    .map_err(|e| RestoreError::Integrity(format!("cannot open: {e}")))?;
+    let mut stmt = conn
+        .prepare("PRAGMA integrity_check")
+        .map_err(|e| RestoreError::Integrity(e.to_string()))?;
+    let rows: Vec<String> = stmt
+        .query_map([], |row| row.get(0))
+        .and_then(|rows| rows.collect())
+        .map_err(|e| RestoreError::Integrity(e.to_string()))?;
+    if rows == ["ok"] {
+        Ok(())
+    } else {
+        Err(RestoreError::Integrity(rows.join("; ")))
+    }
+}
+
+/// The database being built: a temporary file beside the output, removed
+/// unless [`commit`](TempDb::commit) puts it in place.
+struct TempDb {
+    path: PathBuf,
+    file: fs::File,
+    committed: bool,
+}
+
+impl TempDb {
+    fn create(output: &Path) -> Result<TempDb, RestoreError> {
+        let name = output
+            .file_name()
+            .ok_or_else(|| {
+                RestoreError::Replica(Error::invalid(format!(
+                    "output path {} names no file",
+                    output.display()
+                )))
+            })?
+            .to_string_lossy()
+            .into_owned();
+        let dir = parent_dir(output);
+        let path = dir.join(format!(
+            ".{name}.{:016x}.restore.tmp",
+            rand::random::<u64>()
+        ));
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(io(format!("creating {}", path.display())))?;
+        Ok(TempDb {
+            path,
+            file,
+            committed: false,
+        })
+    }
+
+    /// Links the finished database at `output` (never over an existing
+    /// file), removes the temporary name, and syncs the directory.
+    fn commit(mut self, output: &Path) -> Result<(), RestoreError> {
+        fs::hard_link(&self.path, output).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                RestoreError::OutputExists(output.to_owned())
+            } else {
+                io(format!("linking {}", output.display()))(e)
+            }
+        })?;
+        self.committed = true;
+        let _ = fs::remove_file(&self.path);
+        let dir = parent_dir(output);
+        fs::File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(format!("syncing directory {}", dir.display())))
+    }
+}
+
+impl Drop for TempDb {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    }
+}

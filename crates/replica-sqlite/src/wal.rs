@@ -1,0 +1,580 @@
+//! SQLite's WAL format, checked as SQLite itself would trust it, and applied
+//! to a database file.
+//!
+//! A WAL file is a 32-byte header — magic `0x377f0682` or `0x377f0683` (the
+//! low bit says the checksums read words big-endian), format version
+//! 3007000, page size, checkpoint sequence, two salts, and a checksum of the
+//! first 24 bytes — then frames: a 24-byte frame header (page number, the
+//! database size in pages for a commit frame or 0, the two salts, a
+//! checksum) and one page. Each frame's checksum continues the running
+//! checksum from the header through every earlier frame, over the first 8
+//! bytes of its header and its page. (See <https://www.sqlite.org/fileformat2.html#walformat>.)
+//!
+//! [`WalApplier`] takes one WAL index as the replica stores it — segments in
+//! offset order, the first starting with the header — checks every byte of
+//! it, and writes each committed page into the database file. A segment must
+//! end on a commit frame (Litestream only ships whole transactions), so the
+//! frames of a segment are applied only once its last commit is checked.
+
+use std::fmt;
+
+/// Size of the WAL header.
+pub const WAL_HEADER_LEN: usize = 32;
+/// Size of a frame header.
+pub const FRAME_HEADER_LEN: usize = 24;
+const MAGIC_LE: u32 = 0x377f_0682;
+const MAGIC_BE: u32 = 0x377f_0683;
+const VERSION: u32 = 3_007_000;
+
+/// What is wrong with a WAL index (the position is given beside it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WalDefect {
+    /// The index does not start with a WAL header at offset 0.
+    MissingHeader,
+    /// The header's magic number is not SQLite's.
+    BadMagic(u32),
+    /// The header names a WAL format version SQLite does not write.
+    BadVersion(u32),
+    /// The header's checksum does not match its first 24 bytes.
+    HeaderChecksum,
+    /// The WAL's page size is not the database's.
+    PageSizeMismatch {
+        /// Page size in the WAL header.
+        wal: u32,
+        /// Page size of the database (from the snapshot).
+        database: u32,
+    },
+    /// A frame's salts are not the header's (it belongs to another WAL).
+    SaltMismatch,
+    /// A frame's checksum does not continue the running checksum.
+    FrameChecksum,
+    /// A frame names page 0.
+    BadPageNumber,
+    /// The segment ends inside a frame.
+    TruncatedFrame {
+        /// Bytes of the incomplete frame.
+        len: usize,
+    },
+    /// The segment ends with frames after its last commit frame.
+    NoCommit {
+        /// Frames after the last commit.
+        frames: usize,
+    },
+}
+
+impl fmt::Display for WalDefect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WalDefect::MissingHeader => write!(f, "no WAL header at offset 0"),
+            WalDefect::BadMagic(m) => write!(f, "bad WAL magic {m:#010x}"),
+            WalDefect::BadVersion(v) => write!(f, "unsupported WAL format version {v}"),
+            WalDefect::HeaderChecksum => write!(f, "WAL header checksum mismatch"),
+            WalDefect::PageSizeMismatch { wal, database } => write!(
+                f,
+                "WAL page size {wal} differs from the database's page size {database}"
+            ),
+            WalDefect::SaltMismatch => {
+                write!(
+                    f,
+                    "frame salts differ from the WAL header's (a frame of another WAL)"
+                )
+            }
+            WalDefect::FrameChecksum => write!(
+                f,
+                "frame checksum mismatch (bytes changed, or a segment before this one is missing)"
+            ),
+            WalDefect::BadPageNumber => write!(f, "frame for page 0"),
+            WalDefect::TruncatedFrame { len } => {
+                write!(f, "segment ends inside a frame ({len} bytes of it)")
+            }
+            WalDefect::NoCommit { frames } => write!(
+                f,
+                "segment ends with {frames} frame(s) after its last commit frame"
+            ),
+        }
+    }
+}
+
+/// A defect and the WAL offset where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalBreak {
+    /// Byte offset in the WAL file.
+    pub offset: u64,
+    /// What is wrong there.
+    pub defect: WalDefect,
+}
+
+/// SQLite's WAL checksum over `data` (a multiple of 8 bytes), continuing `seed`.
+pub fn checksum(seed: (u32, u32), data: &[u8], big_endian: bool) -> (u32, u32) {
+    let (mut s1, mut s2) = seed;
+    let read = if big_endian {
+        u32::from_be_bytes
+    } else {
+        u32::from_le_bytes
+    };
+    for pair in data.chunks_exact(8) {
+        let x0 = read(pair[0..4].try_into().expect("4 bytes"));
+        let x1 = read(pair[4..8].try_into().expect("4 bytes"));
+        s1 = s1.wrapping_add(x0).wrapping_add(s2);
+        s2 = s2.wrapping_add(x1).wrapping_add(s1);
+    }
+    (s1, s2)
+}
+
+fn be32(bytes: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes(bytes[at..at + 4].try_into().expect("4 bytes"))
+}
+
+/// The page size a database file's header names (bytes 16-17; 1 means 65536).
+pub fn database_page_size(header: &[u8]) -> Option<u32> {
+    if header.len() < 100 || &header[..16] != b"SQLite format 3\0" {
+        return None;
+    }
+    let raw = u32::from(u16::from_be_bytes([header[16], header[17]]));
+    let size = if raw == 1 { 65_536 } else { raw };
+    (size.is_power_of_two() && (512..=65_536).contains(&size)).then_some(size)
+}
+
+/// A parsed WAL header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalHeader {
+    /// Page size of the frames.
+    pub page_size: u32,
+    /// Whether checksums read words big-endian.
+    pub big_endian: bool,
+    /// The two salts every frame of this WAL repeats.
+    pub salts: (u32, u32),
+    /// The header checksum, where the frames' running checksum starts.
+    pub checksum: (u32, u32),
+}
+
+impl WalHeader {
+    /// Parses and checks the 32-byte header.
+    pub fn parse(bytes: &[u8]) -> Result<WalHeader, WalDefect> {
+        if bytes.len() < WAL_HEADER_LEN {
+            return Err(WalDefect::TruncatedFrame { len: bytes.len() });
+        }
+        let magic = be32(bytes, 0);
+        let big_endian = match magic {
+            MAGIC_LE => false,
+            MAGIC_BE => true,
+            other => return Err(WalDefect::BadMagic(other)),
+        };
+        let version = be32(bytes, 4);
+        if version != VERSION {
+            return Err(WalDefect::BadVersion(version));
+        }
+        let stored = (be32(bytes, 24), be32(bytes, 28));
+        if checksum((0, 0), &bytes[..24], big_endian) != stored {
+            return Err(WalDefect::HeaderChecksum);
+        }
+        Ok(WalHeader {
+            page_size: be32(bytes, 8),
+            big_endian,
+            salts: (be32(bytes, 16), be32(bytes, 20)),
+            checksum: stored,
+        })
+    }
+}
+
+/// Where an applier writes pages: a database file (or anything positioned).
+pub trait PageSink {
+    /// Writes `page` as page number `pgno` (1-based).
+    fn write_page(&mut self, pgno: u32, page: &[u8]) -> std::io::Result<()>;
+    /// Sets the database's size in pages (after the last commit of a WAL).
+    fn set_pages(&mut self, pages: u32) -> std::io::Result<()>;
+}
+
+/// A database file as a [`PageSink`].
+#[derive(Debug)]
+pub struct FilePages<'a> {
+    file: &'a std::fs::File,
+    page_size: u32,
+}
+
+impl<'a> FilePages<'a> {
+    /// Pages of `page_size` bytes in `file`.
+    pub fn new(file: &'a std::fs::File, page_size: u32) -> Self {
+        FilePages { file, page_size }
+    }
+}
+
+impl PageSink for FilePages<'_> {
+    fn write_page(&mut self, pgno: u32, page: &[u8]) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        self.file
+            .write_all_at(page, u64::from(pgno - 1) * u64::from(self.page_size))
+    }
+
+    fn set_pages(&mut self, pages: u32) -> std::io::Result<()> {
+        self.file
+            .set_len(u64::from(pages) * u64::from(self.page_size))
+    }
+}
+
+/// Checks and applies one WAL index, segment by segment.
+#[derive(Debug)]
+pub struct WalApplier {
+    database_page_size: u32,
+    header: Option<WalHeader>,
+    running: (u32, u32),
+    /// Bytes of the WAL seen so far (the offset the next segment must have).
+    offset: u64,
+    /// Database size in pages after the last commit applied.
+    committed_pages: Option<u32>,
+    frames_applied: u64,
+}
+
+/// An error of [`WalApplier`]: a defect of the WAL, or of writing the pages.
+#[derive(Debug)]
+pub enum ApplyError {
+    /// The WAL is not as SQLite would trust it.
+    Wal(WalBreak),
+    /// Writing a page failed.
+    Io(std::io::Error),
+}
+
+impl From<WalBreak> for ApplyError {
+    fn from(b: WalBreak) -> Self {
+        ApplyError::Wal(b)
+    }
+}
+
+impl WalApplier {
+    /// An applier for one WAL index of a database with `database_page_size`.
+    pub fn new(database_page_size: u32) -> Self {
+        WalApplier {
+            database_page_size,
+            header: None,
+            running: (0, 0),
+            offset: 0,
+            committed_pages: None,
+            frames_applied: 0,
+        }
+    }
+
+    /// The WAL offset the next segment must start at.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Frames written to the database so far.
+    pub fn frames_applied(&self) -> u64 {
+        self.frames_applied
+    }
+
+    /// Checks the segment that starts at the current [`offset`](Self::offset)
+    /// and, if all of it is sound and it ends on a commit frame, writes its
+    /// committed pages to `sink`. Nothing of a segment with a defect is written.
+    pub fn apply_segment(
+        &mut self,
+        data: &[u8],
+        sink: &mut dyn PageSink,
+    ) -> Result<(), ApplyError> {
+        let start = self.offset;
+        let mut at = 0usize;
+        let header = match self.header {
+            Some(h) => h,
+            None => {
+                if start != 0 {
+                    return Err(WalBreak {
+                        offset: start,
+                        defect: WalDefect::MissingHeader,
+                    }
+                    .into());
+                }
+                let h = WalHeader::parse(data).map_err(|defect| WalBreak { offset: 0, defect })?;
+                if h.page_size != self.database_page_size {
+                    return Err(WalBreak {
+                        offset: 0,
+                        defect: WalDefect::PageSizeMismatch {
+                            wal: h.page_size,
+                            database: self.database_page_size,
+                        },
+                    }
+                    .into());
+                }
+                at = WAL_HEADER_LEN;
+                h
+            }
+        };
+        let frame_len = FRAME_HEADER_LEN + header.page_size as usize;
+        let mut running = if self.header.is_some() {
+            self.running
+        } else {
+            header.checksum
+        };
+        // Check every frame first; remember where the last commit ends.
+        let mut last_commit: Option<(usize, u32)> = None;
+        let mut frames = 0usize;
+        let mut frames_after_commit = 0usize;
+        while at < data.len() {
+            let offset = start + at as u64;
+            let rest = &data[at..];
+            if rest.len() < frame_len {
+                return Err(WalBreak {
+                    offset,
+                    defect: WalDefect::TruncatedFrame { len: rest.len() },
+                }
+                .into());
+            }
+            let frame = &rest[..frame_len];
+            if (be32(frame, 8), be32(frame, 12)) != header.salts {
+                return Err(WalBreak {
+                    offset,
+                    defect: WalDefect::SaltMismatch,
+                }
+                .into());
+            }
+            running = checksum(running, &frame[..8], header.big_endian);
+            running = checksum(running, &frame[FRAME_HEADER_LEN..], header.big_endian);
+            if running != (be32(frame, 16), be32(frame, 20)) {
+                return Err(WalBreak {
+                    offset,
+                    defect: WalDefect::FrameChecksum,
+                }
+                .into());
+            }
+            if be32(frame, 0) == 0 {
+                return Err(WalBreak {
+                    offset,
+                    defect: WalDefect::BadPageNumber,
+                }
+                .into());
+            }
+            at += frame_len;
+            frames += 1;
+            frames_after_commit += 1;
+            let commit = be32(frame, 4);
+            if commit != 0 {
+                last_commit = Some((at, commit));
+                frames_after_commit = 0;
+            }
+        }
+        if frames_after_commit > 0 {
+            let first_uncommitted = data.len() - frames_after_commit * frame_len;
+            return Err(WalBreak {
+                offset: start + first_uncommitted as u64,
+                defect: WalDefect::NoCommit {
+                    frames: frames_after_commit,
+                },
+            }
+            .into());
+        }
+        // Sound: apply every frame (all are committed).
+        let first_frame = if self.header.is_some() {
+            0
+        } else {
+            WAL_HEADER_LEN
+        };
+        for frame in data[first_frame..].chunks_exact(frame_len) {
+            sink.write_page(be32(frame, 0), &frame[FRAME_HEADER_LEN..])
+                .map_err(ApplyError::Io)?;
+        }
+        if let Some((_, pages)) = last_commit {
+            self.committed_pages = Some(pages);
+        }
+        self.frames_applied += frames as u64;
+        self.header = Some(header);
+        self.running = running;
+        self.offset = start + data.len() as u64;
+        Ok(())
+    }
+
+    /// Ends the index: sets the database's size to that of its last commit.
+    pub fn finish(self, sink: &mut dyn PageSink) -> std::io::Result<()> {
+        match self.committed_pages {
+            Some(pages) => sink.set_pages(pages),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A WAL built by hand with SQLite's rules.
+    pub(crate) struct Builder {
+        pub(crate) bytes: Vec<u8>,
+        running: (u32, u32),
+        salts: (u32, u32),
+        big_endian: bool,
+        page_size: u32,
+    }
+
+    impl Builder {
+        pub(crate) fn new(page_size: u32, big_endian: bool) -> Self {
+            let mut h = Vec::new();
+            h.extend((if big_endian { MAGIC_BE } else { MAGIC_LE }).to_be_bytes());
+            h.extend(VERSION.to_be_bytes());
+            h.extend(page_size.to_be_bytes());
+            h.extend(0u32.to_be_bytes());
+            let salts: (u32, u32) = (0x1234_5678, 0x9abc_def0);
+            h.extend(salts.0.to_be_bytes());
+            h.extend(salts.1.to_be_bytes());
+            let c = checksum((0, 0), &h, big_endian);
+            h.extend(c.0.to_be_bytes());
+            h.extend(c.1.to_be_bytes());
+            Builder {
+                bytes: h,
+                running: c,
+                salts,
+                big_endian,
+                page_size,
+            }
+        }
+
+        pub(crate) fn frame(&mut self, pgno: u32, commit: u32, fill: u8) -> &mut Self {
+            let mut f = Vec::new();
+            f.extend(pgno.to_be_bytes());
+            f.extend(commit.to_be_bytes());
+            f.extend(self.salts.0.to_be_bytes());
+            f.extend(self.salts.1.to_be_bytes());
+            let page = vec![fill; self.page_size as usize];
+            let c = checksum(self.running, &f[..8], self.big_endian);
+            let c = checksum(c, &page, self.big_endian);
+            self.running = c;
+            f.extend(c.0.to_be_bytes());
+            f.extend(c.1.to_be_bytes());
+            f.extend(page);
+            self.bytes.extend(f);
+            self
+        }
+    }
+
+    #[derive(Default)]
+    struct Pages(std::collections::BTreeMap<u32, u8>, Option<u32>);
+
+    impl PageSink for Pages {
+        fn write_page(&mut self, pgno: u32, page: &[u8]) -> std::io::Result<()> {
+            self.0.insert(pgno, page[0]);
+            Ok(())
+        }
+        fn set_pages(&mut self, pages: u32) -> std::io::Result<()> {
+            self.1 = Some(pages);
+            Ok(())
+        }
+    }
+
+    fn defect(result: Result<(), ApplyError>) -> WalBreak {
+        match result {
+            Err(ApplyError::Wal(b)) => b,
+            other => panic!("expected a WAL defect, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_sound_wal_in_two_segments_applies_its_commits_in_order() {
+        for big_endian in [false, true] {
+            let mut w = Builder::new(512, big_endian);
+            w.frame(1, 0, 1).frame(2, 2, 2);
+            let cut = w.bytes.len();
+            w.frame(1, 0, 3).frame(3, 3, 4);
+            let (a, b) = w.bytes.split_at(cut);
+            let mut applier = WalApplier::new(512);
+            let mut pages = Pages::default();
+            applier.apply_segment(a, &mut pages).unwrap();
+            assert_eq!(applier.offset(), cut as u64);
+            applier.apply_segment(b, &mut pages).unwrap();
+            assert_eq!(applier.frames_applied(), 4);
+            applier.finish(&mut pages).unwrap();
+            assert_eq!(pages.0, [(1, 3), (2, 2), (3, 4)].into_iter().collect());
+            assert_eq!(pages.1, Some(3));
+        }
+    }
+
+    #[test]
+    fn every_defect_is_named_with_its_offset_and_nothing_of_the_segment_is_applied() {
+        let mut w = Builder::new(512, false);
+        w.frame(1, 0, 1).frame(2, 2, 2);
+        let sound = w.bytes.clone();
+        let frame = FRAME_HEADER_LEN + 512;
+        let second = (WAL_HEADER_LEN + frame) as u64;
+        let check = |bytes: &[u8], db_page: u32| {
+            let mut pages = Pages::default();
+            let b = defect(WalApplier::new(db_page).apply_segment(bytes, &mut pages));
+            assert!(pages.0.is_empty(), "applied despite {b:?}");
+            b
+        };
+        let mut bad = sound.clone();
+        bad[0] = 0;
+        assert!(matches!(check(&bad, 512).defect, WalDefect::BadMagic(_)));
+        let mut bad = sound.clone();
+        bad[17] ^= 1;
+        assert_eq!(check(&bad, 512).defect, WalDefect::HeaderChecksum);
+        assert_eq!(
+            check(&sound, 4096).defect,
+            WalDefect::PageSizeMismatch {
+                wal: 512,
+                database: 4096
+            }
+        );
+        let mut bad = sound.clone();
+        bad[second as usize + FRAME_HEADER_LEN + 100] ^= 0x40;
+        assert_eq!(
+            check(&bad, 512),
+            WalBreak {
+                offset: second,
+                defect: WalDefect::FrameChecksum
+            }
+        );
+        let mut bad = sound.clone();
+        bad[second as usize + 9] ^= 1;
+        assert_eq!(check(&bad, 512).defect, WalDefect::SaltMismatch);
+        assert_eq!(
+            check(&sound[..sound.len() - 10], 512),
+            WalBreak {
+                offset: second,
+                defect: WalDefect::TruncatedFrame { len: frame - 10 }
+            }
+        );
+        let mut uncommitted = Builder::new(512, false);
+        uncommitted.frame(1, 0, 1);
+        assert_eq!(
+            check(&uncommitted.bytes, 512),
+            WalBreak {
+                offset: WAL_HEADER_LEN as u64,
+                defect: WalDefect::NoCommit { frames: 1 }
+            }
+        );
+    }
+
+    #[test]
+    fn a_missing_middle_segment_breaks_the_running_checksum() {
+        let mut w = Builder::new(512, false);
+        w.frame(1, 1, 1);
+        let first = w.bytes.len();
+        w.frame(2, 2, 2);
+        let second = w.bytes.len();
+        w.frame(3, 3, 3);
+        let mut applier = WalApplier::new(512);
+        let mut pages = Pages::default();
+        applier
+            .apply_segment(&w.bytes[..first], &mut pages)
+            .unwrap();
+        // The segment at `first` is missing; the next one claims its place.
+        let b = defect(applier.apply_segment(&w.bytes[second..], &mut pages));
+        assert_eq!(
+            b,
+            WalBreak {
+                offset: first as u64,
+                defect: WalDefect::FrameChecksum
+            }
+        );
+    }
+
+    #[test]
+    fn database_page_size_reads_the_header() {
+        let mut h = vec![0u8; 100];
+        h[..16].copy_from_slice(b"SQLite format 3\0");
+        h[16..18].copy_from_slice(&4096u16.to_be_bytes());
+        assert_eq!(database_page_size(&h), Some(4096));
+        h[16..18].copy_from_slice(&1u16.to_be_bytes());
+        assert_eq!(database_page_size(&h), Some(65_536));
+        h[16..18].copy_from_slice(&1000u16.to_be_bytes());
+        assert_eq!(database_page_size(&h), None);
+        assert_eq!(database_page_size(b"not a database"), None);
+    }
+}

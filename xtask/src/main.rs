@@ -149,7 +149,16 @@ fn reliability() -> Result<(), String> {
 }
 
 /// Benchmarks in release mode; extra arguments (e.g. `--quick`) pass through.
+/// The `replica` binary is built first (benchmark 7 runs it against
+/// `litestream restore`; `REPLICA_LITESTREAM` names the litestream binary).
 fn bench() -> Result<(), String> {
+    cargo(
+        &["build", "--release", "--quiet", "--package", "replica-cli"],
+        &[],
+    )?;
+    let bin = std::env::current_dir()
+        .map_err(|e| format!("current directory: {e}"))?
+        .join("target/release/replica");
     let mut args = vec![
         "run",
         "--release",
@@ -161,7 +170,7 @@ fn bench() -> Result<(), String> {
     ];
     let extra: Vec<String> = std::env::args().skip(2).collect();
     args.extend(extra.iter().map(String::as_str));
-    cargo(&args, &[])
+    cargo(&args, &[("REPLICA_BIN", &bin.to_string_lossy())])
 }
 
 fn conformance() -> Result<(), String> {

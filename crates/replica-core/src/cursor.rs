@@ -8,10 +8,12 @@
 //! 1. another generation → [`AppendError::GenerationMismatch`];
 //! 2. while indexes are pending (max pending `M`): index < M →
 //!    [`AppendError::BelowMaxIndex`]; index > M+1 → [`AppendError::SkipsIndex`];
-//!    index = M+1 becomes pending; index = M is accepted (it will be read with M);
+//!    index = M+1 becomes pending; index = M is accepted; either way the info
+//!    is kept and merged, without duplicates, with what the store lists for
+//!    its index when that index is read (a listing may lag its writes);
 //! 3. else, against the last segment `L` the cursor knows: index < L.index →
 //!    [`AppendError::BelowMaxIndex`]; index > L.index+1 → [`AppendError::SkipsIndex`];
-//!    index = L.index+1 becomes pending; same index with offset < L.offset →
+//!    index = L.index+1 becomes pending (the info kept, as in 2); same index with offset < L.offset →
 //!    [`AppendError::BeforeLastOffset`], equal → [`AppendError::DuplicateOffset`],
 //!    greater → buffered;
 //! 4. else (the cursor has seen nothing) the segment is buffered.
@@ -28,7 +30,7 @@
 //! In follow mode, `next` waits for appends instead of ending; each accepted
 //! append wakes it (no polling). [`WalAppender::close`] ends a follow.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -68,8 +70,11 @@ struct State {
     pending: VecDeque<u64>,
     /// The front of `pending` while it is being read.
     loading: Option<u64>,
-    /// Segments appended at `loading` while it was read, merged in afterwards.
-    appended_while_loading: Vec<WalSegmentInfo>,
+    /// Segments appended at pending indexes, kept until their index is read
+    /// and then merged (without duplicates) with what the store lists: a
+    /// store's listing may lag its writes, and a cursor with no store behind
+    /// it has only these.
+    appended: BTreeMap<u64, Vec<WalSegmentInfo>>,
     /// Segments ready to be yielded.
     buffered: VecDeque<WalSegmentInfo>,
     /// The newest segment the cursor knows (buffered or yielded).
@@ -177,7 +182,11 @@ impl WalSegmentCursor {
             if state.pending.front() == Some(&index) {
                 state.pending.pop_front();
             }
-            let appended = std::mem::take(&mut state.appended_while_loading);
+            let appended = if loaded.is_ok() {
+                state.appended.remove(&index).unwrap_or_default()
+            } else {
+                Vec::new()
+            };
             match loaded {
                 Ok(mut segments) => {
                     segments.retain(|s| s.index == index);
@@ -294,13 +303,13 @@ impl Shared {
             check_next_index(&info, max)?;
             if info.index == max + 1 {
                 state.pending.push_back(info.index);
-            } else if state.loading == Some(info.index) {
-                state.appended_while_loading.push(info);
             }
+            state.appended.entry(info.index).or_default().push(info);
         } else if let Some(last) = &state.last {
             check_next_index(&info, last.index)?;
             if info.index == last.index + 1 {
                 state.pending.push_back(info.index);
+                state.appended.entry(info.index).or_default().push(info);
             } else if info.offset < last.offset {
                 return Err(AppendError::BeforeLastOffset {
                     appended: info.pos(),

@@ -93,17 +93,29 @@ fn start_decoder(input: ByteStream) -> ByteStream {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes>>(CHANNEL_DEPTH);
     let reader = tokio_util::io::StreamReader::new(input.map_err(std::io::Error::other));
     let reader = tokio_util::io::SyncIoBridge::new(reader);
-    tokio::task::spawn_blocking(move || {
+    let decoder = tokio::task::spawn_blocking(move || {
         let mut counting = CountingReader::new(reader);
         let result = decode_into(&mut counting, |chunk| tx.blocking_send(Ok(chunk)).is_ok());
         if let Err(err) = result {
             let _ = tx.blocking_send(Err(err));
         }
     });
-    stream::unfold(rx, |mut rx| async move {
+    let chunks = stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
+    });
+    // The channel also ends when the decoder thread dies (a panic in the
+    // decoder or in the input stream it drives): its end is success only if
+    // the thread finished normally, so a cut-short output is never whole.
+    let end = stream::once(async move {
+        decoder.await.err().map(|e| {
+            Err(Error::io(
+                "decoding an LZ4 frame",
+                std::io::Error::other(format!("the decoder stopped abnormally: {e}")),
+            ))
+        })
     })
-    .boxed()
+    .filter_map(futures::future::ready);
+    chunks.chain(end).boxed()
 }
 
 /// Decodes every frame of `reader`, handing decompressed chunks to `emit`
@@ -497,6 +509,24 @@ mod tests {
                 .unwrap_err();
             assert!(matches!(err, Error::Corrupt { .. }), "{bad:?}: {err}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_panic_while_decoding_is_an_error_not_a_short_success() {
+        let framed = compress(&sample(600_000));
+        let head = Bytes::copy_from_slice(&framed[..framed.len() / 2]);
+        let mut sent = false;
+        let input = stream::poll_fn(move |_| {
+            if sent {
+                panic!("the input stream panicked mid-frame");
+            }
+            sent = true;
+            std::task::Poll::Ready(Some(Ok(head.clone())))
+        })
+        .boxed();
+        let result = collect_bytes(decompress_stream(input)).await;
+        let err = result.expect_err("a decoder that died must not end cleanly");
+        assert!(err.to_string().contains("stopped abnormally"), "{err}");
     }
 
     #[tokio::test]

@@ -405,3 +405,48 @@ impl CollectFollow for WalSegmentCursor {
         out
     }
 }
+
+#[tokio::test]
+async fn a_cursor_without_a_store_yields_every_accepted_append() {
+    let cursor = WalSegmentCursor::empty(gen());
+    for (i, o) in [(0, 0), (1, 0), (1, 8)] {
+        cursor.append(seg(i, o)).unwrap();
+    }
+    let appender = cursor.appender();
+    let mut cursor = cursor;
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let s = cursor.next().await.unwrap().unwrap();
+        seen.push((s.index, s.offset));
+    }
+    assert_eq!(seen, [(0, 0), (1, 0), (1, 8)]);
+    // The newest known is (1, 8): index 2 follows it, index 3 would skip.
+    appender.append(seg(2, 0)).unwrap();
+    let (e, _) = rejection(appender.append(seg(4, 0)));
+    assert!(matches!(e, AppendError::SkipsIndex { .. }));
+    assert_eq!(positions(&cursor.collect_all().await.unwrap()), [(2, 0)]);
+}
+
+#[tokio::test]
+async fn appends_survive_a_store_listing_that_lags_its_writes() {
+    // The store never lists what was written after the cursor opened.
+    let store = Store::with(&[(2, 0)]);
+    let cursor = store.cursor().await;
+    for (i, o) in [(2, 30), (3, 0), (3, 20), (4, 0)] {
+        cursor.append(seg(i, o)).unwrap();
+    }
+    let all = cursor.collect_all().await.unwrap();
+    assert_eq!(positions(&all), [(2, 0), (2, 30), (3, 0), (3, 20), (4, 0)]);
+}
+
+#[tokio::test]
+async fn an_append_the_store_also_lists_is_yielded_once() {
+    let store = Store::with(&[(2, 0)]);
+    let cursor = store.cursor().await;
+    store.put(3, 0);
+    cursor.append(seg(3, 0)).unwrap();
+    cursor.append(seg(3, 10)).unwrap();
+    store.put(3, 10);
+    let all = cursor.collect_all().await.unwrap();
+    assert_eq!(positions(&all), [(2, 0), (3, 0), (3, 10)]);
+}

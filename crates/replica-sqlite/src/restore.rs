@@ -18,7 +18,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use replica_core::{
-    collect_bytes, Error, Generation, Pos, ReplicaClient, ReplicaClientExt, RestoreTarget,
+    collect_bytes, lz4, Error, Generation, Pos, ReplicaClient, ReplicaClientExt, RestoreTarget,
     WalContiguity, WalSegmentInfo,
 };
 
@@ -298,24 +298,32 @@ pub async fn restore(
         index: snapshot.index,
     })?;
 
+    // Segments are fetched ahead, still compressed (a few KiB each), and
+    // decompressed one at a time as they are applied: one LZ4 decoder (with
+    // its block buffers) is alive at a time, whatever the parallelism.
     let segments: Vec<&WalSegmentInfo> = plan.wal.iter().flat_map(|(_, s)| s).collect();
     let retry = options.retry;
+    let layout = client.layout();
     let mut fetched = stream::iter(segments)
         .map(|info| async move {
             let pos = info.pos();
-            let data = retry
+            let stored = retry
                 .run(&format!("fetching WAL segment {pos}"), progress, || async {
-                    collect_bytes(client.wal_segment_plain(&pos).await?).await
+                    collect_bytes(client.wal_segment_reader(&pos).await?).await
                 })
                 .await?;
-            Ok::<_, Error>((info, data))
+            Ok::<_, Error>((info, stored))
         })
         .buffered(options.parallelism.max(1));
 
     let mut contiguity = WalContiguity::from_snapshot(generation.clone(), snapshot.index);
     let mut pages = FilePages::new(&temp.file, page_size);
     let mut current: Option<(u64, WalApplier)> = None;
-    while let Some((info, data)) = fetched.try_next().await? {
+    while let Some((info, stored)) = fetched.try_next().await? {
+        let data = Bytes::from(
+            lz4::decompress(&stored)
+                .map_err(|e| e.naming(&layout.wal_segment_key(&info.pos()).unwrap_or_default()))?,
+        );
         contiguity.check(info, data.len() as u64)?;
         let applier = match &mut current {
             Some((index, applier)) if *index == info.index => applier,

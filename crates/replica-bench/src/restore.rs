@@ -166,8 +166,15 @@ fn replicate(litestream: &Path, dir: &Path, replicas_yaml: &str, s: &RestoreSize
         write_round(&mut conn, round);
         round += 1;
         std::thread::sleep(Duration::from_millis(25));
-        let size = std::fs::metadata(&db).map_or(0, |m| m.len())
-            + std::fs::metadata(dir.join("source.db-wal")).map_or(0, |m| m.len());
+        // The database's logical size (its pages, wherever they are now).
+        let size: i64 = conn
+            .query_row(
+                "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
+                [],
+                |r| r.get(0),
+            )
+            .expect("database size");
+        let size = size as u64;
         if size >= s.database_bytes && round >= s.min_transactions {
             break;
         }

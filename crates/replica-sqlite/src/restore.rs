@@ -328,10 +328,8 @@ pub async fn restore(
         let applier = match &mut current {
             Some((index, applier)) if *index == info.index => applier,
             _ => {
-                if let Some((_, done)) = current.take() {
-                    summary.frames += done.frames_applied();
-                    done.finish(&mut pages)
-                        .map_err(io("truncating the database"))?;
+                if let Some((index, done)) = current.take() {
+                    finish(&generation, index, done, &mut pages, false, &mut summary)?;
                 }
                 &mut current.insert((info.index, WalApplier::new(page_size))).1
             }
@@ -345,10 +343,8 @@ pub async fn restore(
         }
     }
     drop(fetched);
-    if let Some((_, done)) = current.take() {
-        summary.frames += done.frames_applied();
-        done.finish(&mut pages)
-            .map_err(io("truncating the database"))?;
+    if let Some((index, done)) = current.take() {
+        finish(&generation, index, done, &mut pages, true, &mut summary)?;
     }
     temp.file
         .sync_all()
@@ -371,11 +367,32 @@ fn apply(
     data: &Bytes,
     pages: &mut FilePages<'_>,
 ) -> Result<(), RestoreError> {
-    applier.apply_segment(data, pages).map_err(|e| match e {
+    applier
+        .apply_segment(data, pages)
+        .map_err(|e| apply_error(&info.generation, info.index, e))
+}
+
+/// Ends a WAL index (`last`: the last one restored) and counts its frames.
+fn finish(
+    generation: &Generation,
+    index: u64,
+    applier: WalApplier,
+    pages: &mut FilePages<'_>,
+    last: bool,
+    summary: &mut RestoreSummary,
+) -> Result<(), RestoreError> {
+    summary.frames += applier.frames_applied();
+    applier
+        .finish(pages, last)
+        .map_err(|e| apply_error(generation, index, e))
+}
+
+fn apply_error(generation: &Generation, index: u64, e: ApplyError) -> RestoreError {
+    match e {
         ApplyError::Wal(b) => RestoreError::Wal {
             pos: Pos {
-                generation: info.generation.clone(),
-                index: info.index,
+                generation: generation.clone(),
+                index,
                 offset: b.offset,
             },
             defect: b.defect,
@@ -384,7 +401,7 @@ fn apply(
             context: "writing pages of the restored database".into(),
             source: e,
         },
-    })
+    }
 }
 
 /// The generation to restore: the one asked for (which must exist), the

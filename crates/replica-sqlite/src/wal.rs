@@ -12,9 +12,13 @@
 //!
 //! [`WalApplier`] takes one WAL index as the replica stores it — segments in
 //! offset order, the first starting with the header — checks every byte of
-//! it, and writes each committed page into the database file. A segment must
-//! end on a commit frame (Litestream only ships whole transactions), so the
-//! frames of a segment are applied only once its last commit is checked.
+//! it, and writes each committed page into the database file. Frames are
+//! held until their transaction's commit frame has been checked, then
+//! written: a transaction may span segments (Litestream 0.3.13 ships its
+//! shadow WAL frame-aligned, not commit-aligned), and frames after the last
+//! commit are never applied. An index that ends inside a transaction is an
+//! error unless it is the last one restored (a transaction still being
+//! uploaded is not part of the replica yet, as SQLite ignores it too).
 
 use std::fmt;
 
@@ -56,7 +60,8 @@ pub enum WalDefect {
         /// Bytes of the incomplete frame.
         len: usize,
     },
-    /// The segment ends with frames after its last commit frame.
+    /// The WAL index ends with frames after its last commit frame, and a
+    /// later index follows (so a segment at its end is missing).
     NoCommit {
         /// Frames after the last commit.
         frames: usize,
@@ -90,7 +95,8 @@ impl fmt::Display for WalDefect {
             }
             WalDefect::NoCommit { frames } => write!(
                 f,
-                "segment ends with {frames} frame(s) after its last commit frame"
+                "the WAL index ends with {frames} frame(s) after its last commit frame, though \
+                 a later index follows (a segment at its end is missing)"
             ),
         }
     }
@@ -224,6 +230,9 @@ pub struct WalApplier {
     /// Database size in pages after the last commit applied.
     committed_pages: Option<u32>,
     frames_applied: u64,
+    /// Checked frames of a transaction whose commit frame has not come yet:
+    /// (WAL offset, page number, page).
+    uncommitted: Vec<(u64, u32, bytes::Bytes)>,
 }
 
 /// An error of [`WalApplier`]: a defect of the WAL, or of writing the pages.
@@ -251,6 +260,7 @@ impl WalApplier {
             offset: 0,
             committed_pages: None,
             frames_applied: 0,
+            uncommitted: Vec::new(),
         }
     }
 
@@ -265,11 +275,12 @@ impl WalApplier {
     }
 
     /// Checks the segment that starts at the current [`offset`](Self::offset)
-    /// and, if all of it is sound and it ends on a commit frame, writes its
-    /// committed pages to `sink`. Nothing of a segment with a defect is written.
+    /// and writes to `sink` every transaction whose commit frame it checks
+    /// (frames of a transaction not committed yet are held for the next
+    /// segment). On a defect, nothing of the segment is written.
     pub fn apply_segment(
         &mut self,
-        data: &[u8],
+        data: &bytes::Bytes,
         sink: &mut dyn PageSink,
     ) -> Result<(), ApplyError> {
         let start = self.offset;
@@ -305,10 +316,8 @@ impl WalApplier {
         } else {
             header.checksum
         };
-        // Check every frame first; remember where the last commit ends.
-        let mut last_commit: Option<(usize, u32)> = None;
-        let mut frames = 0usize;
-        let mut frames_after_commit = 0usize;
+        // Check every frame of the segment before writing any of it.
+        let mut checked: Vec<(u64, u32, u32, usize)> = Vec::new();
         while at < data.len() {
             let offset = start + at as u64;
             let rest = &data[at..];
@@ -336,46 +345,29 @@ impl WalApplier {
                 }
                 .into());
             }
-            if be32(frame, 0) == 0 {
+            let pgno = be32(frame, 0);
+            if pgno == 0 {
                 return Err(WalBreak {
                     offset,
                     defect: WalDefect::BadPageNumber,
                 }
                 .into());
             }
+            checked.push((offset, pgno, be32(frame, 4), at));
             at += frame_len;
-            frames += 1;
-            frames_after_commit += 1;
-            let commit = be32(frame, 4);
+        }
+        // Sound: write each transaction as its commit frame arrives.
+        for (offset, pgno, commit, at) in checked {
+            let page = data.slice(at + FRAME_HEADER_LEN..at + frame_len);
+            self.uncommitted.push((offset, pgno, page));
             if commit != 0 {
-                last_commit = Some((at, commit));
-                frames_after_commit = 0;
+                for (_, pgno, page) in self.uncommitted.drain(..) {
+                    sink.write_page(pgno, &page).map_err(ApplyError::Io)?;
+                    self.frames_applied += 1;
+                }
+                self.committed_pages = Some(commit);
             }
         }
-        if frames_after_commit > 0 {
-            let first_uncommitted = data.len() - frames_after_commit * frame_len;
-            return Err(WalBreak {
-                offset: start + first_uncommitted as u64,
-                defect: WalDefect::NoCommit {
-                    frames: frames_after_commit,
-                },
-            }
-            .into());
-        }
-        // Sound: apply every frame (all are committed).
-        let first_frame = if self.header.is_some() {
-            0
-        } else {
-            WAL_HEADER_LEN
-        };
-        for frame in data[first_frame..].chunks_exact(frame_len) {
-            sink.write_page(be32(frame, 0), &frame[FRAME_HEADER_LEN..])
-                .map_err(ApplyError::Io)?;
-        }
-        if let Some((_, pages)) = last_commit {
-            self.committed_pages = Some(pages);
-        }
-        self.frames_applied += frames as u64;
         self.header = Some(header);
         self.running = running;
         self.offset = start + data.len() as u64;
@@ -383,9 +375,24 @@ impl WalApplier {
     }
 
     /// Ends the index: sets the database's size to that of its last commit.
-    pub fn finish(self, sink: &mut dyn PageSink) -> std::io::Result<()> {
+    ///
+    /// Frames after the last commit are dropped if this is the last index
+    /// restored (`last`); otherwise they mean a missing segment, which is
+    /// [`WalDefect::NoCommit`] at the first of them.
+    pub fn finish(self, sink: &mut dyn PageSink, last: bool) -> Result<(), ApplyError> {
+        if let Some((offset, _, _)) = self.uncommitted.first() {
+            if !last {
+                return Err(WalBreak {
+                    offset: *offset,
+                    defect: WalDefect::NoCommit {
+                        frames: self.uncommitted.len(),
+                    },
+                }
+                .into());
+            }
+        }
         match self.committed_pages {
-            Some(pages) => sink.set_pages(pages),
+            Some(pages) => sink.set_pages(pages).map_err(ApplyError::Io),
             None => Ok(()),
         }
     }
@@ -472,14 +479,15 @@ mod tests {
             w.frame(1, 0, 1).frame(2, 2, 2);
             let cut = w.bytes.len();
             w.frame(1, 0, 3).frame(3, 3, 4);
-            let (a, b) = w.bytes.split_at(cut);
+            let all = bytes::Bytes::from(w.bytes.clone());
+            let (a, b) = (all.slice(..cut), all.slice(cut..));
             let mut applier = WalApplier::new(512);
             let mut pages = Pages::default();
-            applier.apply_segment(a, &mut pages).unwrap();
+            applier.apply_segment(&a, &mut pages).unwrap();
             assert_eq!(applier.offset(), cut as u64);
-            applier.apply_segment(b, &mut pages).unwrap();
+            applier.apply_segment(&b, &mut pages).unwrap();
             assert_eq!(applier.frames_applied(), 4);
-            applier.finish(&mut pages).unwrap();
+            applier.finish(&mut pages, false).unwrap();
             assert_eq!(pages.0, [(1, 3), (2, 2), (3, 4)].into_iter().collect());
             assert_eq!(pages.1, Some(3));
         }
@@ -494,7 +502,8 @@ mod tests {
         let second = (WAL_HEADER_LEN + frame) as u64;
         let check = |bytes: &[u8], db_page: u32| {
             let mut pages = Pages::default();
-            let b = defect(WalApplier::new(db_page).apply_segment(bytes, &mut pages));
+            let bytes = bytes::Bytes::copy_from_slice(bytes);
+            let b = defect(WalApplier::new(db_page).apply_segment(&bytes, &mut pages));
             assert!(pages.0.is_empty(), "applied despite {b:?}");
             b
         };
@@ -530,15 +539,63 @@ mod tests {
                 defect: WalDefect::TruncatedFrame { len: frame - 10 }
             }
         );
-        let mut uncommitted = Builder::new(512, false);
-        uncommitted.frame(1, 0, 1);
+    }
+
+    #[test]
+    fn a_transaction_may_span_segments_and_is_written_at_its_commit() {
+        let mut w = Builder::new(512, false);
+        w.frame(1, 1, 1).frame(2, 0, 2);
+        let cut = w.bytes.len();
+        w.frame(3, 3, 3);
+        let all = bytes::Bytes::from(w.bytes.clone());
+        let mut applier = WalApplier::new(512);
+        let mut pages = Pages::default();
+        applier
+            .apply_segment(&all.slice(..cut), &mut pages)
+            .unwrap();
         assert_eq!(
-            check(&uncommitted.bytes, 512),
-            WalBreak {
-                offset: WAL_HEADER_LEN as u64,
-                defect: WalDefect::NoCommit { frames: 1 }
-            }
+            pages.0.keys().copied().collect::<Vec<_>>(),
+            [1],
+            "page 2 waits"
         );
+        applier
+            .apply_segment(&all.slice(cut..), &mut pages)
+            .unwrap();
+        applier.finish(&mut pages, false).unwrap();
+        assert_eq!(pages.0, [(1, 1), (2, 2), (3, 3)].into_iter().collect());
+        assert_eq!(pages.1, Some(3));
+    }
+
+    #[test]
+    fn frames_after_the_last_commit_are_dropped_at_the_end_and_an_error_before_it() {
+        let mut w = Builder::new(512, false);
+        w.frame(1, 1, 1);
+        let committed = w.bytes.len() as u64;
+        w.frame(2, 0, 2).frame(3, 0, 3);
+        let all = bytes::Bytes::from(w.bytes.clone());
+        for last in [true, false] {
+            let mut applier = WalApplier::new(512);
+            let mut pages = Pages::default();
+            applier.apply_segment(&all, &mut pages).unwrap();
+            let finished = applier.finish(&mut pages, last);
+            assert_eq!(
+                pages.0,
+                [(1, 1)].into_iter().collect(),
+                "uncommitted never written"
+            );
+            if last {
+                finished.unwrap();
+                assert_eq!(pages.1, Some(1));
+            } else {
+                assert_eq!(
+                    defect(finished),
+                    WalBreak {
+                        offset: committed,
+                        defect: WalDefect::NoCommit { frames: 2 }
+                    }
+                );
+            }
+        }
     }
 
     #[test]
@@ -549,13 +606,14 @@ mod tests {
         w.frame(2, 2, 2);
         let second = w.bytes.len();
         w.frame(3, 3, 3);
+        let all = bytes::Bytes::from(w.bytes.clone());
         let mut applier = WalApplier::new(512);
         let mut pages = Pages::default();
         applier
-            .apply_segment(&w.bytes[..first], &mut pages)
+            .apply_segment(&all.slice(..first), &mut pages)
             .unwrap();
         // The segment at `first` is missing; the next one claims its place.
-        let b = defect(applier.apply_segment(&w.bytes[second..], &mut pages));
+        let b = defect(applier.apply_segment(&all.slice(second..), &mut pages));
         assert_eq!(
             b,
             WalBreak {

@@ -23,21 +23,34 @@ fn rows(db: &Path) -> Vec<(i64, String, i64)> {
         .unwrap()
 }
 
-/// Splits a WAL file after every `per_segment`-th commit frame.
-fn segments_of(wal: &[u8], per_segment: usize) -> Vec<(u64, Vec<u8>)> {
+/// Where a WAL file is cut into segments.
+#[derive(Clone, Copy)]
+enum Cut {
+    /// After every n-th commit frame (whole transactions).
+    Commits(usize),
+    /// After every n-th frame, inside transactions too (as Litestream 0.3.13
+    /// can, shipping its shadow WAL frame-aligned).
+    Frames(usize),
+}
+
+/// Splits a WAL file into segments.
+fn segments_of(wal: &[u8], cut: Cut) -> Vec<(u64, Vec<u8>)> {
     let page_size = u32::from_be_bytes(wal[8..12].try_into().unwrap()) as usize;
     let frame = 24 + page_size;
     let mut out = Vec::new();
-    let (mut start, mut at, mut commits) = (0usize, 32usize, 0usize);
+    let (mut start, mut at, mut commits, mut frames) = (0usize, 32usize, 0usize, 0usize);
     while at + frame <= wal.len() {
         let commit = u32::from_be_bytes(wal[at + 4..at + 8].try_into().unwrap());
         at += frame;
-        if commit != 0 {
-            commits += 1;
-            if commits % per_segment == 0 {
-                out.push((start as u64, wal[start..at].to_vec()));
-                start = at;
-            }
+        frames += 1;
+        commits += usize::from(commit != 0);
+        let end_here = match cut {
+            Cut::Commits(n) => commit != 0 && commits % n == 0,
+            Cut::Frames(n) => frames % n == 0,
+        };
+        if end_here {
+            out.push((start as u64, wal[start..at].to_vec()));
+            start = at;
         }
     }
     if start < at {
@@ -49,7 +62,12 @@ fn segments_of(wal: &[u8], per_segment: usize) -> Vec<(u64, Vec<u8>)> {
 /// A replica of a database written by SQLite: a snapshot at index 0, then
 /// three WAL indexes, each the WAL SQLite wrote between two TRUNCATE
 /// checkpoints, cut at commit frames. Returns the source's path.
-async fn sqlite_replica(client: &MemoryClient, g: &Generation, dir: &Path) -> std::path::PathBuf {
+async fn sqlite_replica(
+    client: &MemoryClient,
+    g: &Generation,
+    dir: &Path,
+    cut: Cut,
+) -> std::path::PathBuf {
     let db = dir.join("source.db");
     let conn = rusqlite::Connection::open(&db).unwrap();
     conn.pragma_update(None, "journal_mode", "wal").unwrap();
@@ -81,7 +99,7 @@ async fn sqlite_replica(client: &MemoryClient, g: &Generation, dir: &Path) -> st
             .unwrap();
         }
         let wal = std::fs::read(&wal_path).unwrap();
-        for (offset, segment) in segments_of(&wal, 2) {
+        for (offset, segment) in segments_of(&wal, cut) {
             let pos = Pos::new(g.clone(), index, offset).unwrap();
             client
                 .write_wal_segment(&pos, bytes_stream(lz4::compress(&segment)))
@@ -120,7 +138,7 @@ async fn sqlite_wal_restores_to_the_same_rows() {
     let dir = tempfile::tempdir().unwrap();
     let client = MemoryClient::default();
     let g = Generation::random();
-    let source = sqlite_replica(&client, &g, dir.path()).await;
+    let source = sqlite_replica(&client, &g, dir.path(), Cut::Commits(2)).await;
     let out = dir.path().join("restored.db");
     let options = RestoreOptions {
         integrity_check: true,
@@ -136,11 +154,26 @@ async fn sqlite_wal_restores_to_the_same_rows() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_cut_across_segments_restore_the_same_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = MemoryClient::default();
+    let g = Generation::random();
+    let source = sqlite_replica(&client, &g, dir.path(), Cut::Frames(3)).await;
+    let out = dir.path().join("restored.db");
+    let options = RestoreOptions {
+        integrity_check: true,
+        ..RestoreOptions::default()
+    };
+    restore(&client, &out, &options).await.unwrap();
+    assert_eq!(rows(&out), rows(&source));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transient_read_errors_are_retried_until_the_restore_succeeds() {
     let dir = tempfile::tempdir().unwrap();
     let client = MemoryClient::default();
     let g = Generation::random();
-    let source = sqlite_replica(&client, &g, dir.path()).await;
+    let source = sqlite_replica(&client, &g, dir.path(), Cut::Commits(2)).await;
     let faulty = FaultyClient::new(
         Arc::new(client),
         FaultPlan {
@@ -172,7 +205,7 @@ async fn errors_that_do_not_stop_fail_the_restore_and_leave_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let client = MemoryClient::default();
     let g = Generation::random();
-    sqlite_replica(&client, &g, dir.path()).await;
+    sqlite_replica(&client, &g, dir.path(), Cut::Commits(2)).await;
     let faulty = FaultyClient::new(
         Arc::new(client),
         FaultPlan {

@@ -5,23 +5,29 @@
 //! either layout of `SPEC.md` (`<root>/generations/<generation>/...`), so a
 //! directory replicated by Litestream 0.3 reads as it is.
 //!
-//! Writes are durable and atomic: bytes go to a temporary file with a unique
-//! name in the destination directory, which is fsynced, renamed over the
-//! final name, and then the directory is fsynced. A crash leaves the old
-//! object or the new one, never a prefix; temporaries have non-canonical
-//! names, so listings never show them. Files are created with mode 0600 and
-//! directories 0700 unless [`FileOptions`] say otherwise.
+//! Every path below the root is resolved one component at a time from a
+//! directory descriptor with `O_NOFOLLOW`: no symbolic link is followed at
+//! any level, so nothing outside the root is ever read, created or removed
+//! (a link where a directory or object belongs is not part of the replica).
 //!
-//! Listings show regular files and directories only (never symlinks, which
-//! are not followed), lazily per directory; the client above skips anything
-//! that is not a canonical name of the right kind.
+//! Writes are durable and atomic: bytes go to a temporary file with a unique
+//! name in the destination directory (mode and owner set before any byte is
+//! written), which is fsynced, renamed over the final name, and then the
+//! directory is fsynced; every directory on the way is fsynced in its parent
+//! when created, and once per process when found (so a retry after a failed
+//! directory sync cannot acknowledge a file whose directory entry was never
+//! made durable). A crash leaves the old object or the new one, never a
+//! prefix; temporaries have non-canonical names, so listings never show
+//! them. Files are created with mode 0600 and directories 0700 unless
+//! [`FileOptions`] say otherwise. A directory emptied by deletes is removed.
 
+use std::collections::HashSet;
 use std::fs;
-use std::io;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::io::{self, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
@@ -30,7 +36,13 @@ use replica_core::{
     async_trait, read_head, reader_stream, ByteStream, Error, KeyStore, Listing, ObjectMeta,
     Result, StoreClient,
 };
+use rustix::fs::{self as rfs, AtFlags, Mode, OFlags};
+use rustix::io::Errno;
 use tokio::io::AsyncWriteExt;
+
+mod beneath;
+
+use beneath::{child_dir, children, components, dir_at, file_stat, open_file, remove_tree};
 
 /// Input up to this size is written in a single blocking call.
 const SMALL_WRITE: usize = 1 << 20;
@@ -74,6 +86,17 @@ pub struct FileStore {
 struct Inner {
     root: PathBuf,
     options: FileOptions,
+    /// Directories (relative) whose entries are known to be fsynced in their
+    /// parents, all the way up from the root.
+    durable: Mutex<HashSet<String>>,
+}
+
+/// A temporary file being written, and where it will be renamed.
+struct Pending {
+    dir: OwnedFd,
+    name: String,
+    temp: String,
+    file: fs::File,
 }
 
 impl FileStore {
@@ -92,6 +115,7 @@ impl FileStore {
             inner: Arc::new(Inner {
                 root: root.into(),
                 options,
+                durable: Mutex::new(HashSet::new()),
             }),
         }
     }
@@ -107,39 +131,36 @@ impl FileStore {
     /// Temporaries are never listed, so they are harmless but take space.
     /// Choose `min_age` longer than any write in progress can take (a live
     /// writer's temporary vanishes on rename). Only names of the form this
-    /// backend creates (`.<canonical name>.<16 hex>.tmp`) are touched.
+    /// backend creates (`.<canonical name>.<16 hex>.tmp`) are touched, and
+    /// links are never followed.
     pub async fn remove_stale_temporaries(&self, min_age: std::time::Duration) -> Result<usize> {
-        let root = self.path(layout::GENERATIONS_DIR)?;
-        self.blocking(move |_| {
+        self.blocking(move |inner| {
+            let Some(generations) = inner.dir(layout::GENERATIONS_DIR)? else {
+                return Ok(0);
+            };
             let mut removed = 0;
-            let mut dirs = vec![root];
+            let mut dirs = vec![generations];
             while let Some(dir) = dirs.pop() {
-                let entries = match fs::read_dir(&dir) {
-                    Ok(entries) => entries,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(io_error("listing", &dir, e)),
-                };
-                for entry in entries {
-                    let entry = entry.map_err(|e| io_error("listing", &dir, e))?;
-                    let file_type = entry
-                        .file_type()
-                        .map_err(|e| io_error("listing", &dir, e))?;
-                    let name = entry.file_name();
-                    if file_type.is_dir() {
-                        dirs.push(entry.path());
-                    } else if file_type.is_file() && name.to_str().is_some_and(is_temporary_name) {
-                        let old_enough = entry
-                            .metadata()
-                            .and_then(|m| m.modified())
+                let found = children(dir.as_fd()).map_err(|e| inner.error("listing", "", e))?;
+                for child in found {
+                    if child.is_dir {
+                        match child_dir(dir.as_fd(), &child.name) {
+                            Ok(fd) => dirs.push(fd),
+                            Err(e) if beneath::is_absent(e) => {}
+                            Err(e) => return Err(inner.error("listing", &child.name, e.into())),
+                        }
+                    } else if is_temporary_name(&child.name) {
+                        let old_enough = file_stat(dir.as_fd(), &child.name)
                             .ok()
-                            .and_then(|t| t.elapsed().ok())
-                            .is_some_and(|age| age >= min_age);
+                            .flatten()
+                            .map(|st| stat_time(&st))
+                            .is_some_and(|at| {
+                                (Utc::now() - at).to_std().is_ok_and(|age| age >= min_age)
+                            });
                         if old_enough {
-                            match fs::remove_file(entry.path()) {
-                                Ok(()) => removed += 1,
-                                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                                Err(e) => return Err(io_error("removing", &entry.path(), e)),
-                            }
+                            beneath::unlink(dir.as_fd(), &child.name)
+                                .map_err(|e| inner.error("removing", &child.name, e))?;
+                            removed += 1;
                         }
                     }
                 }
@@ -149,261 +170,331 @@ impl FileStore {
         .await
     }
 
-    /// The absolute location of a key, or "replica path required".
-    fn path(&self, key: &str) -> Result<PathBuf> {
-        if self.inner.root.as_os_str().is_empty() {
-            return Err(Error::invalid("replica path required"));
-        }
-        Ok(self.inner.root.join(key))
-    }
-
     /// Runs blocking filesystem work off the async threads.
     async fn blocking<T: Send + 'static>(
         &self,
         work: impl FnOnce(&Inner) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || work(&inner))
-            .await
-            .map_err(|e| Error::io("in a blocking task", io::Error::other(e)))?
+        tokio::task::spawn_blocking(move || {
+            if inner.root.as_os_str().is_empty() {
+                return Err(Error::invalid("replica path required"));
+            }
+            work(&inner)
+        })
+        .await
+        .map_err(|e| Error::io("in a blocking task", io::Error::other(e)))?
     }
 
-    /// Writes `data` durably and atomically to `layout_path`.
+    /// Writes `data` durably and atomically under `key`.
     ///
     /// Input of up to [`SMALL_WRITE`] bytes (every usual WAL segment) is
     /// gathered first and written in one blocking call, so a small durable
     /// write costs about the syscalls a hand-written one does. Larger input
     /// streams into the temporary file chunk by chunk.
     async fn write(&self, key: &str, mut data: ByteStream) -> Result<ObjectMeta> {
-        let dest = self.path(key)?;
-        let name = dest.file_name().expect("layout paths end in a name");
-        let temp = dest.with_file_name(format!(
-            ".{}.{:016x}.tmp",
-            name.to_string_lossy(),
-            rand::random::<u64>()
-        ));
+        let key = key.to_owned();
         let head = read_head(&mut data, SMALL_WRITE).await?;
-
         if head.complete {
             return self
                 .blocking(move |inner| {
-                    let result = inner.create_temp(&temp).and_then(|mut file| {
-                        for chunk in &head.chunks {
-                            file.write_all(chunk)
-                                .map_err(|e| io_error("writing", &temp, e))?;
+                    let mut pending = inner.create_temp(&key)?;
+                    let written = head
+                        .chunks
+                        .iter()
+                        .try_for_each(|chunk| pending.file.write_all(chunk))
+                        .map_err(|e| inner.error("writing", &key, e));
+                    match written {
+                        Ok(()) => inner.commit(pending, &key),
+                        Err(e) => {
+                            let _ = beneath::unlink(pending.dir.as_fd(), &pending.temp);
+                            Err(e)
                         }
-                        inner.commit(file, &temp, &dest)
-                    });
-                    if result.is_err() {
-                        // Best effort: the temporary is never listed either way.
-                        let _ = fs::remove_file(&temp);
                     }
-                    result
                 })
                 .await;
         }
 
-        let create = temp.clone();
-        let file = self
+        let create = key.clone();
+        let Pending {
+            dir,
+            name,
+            temp,
+            file,
+        } = self
             .blocking(move |inner| inner.create_temp(&create))
             .await?;
         let mut file = tokio::fs::File::from_std(file);
+        let inner = self.inner.clone();
         let written = async {
             for chunk in head.chunks {
                 file.write_all(&chunk)
                     .await
-                    .map_err(|e| io_error("writing", &temp, e))?;
+                    .map_err(|e| inner.error("writing", &key, e))?;
             }
             while let Some(chunk) = data.try_next().await? {
                 file.write_all(&chunk)
                     .await
-                    .map_err(|e| io_error("writing", &temp, e))?;
+                    .map_err(|e| inner.error("writing", &key, e))?;
             }
             file.flush()
                 .await
-                .map_err(|e| io_error("writing", &temp, e))?;
-            Ok::<_, Error>(file.into_std().await)
+                .map_err(|e| inner.error("writing", &key, e))?;
+            Ok::<_, Error>(())
         }
         .await;
-        let finish = temp.clone();
-        let result = match written {
-            Ok(file) => {
-                self.blocking(move |inner| inner.commit(file, &finish, &dest))
-                    .await
-            }
-            Err(err) => Err(err),
+        let file = file.into_std().await;
+        let pending = Pending {
+            dir,
+            name,
+            temp,
+            file,
         };
-        if result.is_err() {
-            let _ = tokio::fs::remove_file(&temp).await;
-        }
-        result
-    }
-
-    async fn open(&self, key: &str) -> Result<ByteStream> {
-        let path = self.path(key)?;
-        let opened = self
-            .blocking(move |_| {
-                // O_NOFOLLOW: a symlink planted under a canonical name is not
-                // followed out of the root (it is not listed either).
-                let file = fs::OpenOptions::new()
-                    .read(true)
-                    .custom_flags(libc::O_NOFOLLOW)
-                    .open(&path);
-                match file {
-                    Ok(file) if file.metadata().is_ok_and(|m| m.is_file()) => Ok(Some(file)),
-                    Ok(_) => Ok(None),
-                    Err(e)
-                        if e.kind() == io::ErrorKind::NotFound
-                            || e.raw_os_error() == Some(libc::ELOOP) =>
-                    {
-                        Ok(None)
-                    }
-                    Err(e) => Err(io_error("opening", &path, e)),
-                }
-            })
-            .await?;
-        match opened {
-            Some(file) => Ok(reader_stream(tokio::fs::File::from_std(file), READ_CHUNK)),
-            None => Err(Error::not_found(key)),
-        }
-    }
-
-    /// Removes files (missing ones are fine), then syncs each directory once.
-    async fn remove_files(&self, keys: &[String]) -> Result<()> {
-        let paths = keys
-            .iter()
-            .map(|p| self.path(p))
-            .collect::<Result<Vec<_>>>()?;
-        self.blocking(move |_| {
-            let mut dirs: Vec<PathBuf> = Vec::new();
-            for path in &paths {
-                match fs::remove_file(path) {
-                    Ok(()) => {
-                        let dir = path.parent().expect("layout paths have a parent");
-                        if !dirs.iter().any(|d| d == dir) {
-                            dirs.push(dir.to_owned());
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(io_error("removing", path, e)),
-                }
+        self.blocking(move |inner| match written {
+            Ok(()) => inner.commit(pending, &key),
+            Err(e) => {
+                let _ = beneath::unlink(pending.dir.as_fd(), &pending.temp);
+                Err(e)
             }
-            dirs.iter().try_for_each(|d| sync_dir(d))
         })
         .await
     }
 }
 
 impl Inner {
-    /// Creates a temporary file (mode and owner as configured), making its
-    /// directory first if it is missing.
-    fn create_temp(&self, temp: &Path) -> Result<fs::File> {
-        let open = || {
-            fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(self.options.file_mode)
-                .open(temp)
+    fn path(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    fn error(&self, doing: &str, rel: &str, e: io::Error) -> Error {
+        Error::io(format!("{doing} {}", self.path(rel).display()), e)
+    }
+
+    /// The root directory, if it exists (the user's path: followed as given).
+    fn open_root(&self) -> Result<Option<OwnedFd>> {
+        match rfs::open(
+            &self.root,
+            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => Ok(Some(fd)),
+            Err(Errno::NOENT) => Ok(None),
+            Err(e) => Err(self.error("opening", "", e.into())),
+        }
+    }
+
+    /// The directory `rel` below the root; `None` when any part of the way
+    /// is missing, a file, or a link.
+    fn dir(&self, rel: &str) -> Result<Option<OwnedFd>> {
+        let Some(root) = self.open_root()? else {
+            return Ok(None);
         };
-        let file = match open() {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                self.create_dirs(temp.parent().expect("temporaries have a parent"))?;
-                open()
+        dir_at(root, rel).map_err(|e| self.error("opening", rel, e))
+    }
+
+    /// The directory `rel`, created (with mode and owner) where missing,
+    /// each part fsynced in its parent when created or first met; a link
+    /// or a file on the way is an error.
+    fn dir_for_write(&self, rel: &str) -> Result<OwnedFd> {
+        let mut cur = match self.open_root()? {
+            Some(fd) => fd,
+            None => {
+                fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(self.options.dir_mode)
+                    .create(&self.root)
+                    .map_err(|e| self.error("creating directory", "", e))?;
+                if let Some(parent) = self.root.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    fs::File::open(parent)
+                        .and_then(|d| d.sync_all())
+                        .map_err(|e| self.error("syncing the parent of", "", e))?;
+                }
+                self.open_root()?
+                    .ok_or_else(|| self.error("opening", "", io::ErrorKind::NotFound.into()))?
             }
-            other => other,
+        };
+        let mut prefix = String::new();
+        for name in components(rel) {
+            if !prefix.is_empty() {
+                prefix.push('/');
+            }
+            prefix.push_str(name);
+            let created = match rfs::mkdirat(
+                cur.as_fd(),
+                name,
+                Mode::from_raw_mode(self.options.dir_mode),
+            ) {
+                Ok(()) => true,
+                Err(Errno::EXIST) => false,
+                Err(e) => return Err(self.error("creating directory", &prefix, e.into())),
+            };
+            let next = child_dir(cur.as_fd(), name).map_err(|e| {
+                if matches!(e, Errno::LOOP | Errno::NOTDIR) {
+                    self.error(
+                        "refusing to write through",
+                        &prefix,
+                        io::Error::other("not a directory of the replica (a symlink or a file)"),
+                    )
+                } else {
+                    self.error("opening", &prefix, e.into())
+                }
+            })?;
+            if created {
+                rfs::fchmod(&next, Mode::from_raw_mode(self.options.dir_mode))
+                    .map_err(|e| self.error("setting mode of", &prefix, e.into()))?;
+                self.chown(&next, &prefix)?;
+            }
+            if created || !self.known_durable(&prefix) {
+                rfs::fsync(&cur)
+                    .map_err(|e| self.error("syncing the parent of", &prefix, e.into()))?;
+                self.lock_durable().insert(prefix.clone());
+            }
+            cur = next;
         }
-        .map_err(|e| io_error("creating", temp, e))?;
+        Ok(cur)
+    }
+
+    fn lock_durable(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.durable.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn known_durable(&self, rel: &str) -> bool {
+        self.lock_durable().contains(rel)
+    }
+
+    fn chown(&self, fd: impl AsFd, rel: &str) -> Result<()> {
         if self.options.uid.is_some() || self.options.gid.is_some() {
-            std::os::unix::fs::fchown(&file, self.options.uid, self.options.gid)
-                .map_err(|e| io_error("changing owner of", temp, e))?;
+            std::os::unix::fs::fchown(fd, self.options.uid, self.options.gid)
+                .map_err(|e| self.error("changing owner of", rel, e))?;
         }
-        Ok(file)
+        Ok(())
     }
 
-    /// Makes a written temporary durable and moves it over `dest`: fsync,
-    /// exact mode (the umask may have narrowed it), rename, fsync of the
-    /// directory. Returns the size and modification time.
-    fn commit(&self, file: fs::File, temp: &Path, dest: &Path) -> Result<ObjectMeta> {
-        file.sync_all().map_err(|e| io_error("syncing", temp, e))?;
-        let meta = file
-            .metadata()
-            .map_err(|e| io_error("reading metadata of", temp, e))?;
-        if meta.permissions().mode() & 0o7777 != self.options.file_mode {
-            file.set_permissions(fs::Permissions::from_mode(self.options.file_mode))
-                .map_err(|e| io_error("setting mode of", temp, e))?;
-        }
-        drop(file);
-        fs::rename(temp, dest).map_err(|e| io_error("renaming into", dest, e))?;
-        sync_dir(dest.parent().expect("layout paths have a parent"))?;
-        Ok(ObjectMeta {
-            size: meta.len(),
-            modified: modified(&meta),
-        })
-    }
-
-    /// Creates `dir` and any missing parents with the configured mode and
-    /// owner, syncing each parent that gained an entry.
-    fn create_dirs(&self, dir: &Path) -> Result<()> {
-        if dir.is_dir() {
-            return Ok(());
-        }
-        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-            self.create_dirs(parent)?;
-        }
-        match fs::DirBuilder::new()
-            .mode(self.options.dir_mode)
-            .create(dir)
-        {
-            Ok(()) => {
-                fs::set_permissions(dir, fs::Permissions::from_mode(self.options.dir_mode))
-                    .map_err(|e| io_error("setting mode of", dir, e))?;
-                if self.options.uid.is_some() || self.options.gid.is_some() {
-                    std::os::unix::fs::chown(dir, self.options.uid, self.options.gid)
-                        .map_err(|e| io_error("changing owner of", dir, e))?;
+    /// Creates a temporary file beside `key` with the configured mode and
+    /// owner, making its directory first if it is missing.
+    fn create_temp(&self, key: &str) -> Result<Pending> {
+        let (dir_rel, name) = split_key(key);
+        for attempt in 0..2 {
+            let dir = self.dir_for_write(dir_rel)?;
+            let temp = format!(".{name}.{:016x}.tmp", rand::random::<u64>());
+            let flags =
+                OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            match rfs::openat(
+                dir.as_fd(),
+                temp.as_str(),
+                flags,
+                Mode::from_raw_mode(self.options.file_mode),
+            ) {
+                Ok(fd) => {
+                    // Exact mode (the umask may have narrowed it) and owner
+                    // before any byte is written.
+                    let setup = rfs::fchmod(&fd, Mode::from_raw_mode(self.options.file_mode))
+                        .map_err(|e| self.error("setting mode of", key, e.into()))
+                        .and_then(|()| self.chown(&fd, key));
+                    if let Err(e) = setup {
+                        let _ = beneath::unlink(dir.as_fd(), &temp);
+                        return Err(e);
+                    }
+                    return Ok(Pending {
+                        dir,
+                        name: name.to_owned(),
+                        temp,
+                        file: fs::File::from(fd),
+                    });
                 }
-                match dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    Some(parent) => sync_dir(parent),
-                    None => Ok(()),
+                // The directory was removed (emptied by a delete) meanwhile.
+                Err(Errno::NOENT) if attempt == 0 => continue,
+                Err(e) => return Err(self.error("creating a temporary for", key, e.into())),
+            }
+        }
+        unreachable!("the loop returns")
+    }
+
+    /// Makes a written temporary durable and moves it over its name: fsync,
+    /// rename, fsync of the directory. Returns the size and modification time.
+    fn commit(&self, pending: Pending, key: &str) -> Result<ObjectMeta> {
+        let done = (|| {
+            pending.file.sync_all()?;
+            let meta = pending.file.metadata()?;
+            rfs::renameat(
+                pending.dir.as_fd(),
+                pending.temp.as_str(),
+                pending.dir.as_fd(),
+                pending.name.as_str(),
+            )?;
+            rfs::fsync(&pending.dir)?;
+            Ok::<_, io::Error>(meta)
+        })();
+        match done {
+            Ok(meta) => Ok(ObjectMeta {
+                size: meta.len(),
+                modified: meta
+                    .modified()
+                    .map(DateTime::<Utc>::from)
+                    .unwrap_or(DateTime::<Utc>::UNIX_EPOCH),
+            }),
+            Err(e) => {
+                let _ = beneath::unlink(pending.dir.as_fd(), &pending.temp);
+                Err(self.error("committing", key, e))
+            }
+        }
+    }
+
+    /// Removes the files of `keys` (missing ones are fine), syncs each
+    /// directory once, and removes directories the deletes emptied.
+    fn remove(&self, keys: &[String]) -> Result<()> {
+        let mut by_dir: Vec<(&str, Vec<&str>)> = Vec::new();
+        for key in keys {
+            let (dir, name) = split_key(key);
+            match by_dir.iter_mut().find(|(d, _)| *d == dir) {
+                Some((_, names)) => names.push(name),
+                None => by_dir.push((dir, vec![name])),
+            }
+        }
+        for (dir_rel, names) in by_dir {
+            let Some(dir) = self.dir(dir_rel)? else {
+                continue;
+            };
+            let mut removed = false;
+            for name in names {
+                match rfs::unlinkat(dir.as_fd(), name, AtFlags::empty()) {
+                    Ok(()) => removed = true,
+                    // Missing, or a directory where a file belongs: no object.
+                    Err(Errno::NOENT | Errno::ISDIR | Errno::PERM) => {}
+                    Err(e) => {
+                        return Err(self.error("removing", &format!("{dir_rel}/{name}"), e.into()))
+                    }
                 }
             }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
-            Err(e) => Err(io_error("creating directory", dir, e)),
+            if removed {
+                rfs::fsync(&dir).map_err(|e| self.error("syncing directory", dir_rel, e.into()))?;
+                self.remove_if_empty(dir_rel)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the directory `rel` if it is empty, so that listings do not
+    /// keep reading directories of deleted objects.
+    fn remove_if_empty(&self, rel: &str) -> Result<()> {
+        let Some((parent_rel, name)) = rel.rsplit_once('/') else {
+            return Ok(());
+        };
+        let Some(parent) = self.dir(parent_rel)? else {
+            return Ok(());
+        };
+        match rfs::unlinkat(parent.as_fd(), name, AtFlags::REMOVEDIR) {
+            Ok(()) => rfs::fsync(&parent)
+                .map_err(|e| self.error("syncing directory", parent_rel, e.into())),
+            Err(Errno::NOTEMPTY | Errno::EXIST | Errno::NOENT | Errno::BUSY) => Ok(()),
+            Err(e) => Err(self.error("removing directory", rel, e.into())),
         }
     }
 }
 
-/// The children of `dir` that are directories or regular files (never
-/// symlinks), with UTF-8 names, as `(name, entry, is_dir)`, read lazily; the
-/// temporaries of writes in progress are left out. A missing directory, or
-/// a file in its place, has none.
-fn children(dir: &Path) -> Result<impl Iterator<Item = Result<(String, fs::DirEntry, bool)>> + '_> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => Some(entries),
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
-            ) =>
-        {
-            None
-        }
-        Err(e) => return Err(io_error("listing", dir, e)),
-    };
-    Ok(entries.into_iter().flatten().filter_map(move |entry| {
-        let entry = match entry {
-            Ok(entry) => entry,
-            Err(e) => return Some(Err(io_error("listing", dir, e))),
-        };
-        let name = entry.file_name().into_string().ok()?;
-        if is_temporary_name(&name) {
-            return None;
-        }
-        match entry.file_type() {
-            Ok(t) if t.is_dir() || t.is_file() => Some(Ok((name, entry, t.is_dir()))),
-            Ok(_) => None,
-            Err(e) => Some(Err(io_error("listing", dir, e))),
-        }
-    }))
+/// `(directory, name)` of a key.
+fn split_key(key: &str) -> (&str, &str) {
+    key.rsplit_once('/').unwrap_or(("", key))
 }
 
 /// Whether `name` is a temporary this backend makes: `.<final name>.<16 hex>.tmp`.
@@ -419,21 +510,9 @@ fn is_temporary_name(name: &str) -> bool {
         && Layout::ALL.iter().any(|l| l.is_object_name(final_name))
 }
 
-fn modified(metadata: &fs::Metadata) -> DateTime<Utc> {
-    metadata
-        .modified()
-        .map(DateTime::<Utc>::from)
+fn stat_time(st: &rfs::Stat) -> DateTime<Utc> {
+    DateTime::from_timestamp(st.st_mtime, st.st_mtime_nsec as u32)
         .unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
-}
-
-fn io_error(doing: &str, path: &Path, e: io::Error) -> Error {
-    Error::io(format!("{doing} {}", path.display()), e)
-}
-
-fn sync_dir(dir: &Path) -> Result<()> {
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io_error("syncing directory", dir, e))
 }
 
 #[async_trait]
@@ -447,34 +526,52 @@ impl KeyStore for FileStore {
     }
 
     async fn get(&self, key: &str) -> Result<ByteStream> {
-        self.open(key).await
+        let rel = key.to_owned();
+        let opened = self
+            .blocking(move |inner| {
+                let (dir_rel, name) = split_key(&rel);
+                match inner.dir(dir_rel)? {
+                    Some(dir) => {
+                        open_file(dir.as_fd(), name).map_err(|e| inner.error("opening", &rel, e))
+                    }
+                    None => Ok(None),
+                }
+            })
+            .await?;
+        match opened {
+            Some(file) => Ok(reader_stream(tokio::fs::File::from_std(file), READ_CHUNK)),
+            None => Err(Error::not_found(key)),
+        }
     }
 
     async fn delete(&self, keys: &[String]) -> Result<()> {
-        self.remove_files(keys).await
+        let keys = keys.to_vec();
+        self.blocking(move |inner| inner.remove(&keys)).await
     }
 
     async fn list(&self, dir: &str) -> Result<Listing> {
-        let dir = self.path(dir)?;
-        self.blocking(move |_| {
+        let rel = dir.to_owned();
+        self.blocking(move |inner| {
             let mut listing = Listing::default();
-            for found in children(&dir)? {
-                let (name, entry, is_dir) = found?;
-                if is_dir {
-                    listing.dirs.push(name);
-                    continue;
-                }
-                match entry.metadata() {
-                    Ok(m) => listing.objects.push((
-                        name,
-                        ObjectMeta {
-                            size: m.len(),
-                            modified: modified(&m),
-                        },
-                    )),
-                    // Deleted between readdir and stat: it is simply gone.
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(io_error("reading metadata in", &dir, e)),
+            let Some(dir) = inner.dir(&rel)? else {
+                return Ok(listing);
+            };
+            for child in children(dir.as_fd()).map_err(|e| inner.error("listing", &rel, e))? {
+                if child.is_dir {
+                    listing.dirs.push(child.name);
+                } else if !is_temporary_name(&child.name) {
+                    // Gone between readdir and stat: it is simply not listed.
+                    if let Some(st) = file_stat(dir.as_fd(), &child.name)
+                        .map_err(|e| inner.error("reading metadata in", &rel, e))?
+                    {
+                        listing.objects.push((
+                            child.name,
+                            ObjectMeta {
+                                size: st.st_size as u64,
+                                modified: stat_time(&st),
+                            },
+                        ));
+                    }
                 }
             }
             Ok(listing)
@@ -483,17 +580,14 @@ impl KeyStore for FileStore {
     }
 
     async fn delete_all(&self, dir: &str) -> Result<()> {
-        let dir = self.path(dir)?;
-        self.blocking(move |_| {
-            match fs::remove_dir_all(&dir) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-                Err(e) => return Err(io_error("removing", &dir, e)),
-            }
-            sync_dir(
-                dir.parent()
-                    .expect("directories below the root have a parent"),
-            )
+        let rel = dir.to_owned();
+        self.blocking(move |inner| {
+            let (parent_rel, name) = split_key(&rel);
+            let Some(parent) = inner.dir(parent_rel)? else {
+                return Ok(());
+            };
+            remove_tree(parent.as_fd(), name).map_err(|e| inner.error("removing", &rel, e))?;
+            rfs::fsync(&parent).map_err(|e| inner.error("syncing directory", parent_rel, e.into()))
         })
         .await
     }

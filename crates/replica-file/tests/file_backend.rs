@@ -282,3 +282,49 @@ async fn stale_temporaries_are_removed_by_age_and_nothing_else_is() {
         ]
     );
 }
+
+#[tokio::test]
+async fn a_file_where_a_directory_belongs_reads_as_not_found_and_deletes_as_ok() {
+    let dir = tempfile::tempdir().unwrap();
+    let index_dir = dir
+        .path()
+        .join("generations/0123456789abcdef/wal/0000000000000001");
+    std::fs::create_dir_all(index_dir.parent().unwrap()).unwrap();
+    std::fs::write(&index_dir, "a file, not a directory").unwrap();
+    let c = FileClient::new(FileStore::new(dir.path()));
+    let pos = Pos::new(gen(), 1, 0).unwrap();
+    let err = c.wal_segment_reader(&pos).await.map(drop).unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+    c.delete_wal_segments(&[pos]).await.unwrap();
+    assert!(index_dir.is_file(), "not an object: left alone");
+}
+
+#[tokio::test]
+async fn deleting_the_last_segment_of_an_index_removes_its_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = FileClient::new(FileStore::new(dir.path()));
+    let (a, b) = (
+        Pos::new(gen(), 1, 0).unwrap(),
+        Pos::new(gen(), 1, 8).unwrap(),
+    );
+    for p in [&a, &b] {
+        c.write_wal_segment(p, bytes_stream("w")).await.unwrap();
+    }
+    let index_dir = dir
+        .path()
+        .join("generations/0123456789abcdef/wal/0000000000000001");
+    c.delete_wal_segments(std::slice::from_ref(&a))
+        .await
+        .unwrap();
+    assert!(index_dir.is_dir(), "still holds a segment");
+    c.delete_wal_segments(&[b]).await.unwrap();
+    assert!(!index_dir.exists(), "an emptied index directory is removed");
+    // And it comes back with the next write.
+    c.write_wal_segment(&a, bytes_stream("w")).await.unwrap();
+    assert_eq!(
+        collect_bytes(c.wal_segment_reader(&a).await.unwrap())
+            .await
+            .unwrap(),
+        "w"
+    );
+}

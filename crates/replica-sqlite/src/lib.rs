@@ -4,8 +4,9 @@
 //! - [`wal`]: WAL header and frame parsing, SQLite's checksum, and
 //!   [`WalApplier`](wal::WalApplier), which checks one WAL index as SQLite
 //!   would trust it (magic, header checksum, page size, salts, the running
-//!   frame checksum across segments, segments ending on a commit frame) and
-//!   writes its committed pages into the database file directly.
+//!   frame checksum across segments, frames applied only once their
+//!   transaction's commit frame is checked) and writes the committed pages
+//!   into the database file directly.
 //! - [`restore`](restore()): a database file from any
 //!   [`ReplicaClient`](replica_core::ReplicaClient), built in a temporary
 //!   file and put in place only when complete (and, if asked, when

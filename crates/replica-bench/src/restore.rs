@@ -290,6 +290,8 @@ fn compare(
 /// Benchmark 7. Needs `litestream` (`REPLICA_LITESTREAM` or `PATH`) and the
 /// `replica` binary (`REPLICA_BIN`, set by `cargo xtask bench`); the S3 half
 /// needs `moto_server`. Whatever is missing is reported, not faked.
+/// `REPLICA_BENCH_KEEP_REPLICA=DIR` keeps a copy of the file replica (for
+/// profiling a restore).
 pub(crate) fn restore(scratch: &Path, s: &RestoreSizes) -> Vec<Figure> {
     let missing = |what: &str| {
         eprintln!("benchmark 7 not run: {what}");
@@ -345,6 +347,16 @@ pub(crate) fn restore(scratch: &Path, s: &RestoreSizes) -> Vec<Figure> {
         source.file_segments,
         source.file_indexes
     );
+    if let Some(keep) = std::env::var_os("REPLICA_BENCH_KEEP_REPLICA") {
+        // For profiling: a copy of the generated file replica.
+        let status = Command::new("cp")
+            .arg("-a")
+            .arg(dir.join("replica"))
+            .arg(&keep)
+            .status()
+            .expect("cp");
+        assert!(status.success(), "copying the replica to {keep:?}");
+    }
     let file_url = format!("file://{}/replica", dir.display());
     let mut figures = compare(
         "file",

@@ -214,20 +214,34 @@ pub(crate) async fn wal(
 }
 
 /// Prints rows as they are listed, so a generation of a million segments is
-/// never held in memory: a table, or a JSON array written element by element.
+/// never held in memory: a table to stdout, or a JSON array written element
+/// by element into a temporary file and copied to stdout only once complete
+/// (`--json` output is all or nothing: a failure leaves stdout empty).
 struct Rows {
     json: bool,
     count: usize,
-    out: std::io::StdoutLock<'static>,
+    out: Output,
+}
+
+enum Output {
+    Table(std::io::StdoutLock<'static>),
+    Json(std::io::BufWriter<std::fs::File>),
 }
 
 impl Rows {
     /// Starts the output: `[`, or the layout line and the table header.
     fn start(json: bool, layout: replica::Layout, header: &str) -> Result<Rows, Exit> {
+        let out = if json {
+            let spool = tempfile::tempfile()
+                .map_err(|e| format!("creating a temporary file for the JSON output: {e}"))?;
+            Output::Json(std::io::BufWriter::new(spool))
+        } else {
+            Output::Table(std::io::stdout().lock())
+        };
         let mut rows = Rows {
             json,
             count: 0,
-            out: std::io::stdout().lock(),
+            out,
         };
         if json {
             rows.write("[")?;
@@ -250,15 +264,30 @@ impl Rows {
     }
 
     fn finish(mut self) -> Result<(), Exit> {
+        let failed = |e: std::io::Error| Exit::Error(format!("writing stdout: {e}"));
         if self.json {
             self.write("]")?;
         }
-        self.out
-            .flush()
-            .map_err(|e| Exit::Error(format!("writing stdout: {e}")))
+        match self.out {
+            Output::Table(mut out) => out.flush().map_err(failed),
+            Output::Json(spool) => {
+                let mut spool = spool
+                    .into_inner()
+                    .map_err(|e| Exit::Error(format!("writing the JSON output: {e}")))?;
+                use std::io::Seek;
+                spool.rewind().map_err(failed)?;
+                let mut stdout = std::io::stdout().lock();
+                std::io::copy(&mut spool, &mut stdout).map_err(failed)?;
+                stdout.flush().map_err(failed)
+            }
+        }
     }
 
     fn write(&mut self, line: &str) -> Result<(), Exit> {
-        writeln!(self.out, "{line}").map_err(|e| Exit::Error(format!("writing stdout: {e}")))
+        let out: &mut dyn Write = match &mut self.out {
+            Output::Table(out) => out,
+            Output::Json(out) => out,
+        };
+        writeln!(out, "{line}").map_err(|e| Exit::Error(format!("writing stdout: {e}")))
     }
 }

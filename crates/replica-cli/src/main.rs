@@ -206,7 +206,8 @@ async fn run(command: Command, layout: Option<replica::Layout>) -> Result<(), Ex
             listing::wal(&*client, generation_arg(generation)?, json).await
         }
         Command::Verify { url, generation } => {
-            verify(&*open(&url, layout).await?, generation_arg(generation)?).await
+            let client = open(&url, layout).await?;
+            verify(&*client, &url, generation_arg(generation)?).await
         }
         Command::Copy {
             src,
@@ -282,8 +283,53 @@ impl From<String> for Exit {
 
 impl From<replica::Error> for Exit {
     fn from(e: replica::Error) -> Self {
-        Exit::Error(e.to_string())
+        Exit::Error(describe(&e))
     }
+}
+
+/// An error and its whole `source()` chain, each cause once (a cause whose
+/// text the message already holds is not repeated), plus a hint where the
+/// fix is known.
+pub(crate) fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let part = cause.to_string();
+        if !part.is_empty() && !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = cause.source();
+    }
+    if let Some(hint) = hint(&text) {
+        text.push_str("; ");
+        text.push_str(&hint);
+    }
+    text
+}
+
+/// The fix for errors whose cause is known.
+fn hint(text: &str) -> Option<String> {
+    let endpoint = std::env::var("AWS_ENDPOINT")
+        .ok()
+        .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
+        .filter(|e| e.starts_with("http://"));
+    let http_refused = text.contains("URL scheme is not allowed")
+        || text.contains("builder error")
+        || text.contains("HTTP is not allowed");
+    if http_refused {
+        let which = endpoint.map_or_else(
+            || "an http:// endpoint".to_owned(),
+            |e| format!("the endpoint is {e}"),
+        );
+        return Some(format!(
+            "{which}, and plain HTTP is off: set AWS_ALLOW_HTTP=true or add ?allow_http=true to the URL"
+        ));
+    }
+    if text.contains("Connection refused") || text.contains("tcp connect error") {
+        return Some("nothing listens at the endpoint: check AWS_ENDPOINT (or ?endpoint=) and that the server runs".to_owned());
+    }
+    None
 }
 
 /// The generations a command works on: the one asked for, which must exist,
@@ -300,8 +346,15 @@ pub(crate) async fn chosen(
     }
 }
 
-async fn verify(client: &dyn ReplicaClient, generation: Option<Generation>) -> Result<(), Exit> {
+async fn verify(
+    client: &dyn ReplicaClient,
+    url: &str,
+    generation: Option<Generation>,
+) -> Result<(), Exit> {
     let generations = chosen(client, generation).await?;
+    if generations.is_empty() {
+        return Err(Exit::Error(nothing_found(client, url).await));
+    }
     println!("layout {}", client.layout());
     let mut defects = 0;
     for g in &generations {
@@ -319,13 +372,32 @@ async fn verify(client: &dyn ReplicaClient, generation: Option<Generation>) -> R
         }
         defects += verdict.defects.len();
     }
-    if generations.is_empty() {
-        println!("no generations");
-    }
     if defects > 0 {
         return Err(Exit::Code(ExitCode::FAILURE));
     }
     Ok(())
+}
+
+/// Why a location holds no replica: nothing in the layout read, and (if so)
+/// what another layout finds there.
+async fn nothing_found(client: &dyn ReplicaClient, url: &str) -> String {
+    let mut message = format!(
+        "no replica found at {url}: no generations in the {} layout (a typo in the path or prefix?)",
+        client.layout()
+    );
+    for other in Layout::ALL.into_iter().filter(|l| *l != client.layout()) {
+        if let Ok(c) = open(url, Some(other)).await {
+            if let Ok(found) = c.generations().await {
+                if !found.is_empty() {
+                    message.push_str(&format!(
+                        "; it holds {} generation(s) in the {other} layout: pass --layout {other}",
+                        found.len()
+                    ));
+                }
+            }
+        }
+    }
+    message
 }
 
 async fn cat(client: &dyn ReplicaClient, object: &str) -> Result<(), Exit> {

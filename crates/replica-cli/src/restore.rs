@@ -85,7 +85,7 @@ pub(crate) async fn run(
     }));
     let outcome = replica_sqlite::restore(client, output, &options).await;
     bar.finish_and_clear();
-    match outcome.map_err(|e| Exit::Error(e.to_string()))? {
+    match outcome.map_err(|e| Exit::Error(crate::describe(&e)))? {
         Restored::Done(s) => {
             println!(
                 "restored generation {} to {} ({} bytes): snapshot at index {:08x}, WAL up to index {:08x} ({} segments, {} frames)",

@@ -578,3 +578,82 @@ fn copy_between_layouts_rewrites_names_and_refuses_what_0_3_cannot_name() {
     );
     assert!(files(empty.path()).is_empty(), "nothing copied");
 }
+
+#[test]
+fn json_output_is_all_or_nothing() {
+    let dir = sound_replica_0_3();
+    for command in ["snapshots", "wal"] {
+        let out = replica()
+            .args([
+                command,
+                dir.path().to_str().unwrap(),
+                "--json",
+                "--generation",
+                "00000000000000ff",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{command}");
+        assert!(
+            out.stdout.is_empty(),
+            "{command}: partial JSON: {}",
+            stdout_of(&out)
+        );
+        assert!(stderr_of(&out).contains("not found"), "{}", stderr_of(&out));
+    }
+}
+
+#[test]
+fn verify_of_a_location_without_a_replica_fails_and_names_another_layout_found_there() {
+    let empty = tempfile::tempdir().unwrap();
+    let out = replica()
+        .args(["verify", &format!("{}/typo", empty.path().display())])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr_of(&out).contains("no replica found at"),
+        "{}",
+        stderr_of(&out)
+    );
+
+    let dir = sound_replica_0_3();
+    let out = replica()
+        .args([
+            "verify",
+            dir.path().to_str().unwrap(),
+            "--layout",
+            "litestream-0.4",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("no replica found") && err.contains("--layout litestream-0.3"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_http_endpoint_without_allow_http_names_the_fix() {
+    let out = replica()
+        .args([
+            "generations",
+            "s3://bucket/prefix?endpoint=http://127.0.0.1:9&region=us-east-1",
+            "--layout",
+            "litestream-0.3",
+        ])
+        .env_remove("AWS_ALLOW_HTTP")
+        .env("AWS_ACCESS_KEY_ID", "key")
+        .env("AWS_SECRET_ACCESS_KEY", "secret")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("allow_http=true") && err.contains("AWS_ALLOW_HTTP"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+}

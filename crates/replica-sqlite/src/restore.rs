@@ -298,9 +298,10 @@ pub async fn restore(
         index: snapshot.index,
     })?;
 
-    // Segments are fetched ahead, still compressed (a few KiB each), and
-    // decompressed one at a time as they are applied: one LZ4 decoder (with
-    // its block buffers) is alive at a time, whatever the parallelism.
+    // Segments are fetched ahead, still compressed, and decompressed one at
+    // a time as they are applied (one scratch block per thread, see
+    // `lz4::decompress`); at most `parallelism` of them are held at once,
+    // whatever the replica's size.
     let segments: Vec<&WalSegmentInfo> = plan.wal.iter().flat_map(|(_, s)| s).collect();
     let retry = options.retry;
     let layout = client.layout();
@@ -320,10 +321,9 @@ pub async fn restore(
     let mut pages = FilePages::new(&temp.file, page_size);
     let mut current: Option<(u64, WalApplier)> = None;
     while let Some((info, stored)) = fetched.try_next().await? {
-        let data = Bytes::from(
-            lz4::decompress(&stored)
-                .map_err(|e| e.naming(&layout.wal_segment_key(&info.pos()).unwrap_or_default()))?,
-        );
+        let data = lz4::decompress(&stored)
+            .map(Bytes::from)
+            .map_err(|e| e.naming(&layout.wal_segment_key(&info.pos()).unwrap_or_default()))?;
         contiguity.check(info, data.len() as u64)?;
         let applier = match &mut current {
             Some((index, applier)) if *index == info.index => applier,
@@ -419,6 +419,10 @@ async fn choose_generation(
         return Ok(Some(g.clone()));
     }
     match options.target {
+        // One generation: no need to read every listing to compare times.
+        RestoreTarget::End | RestoreTarget::Index(_) if all.len() <= 1 => {
+            Ok(all.into_iter().next())
+        }
         RestoreTarget::Timestamp(at) => {
             let mut candidates = Vec::new();
             for g in all {

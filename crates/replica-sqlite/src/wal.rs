@@ -188,6 +188,13 @@ impl WalHeader {
 pub trait PageSink {
     /// Writes `page` as page number `pgno` (1-based).
     fn write_page(&mut self, pgno: u32, page: &[u8]) -> std::io::Result<()>;
+    /// Writes pages in ascending page order (a sink may merge neighbours
+    /// into one write).
+    fn write_pages(&mut self, pages: &[(u32, bytes::Bytes)]) -> std::io::Result<()> {
+        pages
+            .iter()
+            .try_for_each(|(pgno, page)| self.write_page(*pgno, page))
+    }
     /// Sets the database's size in pages (after the last commit of a WAL).
     fn set_pages(&mut self, pages: u32) -> std::io::Result<()>;
 }
@@ -213,6 +220,36 @@ impl PageSink for FilePages<'_> {
             .write_all_at(page, u64::from(pgno - 1) * u64::from(self.page_size))
     }
 
+    /// Runs of consecutive pages go out in one `pwritev` each.
+    fn write_pages(&mut self, pages: &[(u32, bytes::Bytes)]) -> std::io::Result<()> {
+        const MAX_SLICES: usize = 512;
+        let mut start = 0;
+        while start < pages.len() {
+            let mut end = start + 1;
+            while end < pages.len()
+                && end - start < MAX_SLICES
+                && pages[end].0 == pages[end - 1].0 + 1
+            {
+                end += 1;
+            }
+            let run = &pages[start..end];
+            let mut offset = u64::from(run[0].0 - 1) * u64::from(self.page_size);
+            let mut slices: Vec<std::io::IoSlice<'_>> =
+                run.iter().map(|(_, p)| std::io::IoSlice::new(p)).collect();
+            let mut rest = &mut slices[..];
+            while !rest.is_empty() {
+                let n = rustix::io::pwritev(self.file, rest, offset)?;
+                if n == 0 {
+                    return Err(std::io::ErrorKind::WriteZero.into());
+                }
+                offset += n as u64;
+                std::io::IoSlice::advance_slices(&mut rest, n);
+            }
+            start = end;
+        }
+        Ok(())
+    }
+
     fn set_pages(&mut self, pages: u32) -> std::io::Result<()> {
         self.file
             .set_len(u64::from(pages) * u64::from(self.page_size))
@@ -233,7 +270,16 @@ pub struct WalApplier {
     /// Checked frames of a transaction whose commit frame has not come yet:
     /// (WAL offset, page number, page).
     uncommitted: Vec<(u64, u32, bytes::Bytes)>,
+    /// The newest committed version of each page not written yet: a page
+    /// rewritten by many transactions of an index is written once (as
+    /// SQLite's checkpoint does), in page order.
+    committed: std::collections::BTreeMap<u32, bytes::Bytes>,
+    /// Bytes held by `committed` (written out beyond [`HELD_LIMIT`]).
+    held: usize,
 }
+
+/// Committed pages held before they are written out mid-index.
+const HELD_LIMIT: usize = 64 << 20;
 
 /// An error of [`WalApplier`]: a defect of the WAL, or of writing the pages.
 #[derive(Debug)]
@@ -261,7 +307,17 @@ impl WalApplier {
             committed_pages: None,
             frames_applied: 0,
             uncommitted: Vec::new(),
+            committed: std::collections::BTreeMap::new(),
+            held: 0,
         }
+    }
+
+    /// Writes out the committed pages held, in page order.
+    fn flush(&mut self, sink: &mut dyn PageSink) -> Result<(), ApplyError> {
+        let pages: Vec<(u32, bytes::Bytes)> =
+            std::mem::take(&mut self.committed).into_iter().collect();
+        self.held = 0;
+        sink.write_pages(&pages).map_err(ApplyError::Io)
     }
 
     /// The WAL offset the next segment must start at.
@@ -275,9 +331,11 @@ impl WalApplier {
     }
 
     /// Checks the segment that starts at the current [`offset`](Self::offset)
-    /// and writes to `sink` every transaction whose commit frame it checks
-    /// (frames of a transaction not committed yet are held for the next
-    /// segment). On a defect, nothing of the segment is written.
+    /// and takes in every transaction whose commit frame it checks (frames of
+    /// a transaction not committed yet are held for the next segment). The
+    /// newest committed version of each page is written to `sink` by
+    /// [`finish`](Self::finish) (or earlier, when many are held). On a
+    /// defect, nothing of the segment is taken in.
     pub fn apply_segment(
         &mut self,
         data: &bytes::Bytes,
@@ -362,11 +420,17 @@ impl WalApplier {
             self.uncommitted.push((offset, pgno, page));
             if commit != 0 {
                 for (_, pgno, page) in self.uncommitted.drain(..) {
-                    sink.write_page(pgno, &page).map_err(ApplyError::Io)?;
+                    self.held += page.len();
+                    if let Some(old) = self.committed.insert(pgno, page) {
+                        self.held -= old.len();
+                    }
                     self.frames_applied += 1;
                 }
                 self.committed_pages = Some(commit);
             }
+        }
+        if self.held > HELD_LIMIT {
+            self.flush(sink)?;
         }
         self.header = Some(header);
         self.running = running;
@@ -379,7 +443,7 @@ impl WalApplier {
     /// Frames after the last commit are dropped if this is the last index
     /// restored (`last`); otherwise they mean a missing segment, which is
     /// [`WalDefect::NoCommit`] at the first of them.
-    pub fn finish(self, sink: &mut dyn PageSink, last: bool) -> Result<(), ApplyError> {
+    pub fn finish(mut self, sink: &mut dyn PageSink, last: bool) -> Result<(), ApplyError> {
         if let Some((offset, _, _)) = self.uncommitted.first() {
             if !last {
                 return Err(WalBreak {
@@ -391,6 +455,11 @@ impl WalApplier {
                 .into());
             }
         }
+        if let Some(pages) = self.committed_pages {
+            // Pages past the database's final size are cut by the truncation.
+            self.committed.retain(|pgno, _| *pgno <= pages);
+        }
+        self.flush(sink)?;
         match self.committed_pages {
             Some(pages) => sink.set_pages(pages).map_err(ApplyError::Io),
             None => Ok(()),
@@ -553,17 +622,43 @@ mod tests {
         applier
             .apply_segment(&all.slice(..cut), &mut pages)
             .unwrap();
-        assert_eq!(
-            pages.0.keys().copied().collect::<Vec<_>>(),
-            [1],
-            "page 2 waits"
-        );
+        assert_eq!(applier.frames_applied(), 1, "page 2 waits for its commit");
         applier
             .apply_segment(&all.slice(cut..), &mut pages)
             .unwrap();
+        assert_eq!(applier.frames_applied(), 3);
         applier.finish(&mut pages, false).unwrap();
         assert_eq!(pages.0, [(1, 1), (2, 2), (3, 3)].into_iter().collect());
         assert_eq!(pages.1, Some(3));
+    }
+
+    #[test]
+    fn each_page_is_written_once_in_its_newest_version_within_the_final_size() {
+        let mut w = Builder::new(512, false);
+        w.frame(5, 5, 1)
+            .frame(2, 5, 2)
+            .frame(2, 0, 3)
+            .frame(1, 3, 4);
+        let all = bytes::Bytes::from(w.bytes.clone());
+        let mut applier = WalApplier::new(512);
+        #[derive(Default)]
+        struct Writes(Vec<u32>, Option<u32>);
+        impl PageSink for Writes {
+            fn write_page(&mut self, pgno: u32, _: &[u8]) -> std::io::Result<()> {
+                self.0.push(pgno);
+                Ok(())
+            }
+            fn set_pages(&mut self, pages: u32) -> std::io::Result<()> {
+                self.1 = Some(pages);
+                Ok(())
+            }
+        }
+        let mut writes = Writes::default();
+        applier.apply_segment(&all, &mut writes).unwrap();
+        applier.finish(&mut writes, true).unwrap();
+        // Page 5 lies past the final size (3 pages); page 2 is written once.
+        assert_eq!(writes.0, [1, 2]);
+        assert_eq!(writes.1, Some(3));
     }
 
     #[test]
@@ -578,13 +673,13 @@ mod tests {
             let mut pages = Pages::default();
             applier.apply_segment(&all, &mut pages).unwrap();
             let finished = applier.finish(&mut pages, last);
-            assert_eq!(
-                pages.0,
-                [(1, 1)].into_iter().collect(),
-                "uncommitted never written"
-            );
             if last {
                 finished.unwrap();
+                assert_eq!(
+                    pages.0,
+                    [(1, 1)].into_iter().collect(),
+                    "uncommitted never written"
+                );
                 assert_eq!(pages.1, Some(1));
             } else {
                 assert_eq!(

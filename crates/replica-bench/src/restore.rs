@@ -33,35 +33,45 @@ struct Run {
 }
 
 /// Runs a command to completion, measuring wall time and its peak RSS.
-// The child is reaped by `wait4` (which also gives its rusage), not `wait`.
-#[allow(clippy::zombie_processes)]
-fn measured(cmd: &mut Command) -> Run {
+///
+/// The peak RSS comes from GNU `time` (Debian package `time`) running the
+/// command: `wait4` here would report at least this benchmark's own RSS,
+/// since Linux carries a process's pre-`exec` high-water mark into its
+/// `ru_maxrss`, and `time` forks from a small process.
+fn measured(cmd: &Command) -> Run {
+    let rss = tempfile::NamedTempFile::new().expect("a temporary file");
+    let mut timed = Command::new("/usr/bin/time");
+    timed
+        .args(["-f", "%M", "-o"])
+        .arg(rss.path())
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (key, value) in cmd.get_envs() {
+        match value {
+            Some(v) => timed.env(key, v),
+            None => timed.env_remove(key),
+        };
+    }
     let started = Instant::now();
-    let child = cmd
+    let out = timed
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is valid; wait4 fills it for our own child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waiting for the child this function spawned, by its PID.
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        .output()
+        .unwrap_or_else(|e| panic!("/usr/bin/time (apt-get install time): {e}"));
     let secs = started.elapsed().as_secs_f64();
-    assert_eq!(waited, pid, "wait4 failed");
-    let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
-    if !ok {
-        let mut err = String::new();
-        if let Some(mut e) = child.stderr {
-            use std::io::Read;
-            let _ = e.read_to_string(&mut err);
-        }
-        panic!("{cmd:?} failed ({status}): {err}");
-    }
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let kib: f64 = std::fs::read_to_string(rss.path())
+        .ok()
+        .and_then(|t| t.lines().last().and_then(|l| l.trim().parse().ok()))
+        .unwrap_or(f64::NAN);
     Run {
         secs,
-        max_rss_mib: usage.ru_maxrss as f64 / 1024.0,
+        max_rss_mib: kib / 1024.0,
     }
 }
 
@@ -237,12 +247,12 @@ fn compare(
         let a = dir.join(format!("{name}-ours-{rep}.db"));
         let b = dir.join(format!("{name}-litestream-{rep}.db"));
         let run_ours = |t: &mut Vec<f64>, r: &mut Vec<f64>| {
-            let run = measured(&mut ours(&a));
+            let run = measured(&ours(&a));
             t.push(run.secs);
             r.push(run.max_rss_mib);
         };
         let run_theirs = |t: &mut Vec<f64>, r: &mut Vec<f64>| {
-            let run = measured(&mut theirs(&b));
+            let run = measured(&theirs(&b));
             t.push(run.secs);
             r.push(run.max_rss_mib);
         };

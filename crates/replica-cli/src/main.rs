@@ -91,6 +91,9 @@ enum Command {
         /// rewrites the names.
         #[arg(long, value_name = "L")]
         dst_layout: Option<replica::Layout>,
+        /// Objects copied at once.
+        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=256))]
+        parallelism: u16,
     },
     /// Write one object's decompressed bytes to stdout.
     Cat {
@@ -214,6 +217,7 @@ async fn run(command: Command, layout: Option<replica::Layout>) -> Result<(), Ex
             dst,
             generation,
             dst_layout,
+            parallelism,
         } => {
             let src = open(&src, layout).await?;
             let options = replica::OpenOptions {
@@ -222,7 +226,7 @@ async fn run(command: Command, layout: Option<replica::Layout>) -> Result<(), Ex
             };
             let dst = replica::open_with(&dst, options).await?;
             let generations = chosen(&*src, generation_arg(generation)?).await?;
-            let done = copy::copy(&*src, &*dst, generations).await?;
+            let done = copy::copy(&*src, &*dst, generations, usize::from(parallelism)).await?;
             println!(
                 "copied {} objects ({} bytes), skipped {} already present ({} to {})",
                 done.objects,

@@ -10,6 +10,8 @@
 //! - the [`ReplicaClient`] trait (the contract the conformance suite checks), with data as [`ByteStream`]s;
 //! - the [`WalSegmentCursor`] with the append-validation rules;
 //! - [`lz4`]: streaming LZ4 frame adapters;
+//! - [`copy()`]: a replica copied between any two clients (and layouts),
+//!   requests in flight;
 //! - [`ReplicaClientExt`]: operations over any client (latest generation,
 //!   time bounds, restore with gap detection);
 //! - the one [`Error`] type.
@@ -19,6 +21,7 @@
 
 pub mod client;
 pub mod contiguity;
+pub mod copy;
 pub mod cursor;
 pub mod error;
 pub mod layout;
@@ -32,6 +35,7 @@ pub use client::{
     WalSegmentSource,
 };
 pub use contiguity::{decompressed_len, plain_len, WalContiguity};
+pub use copy::{copy, Copied, CopyProgress};
 pub use cursor::{WalAppender, WalSegmentCursor};
 pub use error::{AppendError, Error, Result};
 pub use layout::Layout;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use chrono::DateTime;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use replica_core::{
     async_trait, bytes_stream, ByteStream, Error, Generation, Pos, ReplicaClient, Result,
     SnapshotInfo, WalSegmentCursor, WalSegmentInfo,
@@ -36,11 +36,21 @@ pub enum Mutant {
     WrongListedSize,
     /// Reports `created_at` as the Unix epoch.
     EpochCreatedAt,
+    /// Deletes only the first 1,000 positions of a batch (one S3 request).
+    DeletesOnlyTheFirstBatch,
+    /// Reports a missing object's `NotFound` only inside the stream it returns.
+    NotFoundInsideTheStream,
+    /// Acknowledges an empty segment but stores nothing.
+    DropsEmptySegments,
+    /// Lists the snapshots of every generation under each generation.
+    SnapshotsLeakAcrossGenerations,
+    /// A write's reply says an hour later than the listing will.
+    ReplyTimeDiffersFromListing,
 }
 
 impl Mutant {
     /// Every mutant.
-    pub const ALL: [Mutant; 8] = [
+    pub const ALL: [Mutant; 13] = [
         Mutant::UnsortedListing,
         Mutant::MissingReadsAsEmpty,
         Mutant::IndexAboveMaxAccepted,
@@ -49,6 +59,11 @@ impl Mutant {
         Mutant::CursorIgnoresStore,
         Mutant::WrongListedSize,
         Mutant::EpochCreatedAt,
+        Mutant::DeletesOnlyTheFirstBatch,
+        Mutant::NotFoundInsideTheStream,
+        Mutant::DropsEmptySegments,
+        Mutant::SnapshotsLeakAcrossGenerations,
+        Mutant::ReplyTimeDiffersFromListing,
     ];
 
     /// The case that must fail on this mutant.
@@ -62,6 +77,38 @@ impl Mutant {
             Mutant::CursorIgnoresStore => "cursor_rejects_a_duplicate_offset",
             Mutant::WrongListedSize => "listed_snapshot_has_exact_size_and_time",
             Mutant::EpochCreatedAt => "write_snapshot_returns_exact_info",
+            Mutant::DeletesOnlyTheFirstBatch => {
+                "deleting_more_than_a_thousand_segments_deletes_them_all"
+            }
+            Mutant::NotFoundInsideTheStream => {
+                "a_missing_segment_is_not_found_from_the_call_itself"
+            }
+            Mutant::DropsEmptySegments => "an_empty_wal_segment_round_trips",
+            Mutant::SnapshotsLeakAcrossGenerations => {
+                "snapshots_of_one_generation_are_not_listed_in_another"
+            }
+            Mutant::ReplyTimeDiffersFromListing => "the_write_reply_time_is_the_listed_time",
+        }
+    }
+
+    /// Words the failure of [`caught_by`](Self::caught_by) must contain on
+    /// this mutant: proof that the case failed for the rule it is named
+    /// for, not for any other reason.
+    pub fn failure_says(self) -> &'static str {
+        match self {
+            Mutant::UnsortedListing => "snapshots are listed ascending by index",
+            Mutant::MissingReadsAsEmpty => "expected NotFound",
+            Mutant::IndexAboveMaxAccepted => "expected InvalidArgument",
+            Mutant::PartialWriteVisible => "partial snapshot listed",
+            Mutant::DeleteMissingErrors => "unexpected error: not found",
+            Mutant::CursorIgnoresStore => "the cursor yields the stored segments",
+            Mutant::WrongListedSize => "listed (index, stored size)",
+            Mutant::EpochCreatedAt => "is not within 5 minutes of now",
+            Mutant::DeletesOnlyTheFirstBatch => "left 100 behind",
+            Mutant::NotFoundInsideTheStream => "NotFound must come from the call itself",
+            Mutant::DropsEmptySegments => "an empty segment is stored and listed",
+            Mutant::SnapshotsLeakAcrossGenerations => "snapshots of 0000000000000001",
+            Mutant::ReplyTimeDiffersFromListing => "the write reply says",
         }
     }
 
@@ -104,6 +151,9 @@ impl Mutated {
             Err(e) if e.is_not_found() && self.is(Mutant::MissingReadsAsEmpty) => {
                 Ok(bytes_stream(Vec::new()))
             }
+            Err(e) if e.is_not_found() && self.is(Mutant::NotFoundInsideTheStream) => {
+                Ok(futures::stream::once(async move { Err(e) }).boxed())
+            }
             other => other,
         }
     }
@@ -133,6 +183,14 @@ impl Mutated {
             *at = DateTime::UNIX_EPOCH;
         }
     }
+
+    /// The reply to a write (the listing is left alone).
+    fn replied(&self, at: &mut DateTime<chrono::Utc>) {
+        self.created(at);
+        if self.is(Mutant::ReplyTimeDiffersFromListing) {
+            *at += chrono::TimeDelta::hours(1);
+        }
+    }
 }
 
 #[async_trait]
@@ -158,6 +216,14 @@ impl ReplicaClient for Mutated {
 
     async fn snapshots(&self, generation: &Generation) -> Result<Vec<SnapshotInfo>> {
         let mut snaps = self.inner.snapshots(generation).await?;
+        if self.is(Mutant::SnapshotsLeakAcrossGenerations) {
+            for other in self.inner.generations().await? {
+                if other != *generation {
+                    snaps.extend(self.inner.snapshots(&other).await?);
+                }
+            }
+            snaps.sort_by_key(|s| s.index);
+        }
         if self.is(Mutant::UnsortedListing) {
             snaps.reverse();
         }
@@ -184,7 +250,7 @@ impl ReplicaClient for Mutated {
                 return Err(e);
             }
         };
-        self.created(&mut info.created_at);
+        self.replied(&mut info.created_at);
         Ok(info)
     }
 
@@ -225,13 +291,24 @@ impl ReplicaClient for Mutated {
             ..pos.clone()
         };
         let mut info = match self.input(data).await {
+            Ok(data) if self.is(Mutant::DropsEmptySegments) => {
+                let data = futures::TryStreamExt::try_collect::<Vec<_>>(data)
+                    .await?
+                    .concat();
+                if data.is_empty() {
+                    return Ok(WalSegmentInfo::new(&pos, 0, chrono::Utc::now()));
+                }
+                self.inner
+                    .write_wal_segment(&pos, bytes_stream(data))
+                    .await?
+            }
             Ok(data) => self.inner.write_wal_segment(&pos, data).await?,
             Err((prefix, e)) => {
                 self.inner.write_wal_segment(&pos, prefix).await?;
                 return Err(e);
             }
         };
-        self.created(&mut info.created_at);
+        self.replied(&mut info.created_at);
         Ok(info)
     }
 
@@ -240,6 +317,11 @@ impl ReplicaClient for Mutated {
     }
 
     async fn delete_wal_segments(&self, positions: &[Pos]) -> Result<()> {
-        self.inner.delete_wal_segments(positions).await
+        let batch = if self.is(Mutant::DeletesOnlyTheFirstBatch) {
+            &positions[..positions.len().min(1000)]
+        } else {
+            positions
+        };
+        self.inner.delete_wal_segments(batch).await
     }
 }

@@ -34,6 +34,13 @@ async fn every_mutant_is_caught_by_its_named_case() {
             "{mutant:?} was not caught by {}",
             case.name
         );
+        assert!(
+            report.message.contains(mutant.failure_says()),
+            "{mutant:?} made {} fail, but not for its rule (expected {:?} in): {}",
+            case.name,
+            mutant.failure_says(),
+            report.message
+        );
         // The same case passes on the sound backend: the failure is the mutant's.
         let sound = || async { Ok::<_, String>(Fixture::new(MemoryClient::default())) };
         assert_eq!(

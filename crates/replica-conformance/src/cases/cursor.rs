@@ -95,7 +95,10 @@ pub(crate) async fn cursor_accepts_the_max_pending_index_without_duplicating(
 /// A cursor that has yielded (5,0) and still buffers (5,10).
 async fn buffered(f: &Fixture) -> Result<WalSegmentCursor, Error> {
     let mut cursor = stored(f, &[(5, 0), (5, 10)]).await?;
-    let first = cursor.next().await.expect("a segment")?;
+    let first = cursor
+        .next()
+        .await
+        .expect("the cursor yields the stored segments")?;
     assert_eq!((first.index, first.offset), (5, 0));
     Ok(cursor)
 }
@@ -175,7 +178,10 @@ pub(crate) async fn cursor_rejected_append_changes_nothing(f: Fixture) -> CaseRe
 
 pub(crate) async fn cursor_reads_each_index_lazily(f: Fixture) -> CaseResult {
     let mut cursor = stored(&f, &[(0, 0), (1, 0)]).await?;
-    let first = cursor.next().await.expect("a segment")?;
+    let first = cursor
+        .next()
+        .await
+        .expect("the cursor yields the stored segments")?;
     assert_eq!((first.index, first.offset), (0, 0));
     put_segment(&*f.client, &gen(1), 1, 8, &content("w", 4)).await?;
     assert_eq!(

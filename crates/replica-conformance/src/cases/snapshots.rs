@@ -16,7 +16,8 @@ pub(crate) async fn snapshots_are_sorted_by_index(f: Fixture) -> CaseResult {
     }
     assert_eq!(
         snapshot_indexes(c, &g).await?,
-        [0x0, 0x1, 0x2, 0x9, 0xa, 0x10, 0x100]
+        [0x0, 0x1, 0x2, 0x9, 0xa, 0x10, 0x100],
+        "snapshots are listed ascending by index"
     );
     Ok(())
 }
@@ -39,7 +40,11 @@ pub(crate) async fn listed_snapshot_has_exact_size_and_time(f: Fixture) -> CaseR
     let written = put_snapshot(c, &g, 7, &content("sz", 4097)).await?;
     let listed = c.snapshots(&g).await?;
     assert_eq!(listed.len(), 1);
-    assert_eq!((listed[0].index, listed[0].size), (7, 4097));
+    assert_eq!(
+        (listed[0].index, listed[0].size),
+        (7, 4097),
+        "listed (index, stored size)"
+    );
     assert_eq!(listed[0].generation, g);
     assert_recent(listed[0].created_at, "listed snapshot");
     let skew = (listed[0].created_at - written.created_at)
@@ -197,5 +202,25 @@ pub(crate) async fn write_error_is_the_input_error_not_a_panic(f: Fixture) -> Ca
         matches!(err, Error::Io { .. } | Error::Backend { .. }),
         "input failure should surface as an I/O or backend error, got {err:?}"
     );
+    Ok(())
+}
+
+pub(crate) async fn snapshots_of_one_generation_are_not_listed_in_another(
+    f: Fixture,
+) -> CaseResult {
+    let c = &*f.client;
+    put_snapshot(c, &gen(1), 1, &content("a", 8)).await?;
+    put_snapshot(c, &gen(2), 5, &content("b", 8)).await?;
+    for (g, index) in [(gen(1), 1), (gen(2), 5)] {
+        let listed = c.snapshots(&g).await?;
+        assert_eq!(
+            listed
+                .iter()
+                .map(|s| (s.generation.clone(), s.index))
+                .collect::<Vec<_>>(),
+            [(g.clone(), index)],
+            "snapshots of {g}"
+        );
+    }
     Ok(())
 }

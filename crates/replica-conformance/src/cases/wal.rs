@@ -1,7 +1,9 @@
 use replica_core::bytes_stream;
 
 use crate::util::*;
-use crate::{CaseResult, Fixture};
+use replica_core::Pos;
+
+use crate::{CaseError, CaseResult, Fixture};
 
 pub(crate) async fn wal_of_a_missing_generation_is_empty(f: Fixture) -> CaseResult {
     assert_eq!(segments(&*f.client, &gen(1)).await?, vec![]);
@@ -219,5 +221,107 @@ pub(crate) async fn generations_do_not_share_segments(f: Fixture) -> CaseResult 
         .await?
         .iter()
         .all(|s| s.generation == gen(2)));
+    Ok(())
+}
+
+pub(crate) async fn deleting_more_than_a_thousand_segments_deletes_them_all(
+    f: Fixture,
+) -> CaseResult {
+    // S3 deletes at most 1,000 keys a request: a backend that sends only
+    // the first batch leaves the rest behind.
+    let c = std::sync::Arc::clone(&f.client);
+    let g = gen(1);
+    let positions: Vec<Pos> = (0..1_100u64)
+        .map(|k| pos(&g, k / 400, (k % 400) * 64))
+        .collect();
+    let data = content("d", 8);
+    let writes = futures::stream::iter(positions.clone())
+        .map(|p| {
+            let (c, data) = (c.clone(), data.clone());
+            async move { c.write_wal_segment(&p, bytes_stream(data)).await }
+        })
+        .buffer_unordered(16);
+    futures::TryStreamExt::try_collect::<Vec<_>>(writes).await?;
+    assert_eq!(segments(&*c, &g).await?.len(), 1_100);
+    c.delete_wal_segments(&positions).await?;
+    let left = segment_positions(&*c, &g).await?;
+    assert!(
+        left.is_empty(),
+        "one delete call of 1,100 segments left {} behind, from {:?}",
+        left.len(),
+        left.first()
+    );
+    Ok(())
+}
+
+pub(crate) async fn a_missing_segment_is_not_found_from_the_call_itself(f: Fixture) -> CaseResult {
+    let c = &*f.client;
+    let g = gen(1);
+    put_segment(c, &g, 1, 0, &content("w", 8)).await?;
+    // NotFound must come from the call, not from inside the stream it
+    // returns: a caller decides on the call's result (skip, retry, fail).
+    match c.wal_segment_reader(&pos(&g, 1, 8)).await {
+        Err(e) if e.is_not_found() => {}
+        Err(e) => {
+            return Err(CaseError::Fail(format!(
+                "expected NotFound from the call, got {e}"
+            )))
+        }
+        Ok(_) => {
+            return Err(CaseError::Fail(
+                "wal_segment_reader of a missing segment returned a stream; NotFound must come \
+                 from the call itself"
+                    .into(),
+            ))
+        }
+    }
+    match c.snapshot_reader(&g, 9).await {
+        Err(e) if e.is_not_found() => Ok(()),
+        Err(e) => Err(CaseError::Fail(format!(
+            "expected NotFound from the call, got {e}"
+        ))),
+        Ok(_) => Err(CaseError::Fail(
+            "snapshot_reader of a missing snapshot returned a stream; NotFound must come from the \
+             call itself"
+                .into(),
+        )),
+    }
+}
+
+pub(crate) async fn an_empty_wal_segment_round_trips(f: Fixture) -> CaseResult {
+    let c = &*f.client;
+    let g = gen(1);
+    let info = put_segment(c, &g, 2, 0, &bytes::Bytes::new()).await?;
+    assert_eq!(info.size, 0, "reply size of an empty segment");
+    let listed = segments(c, &g).await?;
+    assert_eq!(
+        listed
+            .iter()
+            .map(|s| (s.index, s.offset, s.size))
+            .collect::<Vec<_>>(),
+        [(2, 0, 0)],
+        "an empty segment is stored and listed like any other"
+    );
+    assert!(read_segment(c, &pos(&g, 2, 0)).await?.is_empty());
+    Ok(())
+}
+
+pub(crate) async fn the_write_reply_time_is_the_listed_time(f: Fixture) -> CaseResult {
+    let c = &*f.client;
+    let g = gen(1);
+    let written = put_snapshot(c, &g, 1, &content("s", 8)).await?.created_at;
+    let listed = c.snapshots(&g).await?[0].created_at;
+    let segment = put_segment(c, &g, 1, 0, &content("w", 8)).await?.created_at;
+    let listed_segment = segments(c, &g).await?[0].created_at;
+    for (what, reply, list) in [
+        ("snapshot", written, listed),
+        ("segment", segment, listed_segment),
+    ] {
+        let apart = (reply - list).abs();
+        assert!(
+            apart <= chrono::TimeDelta::seconds(5),
+            "{what}: the write reply says {reply}, the listing {list} ({apart} apart; at most 5 s)"
+        );
+    }
     Ok(())
 }

@@ -40,6 +40,8 @@ pub use url_open::{open_url, OBJECT_STORE_SCHEMES};
 pub const DEFAULT_MULTIPART_THRESHOLD: usize = 8 << 20;
 /// Multipart parts uploaded at once.
 const PART_CONCURRENCY: usize = 4;
+/// The smallest part S3 (and GCS's XML API) accepts for all but the last part.
+pub const MIN_PART_SIZE: usize = 5 << 20;
 
 /// A replica in an object store, in any layout.
 pub type ObjectStoreClient = StoreClient<ObjectKeyStore>;
@@ -86,8 +88,9 @@ impl ObjectKeyStore {
         self.rebuild(|i| i.kind = kind)
     }
 
-    /// Sets the size from which writes use multipart upload (at least 5 MiB
-    /// on S3, where every part but the last must be that large).
+    /// Sets the size from which writes use multipart upload. Parts are
+    /// this large, but never smaller than [`MIN_PART_SIZE`] (S3 rejects
+    /// smaller parts but the last), whatever the threshold.
     pub fn with_multipart_threshold(self, bytes: usize) -> Self {
         self.rebuild(|i| i.multipart_threshold = bytes.max(1))
     }
@@ -183,8 +186,9 @@ impl ObjectKeyStore {
             .put_multipart(key)
             .await
             .map_err(|e| self.error(&format!("starting upload of {key}"), e))?;
-        let mut writer =
-            WriteMultipart::new_with_chunk_size(upload, self.inner.multipart_threshold);
+        let part_size = self.inner.multipart_threshold.max(MIN_PART_SIZE);
+        let mut upload = Upload(Some(WriteMultipart::new_with_chunk_size(upload, part_size)));
+        let writer = upload.0.as_mut().expect("set above");
         let mut size = 0u64;
         let mut pending = stream::iter(head.into_iter().map(Ok)).chain(&mut rest);
         let outcome: Result<()> = async {
@@ -199,6 +203,7 @@ impl ObjectKeyStore {
             Ok(())
         }
         .await;
+        let writer = upload.0.take().expect("still there");
         match outcome {
             Ok(()) => {
                 writer
@@ -207,11 +212,20 @@ impl ObjectKeyStore {
                     .map_err(|e| self.error(&format!("completing upload of {key}"), e))?;
                 Ok(size)
             }
-            Err(err) => {
-                // Abort so no part becomes visible; the input's error is what matters.
-                let _ = writer.abort().await;
-                Err(err)
-            }
+            // Abort so no part becomes visible (or stays billed); the
+            // input's error is what matters, unless the abort fails too.
+            Err(err) => match writer.abort().await {
+                Ok(()) => Err(err),
+                Err(abort) => Err(Error::Backend {
+                    backend: self.inner.kind,
+                    message: format!(
+                        "{err}; aborting the multipart upload of {key} failed too: {abort} (its \
+                         parts stay in the bucket until a lifecycle rule for incomplete uploads \
+                         removes them)"
+                    ),
+                    source: Some(Arc::new(abort)),
+                }),
+            },
         }
     }
 
@@ -243,6 +257,23 @@ impl ObjectKeyStore {
             }
         }
         Ok(())
+    }
+}
+
+/// A multipart upload in progress, aborted if it is dropped before it was
+/// completed or aborted (a write cancelled mid-upload): no orphan upload
+/// keeps its parts in the bucket.
+struct Upload(Option<WriteMultipart>);
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        if let Some(writer) = self.0.take() {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    let _ = writer.abort().await;
+                });
+            }
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -12,17 +12,43 @@ use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, Result, UploadPart,
 };
 use replica_core::{collect_bytes, Generation, ReplicaClient};
 use replica_object_store::{ObjectKeyStore, ObjectStoreClient};
 
-/// InMemory, counting how objects are written.
+/// InMemory, counting how objects are written, the size of every part
+/// uploaded, and every multipart abort.
 #[derive(Debug, Default)]
 struct Counting {
     inner: InMemory,
     puts: AtomicUsize,
     multiparts: AtomicUsize,
+    parts: Arc<Mutex<Vec<usize>>>,
+    aborts: Arc<AtomicUsize>,
+}
+
+/// A multipart upload of [`Counting`].
+#[derive(Debug)]
+struct CountingUpload {
+    inner: Box<dyn MultipartUpload>,
+    parts: Arc<Mutex<Vec<usize>>>,
+    aborts: Arc<AtomicUsize>,
+}
+
+#[async_trait]
+impl MultipartUpload for CountingUpload {
+    fn put_part(&mut self, data: PutPayload) -> UploadPart {
+        self.parts.lock().unwrap().push(data.content_length());
+        self.inner.put_part(data)
+    }
+    async fn complete(&mut self) -> Result<PutResult> {
+        self.inner.complete().await
+    }
+    async fn abort(&mut self) -> Result<()> {
+        self.aborts.fetch_add(1, Ordering::SeqCst);
+        self.inner.abort().await
+    }
 }
 
 impl fmt::Display for Counting {
@@ -48,7 +74,12 @@ impl ObjectStore for Counting {
         opts: PutMultipartOptions,
     ) -> Result<Box<dyn MultipartUpload>> {
         self.multiparts.fetch_add(1, Ordering::SeqCst);
-        self.inner.put_multipart_opts(location, opts).await
+        let inner = self.inner.put_multipart_opts(location, opts).await?;
+        Ok(Box::new(CountingUpload {
+            inner,
+            parts: self.parts.clone(),
+            aborts: self.aborts.clone(),
+        }))
     }
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
         self.inner.get_opts(location, options).await
@@ -141,6 +172,11 @@ async fn a_failed_multipart_input_is_aborted_and_leaves_nothing() {
         .unwrap_err();
     assert!(err.to_string().contains("cut"), "{err}");
     assert_eq!(store.multiparts.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        store.aborts.load(Ordering::SeqCst),
+        1,
+        "the upload was aborted"
+    );
     assert!(client.snapshots(&g).await.unwrap().is_empty());
     assert!(client
         .snapshot_reader(&g, 1)
@@ -148,4 +184,62 @@ async fn a_failed_multipart_input_is_aborted_and_leaves_nothing() {
         .map(|_| ())
         .unwrap_err()
         .is_not_found());
+}
+
+#[tokio::test]
+async fn a_write_cancelled_mid_upload_aborts_its_upload() {
+    let store = Arc::new(Counting::default());
+    let client = ObjectStoreClient::new(
+        ObjectKeyStore::new(store.clone(), "").with_multipart_threshold(THRESHOLD),
+    );
+    let g = Generation::random();
+    // Two parts' worth, then an input that never ends.
+    let input = stream::iter(chunks(2 * THRESHOLD))
+        .chain(stream::pending())
+        .boxed();
+    let write = tokio::spawn(async move { client.write_snapshot(&g, 1, input).await });
+    for _ in 0..200 {
+        if store.parts.lock().unwrap().len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        store.multiparts.load(Ordering::SeqCst),
+        1,
+        "an upload started"
+    );
+    write.abort();
+    assert!(write.await.unwrap_err().is_cancelled());
+    for _ in 0..200 {
+        if store.aborts.load(Ordering::SeqCst) == 1 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the cancelled write's upload was never aborted");
+}
+
+#[tokio::test]
+async fn parts_are_never_smaller_than_s3_accepts() {
+    let store = Arc::new(Counting::default());
+    // A threshold below S3's minimum part size still uploads 5 MiB parts.
+    let client = ObjectStoreClient::new(
+        ObjectKeyStore::new(store.clone(), "").with_multipart_threshold(1 << 20),
+    );
+    let g = Generation::random();
+    let total = 12 << 20;
+    client
+        .write_snapshot(&g, 1, stream::iter(chunks(total)).boxed())
+        .await
+        .unwrap();
+    let parts = store.parts.lock().unwrap().clone();
+    assert_eq!(parts.iter().sum::<usize>(), total);
+    let (last, rest) = parts.split_last().unwrap();
+    assert!(
+        rest.iter()
+            .all(|p| *p >= replica_object_store::MIN_PART_SIZE),
+        "parts {parts:?}"
+    );
+    assert!(*last > 0);
 }

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use replica::{Layout, StoreClient};
+use replica::{KeyStore, Layout, StoreClient};
 use replica_conformance::{DirPlanter, Fixture, FnPlanter};
 use replica_file::FileStore;
 use replica_memory::MemoryStore;
@@ -81,5 +81,41 @@ pub(crate) async fn for_location(location: &str, layout: Layout) -> Result<Fixtu
                 .map(Fixture::from_arc)
                 .map_err(|e| e.to_string())
         }
+    }
+}
+
+/// Deletes everything below a location that the cases wrote to.
+pub(crate) async fn remove_location(location: &str) -> Result<(), String> {
+    if !location.contains("://") {
+        return remove_dir(PathBuf::from(location));
+    }
+    let url = url::Url::parse(location).map_err(|e| format!("bad URL {location:?}: {e}"))?;
+    match url.scheme() {
+        "file" => remove_dir(
+            url.to_file_path()
+                .map_err(|()| format!("bad file URL {location:?}"))?,
+        ),
+        "memory" => {
+            let store =
+                MemoryStore::named(&format!("{}{}", url.host_str().unwrap_or(""), url.path()));
+            store
+                .delete(&store.raw_keys())
+                .await
+                .map_err(|e| e.to_string())
+        }
+        scheme if replica_object_store::OBJECT_STORE_SCHEMES.contains(&scheme) => {
+            let store = replica_object_store::open_url(&url).map_err(|e| e.to_string())?;
+            store.delete_everything().await.map_err(|e| e.to_string())
+        }
+        other => Err(format!("cannot clean up {other}:// locations")),
+    }
+}
+
+fn remove_dir(path: PathBuf) -> Result<(), String> {
+    match std::fs::remove_dir_all(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(format!("removing {}: {e}", path.display()))
+        }
+        _ => Ok(()),
     }
 }

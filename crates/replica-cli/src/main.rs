@@ -137,8 +137,10 @@ enum Command {
     /// Run the conformance suite and print the parity matrix (cases × backends).
     ///
     /// Without URLs, runs against the built-in embedded backends: memory, file
-    /// in a temporary directory, and object_store's LocalFileSystem. With URLs, each case gets a fresh,
-    /// unique location below each URL.
+    /// in a temporary directory, and object_store's LocalFileSystem. With URLs,
+    /// each case gets a fresh, unique location below each URL
+    /// (`<url>/conformance-<random>/case-NNN`), and everything written there
+    /// (about 2,000 objects a run) is deleted afterwards unless --keep.
     Conformance {
         /// Backends to test, as replica URLs.
         urls: Vec<String>,
@@ -151,6 +153,9 @@ enum Command {
         /// Run the built-in backends too when URLs are given.
         #[arg(long)]
         builtin: bool,
+        /// Keep what the cases wrote below the URLs (default: delete it).
+        #[arg(long)]
+        keep: bool,
     },
 }
 
@@ -267,7 +272,8 @@ async fn run(command: Command, layout: Option<replica::Layout>) -> Result<(), Ex
             filter,
             out,
             builtin,
-        } => conformance(urls, filter, out, builtin).await,
+            keep,
+        } => conformance(urls, filter, out, builtin, keep).await,
     }
 }
 
@@ -441,6 +447,7 @@ async fn conformance(
     filter: Option<String>,
     out: Option<PathBuf>,
     builtin: bool,
+    keep: bool,
 ) -> Result<(), Exit> {
     let filter = filter.as_deref();
     let mut reports: Vec<Report> = Vec::new();
@@ -461,15 +468,24 @@ async fn conformance(
         }
         for url in &urls {
             open(url, Some(layout)).await?;
-            let run_id = format!("conformance-{:016x}", rand::random::<u64>());
-            let base = url.trim_end_matches('/').to_owned();
+            let written = format!(
+                "{}/conformance-{:016x}",
+                url.trim_end_matches('/'),
+                rand::random::<u64>()
+            );
             let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let run = written.clone();
             let factory = move || {
                 let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let location = format!("{base}/{run_id}/case-{n:03}");
+                let location = format!("{run}/case-{n:03}");
                 async move { fixtures::for_location(&location, layout).await }
             };
             reports.push(run_suite(&column(url), &factory, filter).await);
+            if !keep {
+                fixtures::remove_location(&written)
+                    .await
+                    .map_err(|e| format!("cleaning up {written} (use --keep to keep it): {e}"))?;
+            }
         }
     }
     print!("{}", report::text(&reports));

@@ -183,6 +183,34 @@ fn conformance_on_a_url_gives_each_case_a_fresh_location() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(text.contains(" 0 failed"), "{text}");
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "the run cleans up after itself: {left:?}");
+    // --keep keeps each case's location.
+    let out = replica()
+        .args([
+            "conformance",
+            &url,
+            "--filter",
+            "generations_are_listed",
+            "--keep",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let runs: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(runs.len(), 2, "one run per layout, kept: {runs:?}");
+    for run in runs {
+        let name = run.file_name().unwrap().to_str().unwrap().to_owned();
+        assert!(name.starts_with("conformance-"), "{name}");
+        assert_eq!(
+            std::fs::read_dir(&run).unwrap().count(),
+            1,
+            "the case's location"
+        );
+    }
 }
 
 #[test]

@@ -120,6 +120,19 @@ impl ObjectKeyStore {
             .map_err(|e| self.error(&format!("writing {key}"), e))
     }
 
+    /// Deletes every object below the prefix (streamed into batched
+    /// deletes), canonical or not.
+    pub async fn delete_everything(&self) -> Result<()> {
+        let prefix =
+            (!self.inner.prefix.is_empty()).then(|| Path::from(self.inner.prefix.as_str()));
+        let locations = self
+            .inner
+            .store
+            .list(prefix.as_ref())
+            .map_ok(|m| m.location);
+        self.delete_locations(locations.boxed()).await
+    }
+
     /// The underlying store.
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
         &self.inner.store

@@ -69,6 +69,42 @@ pub enum Error {
         source: Arc<std::io::Error>,
     },
 
+    /// The backend refused the request: the credentials lack permission.
+    #[error("{backend} backend: permission denied: {message}")]
+    PermissionDenied {
+        /// [`ReplicaClient::kind`](crate::ReplicaClient::kind) of the backend.
+        backend: &'static str,
+        /// Human-readable description.
+        message: String,
+        /// The backend's own error.
+        #[source]
+        source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+    },
+
+    /// The backend could not authenticate the request (missing or wrong credentials).
+    #[error("{backend} backend: not authenticated: {message}")]
+    Unauthenticated {
+        /// [`ReplicaClient::kind`](crate::ReplicaClient::kind) of the backend.
+        backend: &'static str,
+        /// Human-readable description.
+        message: String,
+        /// The backend's own error.
+        #[source]
+        source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+    },
+
+    /// A precondition of the request failed (the object changed meanwhile).
+    #[error("{backend} backend: precondition failed: {message}")]
+    Precondition {
+        /// [`ReplicaClient::kind`](crate::ReplicaClient::kind) of the backend.
+        backend: &'static str,
+        /// Human-readable description.
+        message: String,
+        /// The backend's own error.
+        #[source]
+        source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+    },
+
     /// A backend-specific failure (network, service, ...).
     #[error("{backend} backend: {message}")]
     Backend {

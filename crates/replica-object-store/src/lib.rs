@@ -153,14 +153,35 @@ impl ObjectKeyStore {
         Path::parse(&joined).unwrap_or_else(|_| Path::from_iter(joined.split('/')))
     }
 
+    /// Maps an `object_store` error, keeping its kind: not found, permission
+    /// denied, unauthenticated and precondition failures stay matchable.
     fn error(&self, doing: &str, e: object_store::Error) -> Error {
-        if let object_store::Error::NotFound { path, .. } = &e {
-            return Error::not_found(path.clone());
-        }
-        Error::Backend {
-            backend: self.inner.kind,
-            message: format!("{doing}: {e}"),
-            source: Some(Arc::new(e)),
+        let backend = self.inner.kind;
+        let message = format!("{doing}: {e}");
+        match e {
+            object_store::Error::NotFound { path, .. } => Error::not_found(path),
+            e @ object_store::Error::PermissionDenied { .. } => Error::PermissionDenied {
+                backend,
+                message,
+                source: Some(Arc::new(e)),
+            },
+            e @ object_store::Error::Unauthenticated { .. } => Error::Unauthenticated {
+                backend,
+                message,
+                source: Some(Arc::new(e)),
+            },
+            e @ (object_store::Error::Precondition { .. }
+            | object_store::Error::NotModified { .. }
+            | object_store::Error::AlreadyExists { .. }) => Error::Precondition {
+                backend,
+                message,
+                source: Some(Arc::new(e)),
+            },
+            e => Error::Backend {
+                backend,
+                message,
+                source: Some(Arc::new(e)),
+            },
         }
     }
 

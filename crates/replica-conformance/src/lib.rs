@@ -367,7 +367,18 @@ pub fn run_case_as_test(name: &str, factory: impl Factory) {
     let report = runtime.block_on(run_case(&case, &factory));
     match report.outcome {
         Outcome::Pass => {}
-        Outcome::Skip => eprintln!("SKIPPED {}: {}", report.case, report.message),
+        Outcome::Skip => {
+            // Written to the stderr handle itself, not through `eprintln!`,
+            // which the test harness captures and hides for passing tests: a
+            // skip must be visible in `cargo test` output.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "SKIPPED {}: {}",
+                report.case,
+                report.message
+            );
+        }
         Outcome::Fail => panic!(
             "conformance case {} failed: {}",
             report.case, report.message

@@ -81,26 +81,6 @@ pub(crate) async fn delete_of_a_missing_generation_is_ok(f: Fixture) -> CaseResu
     Ok(())
 }
 
-pub(crate) async fn generation_names_are_validated_before_any_io(_f: Fixture) -> CaseResult {
-    for hostile in [
-        "",
-        "../../etc",
-        "/etc/passwd",
-        "0123456789ABCDEF",
-        "0123456789abcde\0",
-        "0123456789abcdef/",
-        "0123456789abcde",
-    ] {
-        let err = replica_core::Generation::new(hostile).expect_err("hostile name accepted");
-        assert!(err.is_invalid_argument(), "{hostile:?}: {err}");
-    }
-    assert_eq!(
-        replica_core::Generation::new("").unwrap_err().to_string(),
-        "invalid argument: generation required"
-    );
-    Ok(())
-}
-
 pub(crate) async fn a_generation_emptied_object_by_object_is_not_listed(f: Fixture) -> CaseResult {
     let c = &*f.client;
     let g = gen(3);

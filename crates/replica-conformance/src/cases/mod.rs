@@ -25,7 +25,6 @@ macro_rules! for_each_case {
             generations::delete_generation_removes_every_object,
             generations::delete_generation_leaves_other_generations_alone,
             generations::delete_of_a_missing_generation_is_ok,
-            generations::generation_names_are_validated_before_any_io,
             generations::a_generation_emptied_object_by_object_is_not_listed,
             snapshots::snapshots_of_a_missing_generation_are_empty,
             snapshots::snapshots_are_sorted_by_index,

@@ -166,7 +166,7 @@ pub(crate) async fn failed_snapshot_write_stores_nothing(f: Fixture) -> CaseResu
     let c = &*f.client;
     let g = gen(1);
     let result = c
-        .write_snapshot(&g, 3, failing_stream(content("p", 100_000)))
+        .write_snapshot(&g, 3, failing_stream(content("p", BIG_FAILED_INPUT)))
         .await;
     assert!(result.is_err(), "a write whose input fails must fail");
     assert_eq!(
@@ -184,13 +184,18 @@ pub(crate) async fn failed_snapshot_overwrite_keeps_the_old_content(f: Fixture) 
     let old = content("old", 1000);
     put_snapshot(c, &g, 3, &old).await?;
     let result = c
-        .write_snapshot(&g, 3, failing_stream(content("p", 100_000)))
+        .write_snapshot(&g, 3, failing_stream(content("p", BIG_FAILED_INPUT)))
         .await;
     assert!(result.is_err(), "a write whose input fails must fail");
     assert_eq!(read_snapshot(c, &g, 3).await?, old);
     assert_eq!(c.snapshots(&g).await?[0].size, 1000);
     Ok(())
 }
+
+/// Bytes that arrive before a failing input fails: above every backend's
+/// single-call write (the file backend's 1 MiB) and multipart threshold (8
+/// MiB by default), so the streaming and multipart error paths run.
+const BIG_FAILED_INPUT: usize = 9 << 20;
 
 pub(crate) async fn write_error_is_the_input_error_not_a_panic(f: Fixture) -> CaseResult {
     let err = f

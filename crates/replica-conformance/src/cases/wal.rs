@@ -188,7 +188,8 @@ pub(crate) async fn failed_wal_segment_write_stores_nothing(f: Fixture) -> CaseR
     let g = gen(1);
     let p = pos(&g, 0, 0);
     let result = c
-        .write_wal_segment(&p, failing_stream(content("p", 50_000)))
+        // Above the file backend's 1 MiB single-call write: the streaming path.
+        .write_wal_segment(&p, failing_stream(content("p", 2 << 20)))
         .await;
     assert!(result.is_err(), "a write whose input fails must fail");
     assert_eq!(segments(c, &g).await?, vec![], "partial segment listed");

@@ -336,6 +336,15 @@ fn hint(text: &str) -> Option<String> {
             "{which}, and plain HTTP is off: set AWS_ALLOW_HTTP=true or add ?allow_http=true to the URL"
         ));
     }
+    if text.contains("169.254.169.254") || text.contains("169.254.170.2") {
+        return Some(
+            "no AWS credentials were configured, so the cloud's instance metadata service was \
+             asked for some: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or \
+             ?access_key_id=...&secret_access_key=...), or AWS_SKIP_SIGNATURE=true for a public \
+             bucket"
+                .to_owned(),
+        );
+    }
     if text.contains("Connection refused") || text.contains("tcp connect error") {
         return Some("nothing listens at the endpoint: check AWS_ENDPOINT (or ?endpoint=) and that the server runs".to_owned());
     }

@@ -685,3 +685,26 @@ fn an_http_endpoint_without_allow_http_names_the_fix() {
     );
     assert_eq!(err.lines().count(), 1, "one line: {err}");
 }
+
+#[test]
+fn missing_credentials_are_named_as_the_cause() {
+    // Without keys, object_store asks the instance metadata service, which
+    // is not there; the message says what to set.
+    let out = replica()
+        .args([
+            "generations",
+            "s3://bucket/prefix?endpoint=http://127.0.0.1:9&allow_http=true&region=us-east-1",
+            "--layout",
+            "litestream-0.3",
+        ])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_PROFILE")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .timeout(std::time::Duration::from_secs(120))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr_of(&out);
+    assert!(err.contains("AWS_ACCESS_KEY_ID"), "{err}");
+}

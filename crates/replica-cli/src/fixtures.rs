@@ -119,3 +119,31 @@ fn remove_dir(path: PathBuf) -> Result<(), String> {
         _ => Ok(()),
     }
 }
+
+/// The location `child` below `location`: a path segment added to a URL's
+/// path (its query, e.g. `?endpoint=`, kept), or to a file path.
+pub(crate) fn below(location: &str, child: &str) -> Result<String, String> {
+    if !location.contains("://") {
+        return Ok(format!("{}/{child}", location.trim_end_matches('/')));
+    }
+    let mut url = url::Url::parse(location).map_err(|e| format!("bad URL {location:?}: {e}"))?;
+    let path = format!("{}/{child}", url.path().trim_end_matches('/'));
+    url.set_path(&path);
+    Ok(url.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_location_below_a_url_keeps_its_query() {
+        assert_eq!(
+            super::below("s3://b/p?endpoint=http://h:1&allow_http=true", "run").unwrap(),
+            "s3://b/p/run?endpoint=http://h:1&allow_http=true"
+        );
+        assert_eq!(
+            super::below("memory://m/", "run").unwrap(),
+            "memory://m/run"
+        );
+        assert_eq!(super::below("/tmp/x/", "run").unwrap(), "/tmp/x/run");
+    }
+}

@@ -477,16 +477,14 @@ async fn conformance(
         }
         for url in &urls {
             open(url, Some(layout)).await?;
-            let written = format!(
-                "{}/conformance-{:016x}",
-                url.trim_end_matches('/'),
-                rand::random::<u64>()
-            );
+            let written =
+                fixtures::below(url, &format!("conformance-{:016x}", rand::random::<u64>()))?;
             let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
             let run = written.clone();
             let factory = move || {
                 let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let location = format!("{run}/case-{n:03}");
+                let location = fixtures::below(&run, &format!("case-{n:03}"))
+                    .unwrap_or_else(|_| format!("{run}/case-{n:03}"));
                 async move { fixtures::for_location(&location, layout).await }
             };
             reports.push(run_suite(&column(url), &factory, filter).await);

@@ -324,12 +324,7 @@ fn an_existing_path_is_refused_unless_told_to_skip() {
         "{}",
         stderr(&result)
     );
-    let result = replica()
-        .arg("restore")
-        .args(args)
-        .arg("--if-db-not-exists")
-        .output()
-        .unwrap();
+    let result = restore(&[args[0], args[1], args[2], "--if-db-not-exists"]);
     assert!(result.status.success(), "{}", stderr(&result));
     assert_eq!(std::fs::read(&out).unwrap(), b"precious");
     // A stale -wal beside a missing database would be applied by SQLite to
@@ -362,12 +357,7 @@ fn an_empty_replica_fails_unless_told_to_skip() {
         "{}",
         stderr(&result)
     );
-    let result = replica()
-        .arg("restore")
-        .args(args)
-        .arg("--if-replica-exists")
-        .output()
-        .unwrap();
+    let result = restore(&[args[0], args[1], args[2], "--if-replica-exists"]);
     assert!(result.status.success(), "{}", stderr(&result));
     assert!(!out.exists());
 }

@@ -177,18 +177,15 @@ pub trait ReplicaClientExt: ReplicaClient {
         generation: &Generation,
         target: RestoreTarget,
     ) -> Result<RestorePlan> {
-        let snapshots = self.snapshots(generation).await?;
         let snapshot = match target {
-            RestoreTarget::End => snapshots.last().cloned(),
-            RestoreTarget::Index(index) => {
-                check_index(index)?;
-                snapshots.iter().rfind(|s| s.index <= index).cloned()
-            }
-            RestoreTarget::Timestamp(at) => snapshots
-                .iter()
+            RestoreTarget::End => self.snapshots(generation).await?.pop(),
+            RestoreTarget::Index(index) => self.snapshot_for_index(generation, index).await?,
+            RestoreTarget::Timestamp(at) => self
+                .snapshots(generation)
+                .await?
+                .into_iter()
                 .filter(|s| s.created_at <= at)
-                .max_by_key(|s| (s.created_at, s.index))
-                .cloned(),
+                .max_by_key(|s| (s.created_at, s.index)),
         }
         .ok_or_else(|| {
             Error::not_found(format!(

@@ -348,6 +348,14 @@ fn hint(text: &str) -> Option<String> {
     if text.contains("Connection refused") || text.contains("tcp connect error") {
         return Some("nothing listens at the endpoint: check AWS_ENDPOINT (or ?endpoint=) and that the server runs".to_owned());
     }
+    if text.contains("operation timed out") || text.contains("timed out") {
+        return Some(
+            "the endpoint took the connection but did not answer in time, on every retry: \
+             check the endpoint and the network; ?timeout= (default 30s) bounds each request \
+             and retries stop 30 s after the first"
+                .to_owned(),
+        );
+    }
     None
 }
 

@@ -708,3 +708,66 @@ fn missing_credentials_are_named_as_the_cause() {
     let err = stderr_of(&out);
     assert!(err.contains("AWS_ACCESS_KEY_ID"), "{err}");
 }
+
+#[test]
+fn an_unknown_option_in_the_url_is_named_not_ignored() {
+    let out = replica()
+        .args([
+            "generations",
+            "s3://bucket/prefix?endpoint=http://127.0.0.1:9&alow_http=true",
+        ])
+        .env("AWS_ACCESS_KEY_ID", "key")
+        .env("AWS_SECRET_ACCESS_KEY", "secret")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr_of(&out);
+    assert!(err.contains("unknown option `alow_http`"), "{err}");
+}
+
+#[test]
+fn an_endpoint_that_never_answers_fails_in_bounded_time_saying_so() {
+    // Accepts connections and never answers, as a black-holed proxy does.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    listener.set_nonblocking(true).unwrap();
+    let holder = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        while stop_rx.try_recv().is_err() {
+            match listener.accept() {
+                Ok((conn, _)) => held.push(conn),
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
+            }
+        }
+    });
+    let started = std::time::Instant::now();
+    let out = replica()
+        .args([
+            "generations",
+            &format!(
+                "s3://bucket/prefix?endpoint=http://127.0.0.1:{port}&allow_http=true&region=us-east-1&timeout=300ms"
+            ),
+        ])
+        .env("AWS_ACCESS_KEY_ID", "key")
+        .env("AWS_SECRET_ACCESS_KEY", "secret")
+        .timeout(std::time::Duration::from_secs(120))
+        .output()
+        .unwrap();
+    let waited = started.elapsed();
+    stop_tx.send(()).unwrap();
+    holder.join().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr_of(&out);
+    // Ten retries of 300 ms requests with backoff, all within the 30 s
+    // retry window; the message says what was waited for and the fix.
+    assert!(
+        waited < std::time::Duration::from_secs(60),
+        "waited {waited:?}"
+    );
+    assert!(
+        err.contains("timed out") && err.contains("retry_timeout: 30s"),
+        "{err}"
+    );
+    assert!(err.contains("did not answer in time"), "{err}");
+}

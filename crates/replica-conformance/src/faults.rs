@@ -1,12 +1,23 @@
-//! Fault injection: a wrapper client that makes I/O fail or stall.
+//! Fault injection at the key store: a wrapper store that makes I/O fail or
+//! stall *inside* the backend's operations.
 //!
-//! [`FaultyClient`] wraps any client and, at the [`FaultPoint`]s chosen and
-//! with the given probability (from a seed, so a failing run repeats), makes
-//! an operation fail with an [`Error::Io`] or stall first. A failed write
-//! fails *inside* the input stream after part of the data went through, which
-//! is the hard case for a backend: it must leave nothing under the final name.
-//! Use it to check that a backend (or code above one) surfaces typed errors,
-//! shows no partial objects, and succeeds on retry.
+//! [`FaultyStore`] wraps any [`KeyStore`] and, at the [`FaultPoint`]s chosen
+//! and with the given probability (from a seed, so a failing run repeats),
+//! makes a store operation fail with an [`Error::Io`] or stall first. Faults
+//! land where a real backend meets them, below the replica client:
+//!
+//! - a write's input stream fails after part of the data reached the backend,
+//!   which must then leave nothing under the final name;
+//! - a read fails when opened, or its stream fails after the first chunk;
+//! - a listing fails after the backend listed (the reply is lost);
+//! - a delete removes only the first half of its keys and then fails, as a
+//!   batch cut by a dropped connection does; a recursive delete happens and
+//!   then its reply is lost.
+//!
+//! [`FaultyStore::client`] puts the injector under an existing client's store,
+//! in the client's layout; use the result wherever a client is expected and
+//! check that the code above surfaces typed errors, shows no partial objects
+//! and succeeds on retry.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,8 +26,7 @@ use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
 use replica_core::{
-    async_trait, ByteStream, Error, Generation, Pos, ReplicaClient, Result, SnapshotInfo,
-    WalSegmentCursor, WalSegmentInfo,
+    async_trait, ByteStream, Error, KeyStore, Listing, ObjectMeta, Result, StoreClient,
 };
 
 /// Where faults may be injected.
@@ -24,11 +34,11 @@ use replica_core::{
 pub enum FaultPoint {
     /// Writes: the input stream fails after its first chunk.
     Write,
-    /// Reads: opening fails, or the stream fails after its first chunk.
+    /// Reads: the stream fails after its first chunk.
     Read,
-    /// Listings of generations, snapshots and WAL segments.
+    /// Listings: the backend lists, then the reply is lost.
     List,
-    /// Deletes (nothing is deleted).
+    /// Deletes: the first half of the keys is deleted, then the call fails.
     Delete,
 }
 
@@ -45,17 +55,17 @@ pub struct FaultPlan {
     pub stall: Option<Duration>,
 }
 
-/// A client that injects the faults of a [`FaultPlan`] into another.
-pub struct FaultyClient {
-    inner: Arc<dyn ReplicaClient>,
+/// A key store that injects the faults of a [`FaultPlan`] into another.
+pub struct FaultyStore {
+    inner: Arc<dyn KeyStore>,
     plan: FaultPlan,
     rng: Mutex<u64>,
     injected: AtomicU64,
 }
 
-impl fmt::Debug for FaultyClient {
+impl fmt::Debug for FaultyStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FaultyClient")
+        f.debug_struct("FaultyStore")
             .field("inner", &self.inner)
             .field("plan", &self.plan)
             .finish()
@@ -66,16 +76,23 @@ fn injected() -> Error {
     Error::io("injected fault", std::io::Error::other("injected fault"))
 }
 
-impl FaultyClient {
+impl FaultyStore {
     /// Wraps `inner` with `plan`.
-    pub fn new(inner: Arc<dyn ReplicaClient>, plan: FaultPlan) -> Self {
+    pub fn new(inner: Arc<dyn KeyStore>, plan: FaultPlan) -> Self {
         let seed = plan.seed | 1;
-        FaultyClient {
+        FaultyStore {
             inner,
             plan,
             rng: Mutex::new(seed),
             injected: AtomicU64::new(0),
         }
+    }
+
+    /// A client over `client`'s store, in its layout, with `plan`'s faults
+    /// injected below it. Both clients see the same objects.
+    pub fn client<S: KeyStore>(client: &StoreClient<S>, plan: FaultPlan) -> StoreClient<Self> {
+        use replica_core::ReplicaClient;
+        StoreClient::with_layout(Self::new(client.shared_store(), plan), client.layout())
     }
 
     /// How many faults were injected so far.
@@ -104,87 +121,62 @@ impl FaultyClient {
         }
         hit
     }
+}
 
-    /// The input of a write: when faulted, it fails after the first chunk.
-    async fn input(&self, data: ByteStream) -> ByteStream {
-        if !self.fault(FaultPoint::Write).await {
-            return data;
-        }
-        data.take(1)
-            .chain(stream::once(async { Err(injected()) }))
-            .boxed()
-    }
-
-    async fn output(&self, result: Result<ByteStream>) -> Result<ByteStream> {
-        let data = result?;
-        if !self.fault(FaultPoint::Read).await {
-            return Ok(data);
-        }
-        Ok(data
-            .take(1)
-            .chain(stream::once(async { Err(injected()) }))
-            .boxed())
-    }
-
-    async fn gate(&self, point: FaultPoint) -> Result<()> {
-        if self.fault(point).await {
-            Err(injected())
-        } else {
-            Ok(())
-        }
-    }
+/// `data` cut after its first chunk by an injected error.
+fn cut(data: ByteStream) -> ByteStream {
+    data.take(1)
+        .chain(stream::once(async { Err(injected()) }))
+        .boxed()
 }
 
 #[async_trait]
-impl ReplicaClient for FaultyClient {
+impl KeyStore for FaultyStore {
     fn kind(&self) -> &'static str {
         self.inner.kind()
     }
-    fn layout(&self) -> replica_core::Layout {
-        self.inner.layout()
+
+    async fn put(&self, key: &str, data: ByteStream) -> Result<ObjectMeta> {
+        let data = if self.fault(FaultPoint::Write).await {
+            cut(data)
+        } else {
+            data
+        };
+        self.inner.put(key, data).await
     }
-    async fn generations(&self) -> Result<Vec<Generation>> {
-        self.gate(FaultPoint::List).await?;
-        self.inner.generations().await
+
+    async fn get(&self, key: &str) -> Result<ByteStream> {
+        let data = self.inner.get(key).await?;
+        Ok(if self.fault(FaultPoint::Read).await {
+            cut(data)
+        } else {
+            data
+        })
     }
-    async fn delete_generation(&self, generation: &Generation) -> Result<()> {
-        self.gate(FaultPoint::Delete).await?;
-        self.inner.delete_generation(generation).await
+
+    async fn delete(&self, keys: &[String]) -> Result<()> {
+        if self.fault(FaultPoint::Delete).await {
+            self.inner.delete(&keys[..keys.len() / 2]).await?;
+            return Err(injected());
+        }
+        self.inner.delete(keys).await
     }
-    async fn snapshots(&self, generation: &Generation) -> Result<Vec<SnapshotInfo>> {
-        self.gate(FaultPoint::List).await?;
-        self.inner.snapshots(generation).await
+
+    async fn list(&self, dir: &str) -> Result<Listing> {
+        let listing = self.inner.list(dir).await?;
+        if self.fault(FaultPoint::List).await {
+            return Err(injected());
+        }
+        Ok(listing)
     }
-    async fn write_snapshot(
-        &self,
-        generation: &Generation,
-        index: u64,
-        data: ByteStream,
-    ) -> Result<SnapshotInfo> {
-        let data = self.input(data).await;
-        self.inner.write_snapshot(generation, index, data).await
-    }
-    async fn snapshot_reader(&self, generation: &Generation, index: u64) -> Result<ByteStream> {
-        self.output(self.inner.snapshot_reader(generation, index).await)
-            .await
-    }
-    async fn delete_snapshot(&self, generation: &Generation, index: u64) -> Result<()> {
-        self.gate(FaultPoint::Delete).await?;
-        self.inner.delete_snapshot(generation, index).await
-    }
-    async fn wal_segments(&self, generation: &Generation) -> Result<WalSegmentCursor> {
-        self.gate(FaultPoint::List).await?;
-        self.inner.wal_segments(generation).await
-    }
-    async fn write_wal_segment(&self, pos: &Pos, data: ByteStream) -> Result<WalSegmentInfo> {
-        let data = self.input(data).await;
-        self.inner.write_wal_segment(pos, data).await
-    }
-    async fn wal_segment_reader(&self, pos: &Pos) -> Result<ByteStream> {
-        self.output(self.inner.wal_segment_reader(pos).await).await
-    }
-    async fn delete_wal_segments(&self, positions: &[Pos]) -> Result<()> {
-        self.gate(FaultPoint::Delete).await?;
-        self.inner.delete_wal_segments(positions).await
+
+    async fn delete_all(&self, dir: &str) -> Result<()> {
+        // Done, then the reply is lost: the caller must cope with retrying
+        // a delete that already happened.
+        self.inner.delete_all(dir).await?;
+        if self.fault(FaultPoint::Delete).await {
+            return Err(injected());
+        }
+        Ok(())
     }
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::stream::{self, StreamExt};
-use replica_conformance::faults::{FaultPlan, FaultPoint, FaultyClient};
-use replica_core::{collect_bytes, Error, Generation, Pos, ReplicaClient};
+use replica_conformance::faults::{FaultPlan, FaultPoint, FaultyStore};
+use replica_core::{collect_bytes, Error, Generation, KeyStore, Pos, ReplicaClient, StoreClient};
 
 fn data(k: u64) -> Bytes {
     // Several chunks, so a write fault lands after part of the data.
@@ -43,7 +43,7 @@ where
     panic!("no success after 200 attempts");
 }
 
-async fn workload(inner: Arc<dyn ReplicaClient>) {
+async fn workload<S: KeyStore>(inner: StoreClient<S>) {
     let plan = FaultPlan {
         seed: 42,
         probability: 0.3,
@@ -55,7 +55,7 @@ async fn workload(inner: Arc<dyn ReplicaClient>) {
         ],
         stall: Some(Duration::from_micros(200)),
     };
-    let faulty = Arc::new(FaultyClient::new(inner.clone(), plan));
+    let faulty = FaultyStore::client(&inner, plan);
     let g: Generation = "00000000000000fa".parse().unwrap();
     let mut acked = BTreeMap::new();
     for k in 0..60u64 {
@@ -85,23 +85,23 @@ async fn workload(inner: Arc<dyn ReplicaClient>) {
             retry(|| async { collect_bytes(faulty.wal_segment_reader(&pos).await?).await }).await;
         assert_eq!(got, data(k));
     }
-    assert!(
-        faulty.injected() > 20,
-        "only {} faults injected",
-        faulty.injected()
-    );
+    // Deleting a whole generation survives a lost reply too.
+    retry(|| faulty.delete_generation(&g)).await;
+    assert!(inner.generations().await.unwrap().is_empty());
+    let injected = faulty.store().injected();
+    assert!(injected > 20, "only {injected} faults injected");
 }
 
 #[tokio::test]
 async fn memory_backend_under_faults() {
-    workload(Arc::new(replica_memory::MemoryClient::default())).await;
+    workload(replica_memory::MemoryClient::default()).await;
 }
 
 #[tokio::test]
 async fn file_backend_under_faults() {
     let dir = tempfile::tempdir().unwrap();
-    workload(Arc::new(replica_file::FileClient::new(
-        replica_file::FileStore::new(dir.path()),
+    workload(replica_file::FileClient::new(replica_file::FileStore::new(
+        dir.path(),
     )))
     .await;
     // No temporaries left behind by the failed writes.
@@ -124,8 +124,8 @@ async fn file_backend_under_faults() {
 #[tokio::test]
 async fn object_store_backend_under_faults() {
     let store = Arc::new(object_store::memory::InMemory::new());
-    workload(Arc::new(replica_object_store::ObjectStoreClient::new(
+    workload(replica_object_store::ObjectStoreClient::new(
         replica_object_store::ObjectKeyStore::new(store, "f"),
-    )))
+    ))
     .await;
 }

@@ -131,6 +131,12 @@ impl<S: KeyStore> StoreClient<S> {
         &self.store
     }
 
+    /// The key store underneath, shared (for wrappers that add behaviour to
+    /// the same objects, such as fault injection).
+    pub fn shared_store(&self) -> Arc<S> {
+        self.store.clone()
+    }
+
     /// Whether a generation holds at least one snapshot or segment of this
     /// layout; lists as little as it can (snapshots first, then WAL).
     async fn holds_objects(&self, generation: &Generation) -> Result<bool> {

@@ -87,9 +87,16 @@ struct Inner {
     root: PathBuf,
     options: FileOptions,
     /// Directories (relative) whose entries are known to be fsynced in their
-    /// parents, all the way up from the root.
+    /// parents, all the way up from the root. Forgotten when it reaches
+    /// `durable_limit` entries: a forgotten directory costs one more fsync of
+    /// its parent, never a lost entry, and a long-lived writer over many
+    /// indexes keeps bounded memory.
     durable: Mutex<HashSet<String>>,
+    durable_limit: usize,
 }
+
+/// How many durable directories a store remembers before it starts over.
+const DURABLE_DIRS_REMEMBERED: usize = 4096;
 
 /// A temporary file being written, and where it will be renamed.
 struct Pending {
@@ -116,6 +123,7 @@ impl FileStore {
                 root: root.into(),
                 options,
                 durable: Mutex::new(HashSet::new()),
+                durable_limit: DURABLE_DIRS_REMEMBERED,
             }),
         }
     }
@@ -347,7 +355,11 @@ impl Inner {
             if created || !self.known_durable(&prefix) {
                 rfs::fsync(&cur)
                     .map_err(|e| self.error("syncing the parent of", &prefix, e.into()))?;
-                self.lock_durable().insert(prefix.clone());
+                let mut durable = self.lock_durable();
+                if durable.len() >= self.durable_limit {
+                    durable.clear();
+                }
+                durable.insert(prefix.clone());
             }
             cur = next;
         }
@@ -590,5 +602,31 @@ impl KeyStore for FileStore {
             rfs::fsync(&parent).map_err(|e| inner.error("syncing directory", parent_rel, e.into()))
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use replica_core::{bytes_stream, Generation, Pos, ReplicaClient};
+
+    #[tokio::test]
+    async fn the_set_of_durable_directories_stays_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = FileStore::new(dir.path());
+        Arc::get_mut(&mut store.inner).unwrap().durable_limit = 8;
+        let client = FileClient::new(store.clone());
+        let g: Generation = "00000000000000d1".parse().unwrap();
+        for index in 0..40 {
+            let pos = Pos::new(g.clone(), index, 0).unwrap();
+            client
+                .write_wal_segment(&pos, bytes_stream(vec![index as u8; 10]))
+                .await
+                .unwrap();
+            let remembered = store.inner.lock_durable().len();
+            assert!(remembered <= 8, "{remembered} directories remembered");
+        }
+        let listed = client.wal_segments(&g).await.unwrap().collect_all().await;
+        assert_eq!(listed.unwrap().len(), 40);
     }
 }

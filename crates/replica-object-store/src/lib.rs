@@ -34,7 +34,7 @@ use replica_core::{
 };
 
 mod url_open;
-pub use url_open::{open_url, OBJECT_STORE_SCHEMES};
+pub use url_open::{open_url, OBJECT_STORE_SCHEMES, RETRY_TIMEOUT};
 
 /// Data at least this large is uploaded in parts (8 MiB).
 pub const DEFAULT_MULTIPART_THRESHOLD: usize = 8 << 20;

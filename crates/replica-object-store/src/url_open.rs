@@ -1,6 +1,9 @@
 //! Building a client from a URL, in `object_store`'s conventions.
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use object_store::{ObjectStore, ObjectStoreScheme, RetryConfig};
 
 use replica_core::{Error, Result};
 use url::Url;
@@ -17,15 +20,24 @@ pub const OBJECT_STORE_SCHEMES: &[&str] = &[
     "az",
 ];
 
+/// How long one request is retried (transient errors, refused or timed-out
+/// connections) before its error is reported: a misconfigured endpoint fails
+/// within this bound, and the error says what was tried and for how long.
+pub const RETRY_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Opens the object store (and key prefix) a URL names, such as
 /// `s3://bucket/prefix?endpoint=http://127.0.0.1:9000&allow_http=true`.
 ///
 /// Options come from the environment (`AWS_*`, `GOOGLE_*`, `AZURE_*`, as the
 /// `object_store` builders name them, e.g. `AWS_ENDPOINT`, `AWS_REGION`,
-/// `AWS_ALLOW_HTTP`) and then from the URL query, which wins. The URL's path
-/// is the key prefix.
+/// `AWS_ALLOW_HTTP`) and then from the URL query, which wins. An option in
+/// the query that the scheme's builder does not know is an
+/// [`Error::InvalidArgument`] naming it (a typo must not be ignored); unknown
+/// environment variables are ignored, as there are many unrelated ones. The
+/// URL's path is the key prefix. Requests are retried for at most
+/// [`RETRY_TIMEOUT`].
 pub fn open_url(url: &Url) -> Result<ObjectKeyStore> {
-    let mut options: Vec<(String, String)> = std::env::vars()
+    let env: Vec<(String, String)> = std::env::vars()
         .filter(|(k, _)| {
             ["AWS_", "GOOGLE_", "AZURE_"]
                 .iter()
@@ -33,21 +45,81 @@ pub fn open_url(url: &Url) -> Result<ObjectKeyStore> {
         })
         .map(|(k, v)| (k.to_ascii_lowercase(), v))
         .collect();
-    options.extend(
-        url.query_pairs()
-            .map(|(k, v)| (k.into_owned(), v.into_owned())),
-    );
+    let query: Vec<(String, String)> = url
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
     let mut bare = url.clone();
     bare.set_query(None);
-    let (store, prefix) = object_store::parse_url_opts(&bare, options)
-        .map_err(|e| Error::invalid(format!("cannot open {url}: {e}")))?;
-    let kind = match url.scheme() {
-        "s3" | "s3a" => "s3",
-        "gs" => "gcs",
-        "az" | "azure" | "abfs" | "abfss" | "adl" => "azure",
-        "file" => "object_store_local",
-        "memory" => "object_store_memory",
-        _ => "object_store",
+    let cannot = |e: &dyn std::fmt::Display| Error::invalid(format!("cannot open {url}: {e}"));
+    let (scheme, path) = ObjectStoreScheme::parse(&bare).map_err(|e| cannot(&e))?;
+    let prefix = object_store::path::Path::parse(path).map_err(|e| cannot(&e))?;
+    let retry = RetryConfig {
+        retry_timeout: RETRY_TIMEOUT,
+        ..RetryConfig::default()
     };
-    Ok(ObjectKeyStore::new(Arc::from(store), prefix.as_ref()).with_kind(kind))
+    macro_rules! build {
+        ($builder:ty, $key:ty) => {{
+            let mut builder = <$builder>::new().with_url(bare.as_str());
+            for (key, value) in env {
+                if let Ok(key) = key.parse::<$key>() {
+                    builder = builder.with_config(key, value);
+                }
+            }
+            for (name, value) in query {
+                let key = name.to_ascii_lowercase().parse::<$key>().map_err(|_| {
+                    Error::invalid(format!(
+                        "cannot open {url}: unknown option `{name}` in the URL query \
+                         (object_store's {} options, such as endpoint, region or allow_http)",
+                        url.scheme()
+                    ))
+                })?;
+                builder = builder.with_config(key, value);
+            }
+            Arc::new(builder.with_retry(retry).build().map_err(|e| cannot(&e))?)
+                as Arc<dyn ObjectStore>
+        }};
+    }
+    let (store, kind): (Arc<dyn ObjectStore>, &'static str) = match scheme {
+        #[cfg(feature = "aws")]
+        ObjectStoreScheme::AmazonS3 => (
+            build!(
+                object_store::aws::AmazonS3Builder,
+                object_store::aws::AmazonS3ConfigKey
+            ),
+            "s3",
+        ),
+        #[cfg(feature = "gcp")]
+        ObjectStoreScheme::GoogleCloudStorage => (
+            build!(
+                object_store::gcp::GoogleCloudStorageBuilder,
+                object_store::gcp::GoogleConfigKey
+            ),
+            "gcs",
+        ),
+        #[cfg(feature = "azure")]
+        ObjectStoreScheme::MicrosoftAzure => (
+            build!(
+                object_store::azure::MicrosoftAzureBuilder,
+                object_store::azure::AzureConfigKey
+            ),
+            "azure",
+        ),
+        ObjectStoreScheme::Memory => (
+            Arc::new(object_store::memory::InMemory::new()) as _,
+            "object_store_memory",
+        ),
+        ObjectStoreScheme::Local => (
+            Arc::new(object_store::local::LocalFileSystem::new()) as _,
+            "object_store_local",
+        ),
+        _ => {
+            return Err(Error::invalid(format!(
+                "cannot open {url}: the scheme is not supported by this build \
+                 (supported: {})",
+                OBJECT_STORE_SCHEMES.join(", ")
+            )))
+        }
+    };
+    Ok(ObjectKeyStore::new(store, prefix.as_ref()).with_kind(kind))
 }

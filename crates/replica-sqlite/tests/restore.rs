@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use replica_conformance::faults::{FaultPlan, FaultPoint, FaultyClient};
+use replica_conformance::faults::{FaultPlan, FaultPoint, FaultyStore};
 use replica_core::{bytes_stream, lz4, Generation, Pos, ReplicaClient};
 use replica_memory::MemoryClient;
 use replica_sqlite::{restore, Progress, RestoreError, RestoreOptions, Restored, Retry};
@@ -174,8 +174,8 @@ async fn transient_read_errors_are_retried_until_the_restore_succeeds() {
     let client = MemoryClient::default();
     let g = Generation::random();
     let source = sqlite_replica(&client, &g, dir.path(), Cut::Commits(2)).await;
-    let faulty = FaultyClient::new(
-        Arc::new(client),
+    let faulty = FaultyStore::client(
+        &client,
         FaultPlan {
             seed: 7,
             probability: 0.3,
@@ -191,10 +191,10 @@ async fn transient_read_errors_are_retried_until_the_restore_succeeds() {
     };
     let out = dir.path().join("restored.db");
     restore(&faulty, &out, &options).await.unwrap();
-    assert!(faulty.injected() > 0, "no fault was injected");
+    assert!(faulty.store().injected() > 0, "no fault was injected");
     assert_eq!(
         u64::from(progress.retries.load(Ordering::Relaxed)),
-        faulty.injected(),
+        faulty.store().injected(),
         "every injected fault was retried"
     );
     assert_eq!(rows(&out), rows(&source));
@@ -206,8 +206,8 @@ async fn errors_that_do_not_stop_fail_the_restore_and_leave_nothing() {
     let client = MemoryClient::default();
     let g = Generation::random();
     sqlite_replica(&client, &g, dir.path(), Cut::Commits(2)).await;
-    let faulty = FaultyClient::new(
-        Arc::new(client),
+    let faulty = FaultyStore::client(
+        &client,
         FaultPlan {
             seed: 7,
             probability: 1.0,
@@ -226,6 +226,6 @@ async fn errors_that_do_not_stop_fail_the_restore_and_leave_nothing() {
         matches!(&err, RestoreError::Replica(e) if e.to_string().contains("injected fault")),
         "{err}"
     );
-    assert_eq!(faulty.injected(), 3, "three tries of the snapshot");
+    assert_eq!(faulty.store().injected(), 3, "three tries of the snapshot");
     assert_eq!(std::fs::read_dir(out_dir.path()).unwrap().count(), 0);
 }

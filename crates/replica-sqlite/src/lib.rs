@@ -16,9 +16,11 @@
 //! what a database needs. `rusqlite` (bundled SQLite) is used for the
 //! integrity check only: WAL is applied by this crate's own code.
 
+pub mod replicate;
 pub mod restore;
 pub mod wal;
 
+pub use replicate::{DbOptions, Replica, ReplicaOptions, ReplicateError, Replicator};
 pub use restore::{
     integrity_check, restore, Progress, RestoreError, RestoreOptions, RestoreSummary, Restored,
     Retry,

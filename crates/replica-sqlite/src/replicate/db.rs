@@ -1,0 +1,631 @@
+//! The database side of replication: SQLite connections, the shadow WAL on
+//! local disk, checkpoints and generations.
+//!
+//! Runs on a blocking thread. Two connections: the *reader* holds a read
+//! transaction between syncs, so no other connection can restart the WAL
+//! under us (a restart needs every reader slot free); the *writer* takes the
+//! write lock for our checkpoints, so no frame is appended between our last
+//! copy and the restart. Every WAL incarnation is an *index*; its committed
+//! frames are copied, validated by salt and running checksum, into
+//! `<shadow>/generations/<g>/wal/<index>.wal` (header + frames, the same
+//! bytes at the same offsets as the WAL), from which the replicas ship.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use replica_core::Generation;
+use rusqlite::Connection;
+use tracing::{debug, info, warn};
+
+use super::{DbOptions, ReplicateError, ShadowView};
+use crate::wal::{checksum, WalHeader, FRAME_HEADER_LEN, WAL_HEADER_LEN};
+
+/// Litestream's own tables, reused so a database that Litestream replicated
+/// gains nothing new: one row whose updates force a WAL restart, and a table
+/// that is never written.
+const SCHEMA: &str =
+    "CREATE TABLE IF NOT EXISTS _litestream_seq (id INTEGER PRIMARY KEY, seq INTEGER);\
+                      CREATE TABLE IF NOT EXISTS _litestream_lock (id INTEGER);";
+const BUMP: &str = "INSERT INTO _litestream_seq (id, seq) VALUES (1, 1) \
+                    ON CONFLICT (id) DO UPDATE SET seq = seq + 1";
+
+/// Why the current generation cannot continue.
+#[derive(Debug)]
+pub(crate) struct Discontinuity(pub(crate) String);
+
+/// The shadow WAL of the current index.
+struct Shadow {
+    generation: Generation,
+    index: u64,
+    header: [u8; WAL_HEADER_LEN],
+    parsed: WalHeader,
+    /// Committed bytes in the shadow file (= WAL offset copied up to).
+    len: u64,
+    /// Running checksum after the last committed frame.
+    chain: (u32, u32),
+    file: File,
+}
+
+impl Shadow {
+    fn frame_len(&self) -> u64 {
+        FRAME_HEADER_LEN as u64 + u64::from(self.parsed.page_size)
+    }
+
+    fn frames(&self) -> u64 {
+        (self.len - WAL_HEADER_LEN as u64) / self.frame_len()
+    }
+}
+
+/// The database, its connections and its shadow WAL.
+pub(crate) struct Db {
+    path: PathBuf,
+    wal_path: PathBuf,
+    root: PathBuf,
+    options: DbOptions,
+    writer: Connection,
+    reader: Connection,
+    reading: bool,
+    identity: (u64, u64),
+    shadow: Option<Shadow>,
+    last_checkpoint: Instant,
+    copied_at: SystemTime,
+    first_index: u64,
+}
+
+fn io(context: String) -> impl FnOnce(std::io::Error) -> ReplicateError {
+    move |source| ReplicateError::Io { context, source }
+}
+
+fn sql(context: &'static str) -> impl FnOnce(rusqlite::Error) -> ReplicateError {
+    move |source| ReplicateError::Sqlite { context, source }
+}
+
+fn identity(path: &Path) -> Result<(u64, u64), ReplicateError> {
+    let meta = fs::metadata(path).map_err(io(format!("reading {}", path.display())))?;
+    Ok((meta.dev(), meta.ino()))
+}
+
+fn index_file(root: &Path, generation: &Generation, index: u64) -> PathBuf {
+    wal_dir(root, generation).join(format!("{index:016x}.wal"))
+}
+
+pub(crate) fn wal_dir(root: &Path, generation: &Generation) -> PathBuf {
+    root.join("generations")
+        .join(generation.as_str())
+        .join("wal")
+}
+
+fn sync_dir(dir: &Path) -> Result<(), ReplicateError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(format!("syncing {}", dir.display())))
+}
+
+/// The shadow directory of a database: `.<name>-replica` beside it.
+pub(crate) fn default_shadow_root(db: &Path) -> PathBuf {
+    let name = db
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    db.with_file_name(format!(".{name}-replica"))
+}
+
+fn open_connection(path: &Path, busy: Duration) -> Result<Connection, ReplicateError> {
+    let conn = Connection::open(path).map_err(sql("opening the database"))?;
+    conn.busy_timeout(busy)
+        .map_err(sql("setting busy_timeout"))?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = wal", [], |r| r.get(0))
+        .map_err(sql("switching to WAL mode"))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(ReplicateError::NotWal(path.to_owned(), mode));
+    }
+    // Our own connections never checkpoint on their own.
+    conn.execute_batch("PRAGMA wal_autocheckpoint = 0")
+        .map_err(sql("disabling autocheckpoint"))?;
+    Ok(conn)
+}
+
+impl Db {
+    /// Opens the database and resumes its shadow WAL, or starts a new
+    /// generation when continuity cannot be proven.
+    pub(crate) fn open(path: &Path, options: DbOptions) -> Result<Db, ReplicateError> {
+        if !path.is_file() {
+            return Err(ReplicateError::NoDatabase(path.to_owned()));
+        }
+        let path = path
+            .canonicalize()
+            .map_err(io(format!("resolving {}", path.display())))?;
+        let root = options
+            .shadow_dir
+            .clone()
+            .unwrap_or_else(|| default_shadow_root(&path));
+        let writer = open_connection(&path, options.busy_timeout)?;
+        writer
+            .execute_batch(SCHEMA)
+            .map_err(sql("creating _litestream_seq"))?;
+        // Our connections stay small after restarting the WAL.
+        writer
+            .execute_batch("PRAGMA journal_size_limit = 0")
+            .map_err(sql("setting journal_size_limit"))?;
+        let reader = open_connection(&path, options.busy_timeout)?;
+        let mut wal_path = path.clone().into_os_string();
+        wal_path.push("-wal");
+        let mut db = Db {
+            identity: identity(&path)?,
+            wal_path: PathBuf::from(wal_path),
+            path,
+            root,
+            options,
+            writer,
+            reader,
+            reading: false,
+            shadow: None,
+            last_checkpoint: Instant::now(),
+            copied_at: SystemTime::now(),
+            first_index: 0,
+        };
+        db.acquire_read()?;
+        match db.resume() {
+            Ok(()) => {}
+            Err(Discontinuity(why)) => db.new_generation(&why)?,
+        }
+        Ok(db)
+    }
+
+    fn acquire_read(&mut self) -> Result<(), ReplicateError> {
+        if !self.reading {
+            self.reader
+                .execute_batch("BEGIN; SELECT COUNT(1) FROM _litestream_seq;")
+                .map_err(sql("starting the read transaction"))?;
+            self.reading = true;
+        }
+        Ok(())
+    }
+
+    fn release_read(&mut self) -> Result<(), ReplicateError> {
+        if self.reading {
+            self.reader
+                .execute_batch("ROLLBACK")
+                .map_err(sql("ending the read transaction"))?;
+            self.reading = false;
+        }
+        Ok(())
+    }
+
+    fn read_wal_header(&self) -> Option<[u8; WAL_HEADER_LEN]> {
+        let file = File::open(&self.wal_path).ok()?;
+        let mut header = [0u8; WAL_HEADER_LEN];
+        file.read_exact_at(&mut header, 0).ok()?;
+        WalHeader::parse(&header).ok()?;
+        Some(header)
+    }
+
+    /// Picks up the shadow WAL a previous run left, if the live WAL still
+    /// continues it: same header, and the last copied frame still there.
+    fn resume(&mut self) -> Result<(), Discontinuity> {
+        let lost = |why: &str| Discontinuity(why.to_owned());
+        let name = fs::read_to_string(self.root.join("generation"))
+            .map_err(|_| lost("no replication state"))?;
+        let generation = Generation::new(name.trim()).map_err(|_| lost("unreadable state"))?;
+        let dir = wal_dir(&self.root, &generation);
+        let mut indexes: Vec<u64> = fs::read_dir(&dir)
+            .map_err(|_| lost("no shadow WAL"))?
+            .filter_map(|e| {
+                let name = e.ok()?.file_name().into_string().ok()?;
+                u64::from_str_radix(name.strip_suffix(".wal")?, 16).ok()
+            })
+            .collect();
+        indexes.sort_unstable();
+        let (&first, &index) = indexes
+            .first()
+            .zip(indexes.last())
+            .ok_or_else(|| lost("no shadow WAL"))?;
+        let path = index_file(&self.root, &generation, index);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|_| lost("shadow WAL unreadable"))?;
+        let mut header = [0u8; WAL_HEADER_LEN];
+        file.read_exact(&mut header)
+            .map_err(|_| lost("shadow WAL header unreadable"))?;
+        let parsed = WalHeader::parse(&header).map_err(|_| lost("shadow WAL header invalid"))?;
+        if self.read_wal_header() != Some(header) {
+            return Err(lost(
+                "the WAL was restarted or replaced while not replicating",
+            ));
+        }
+        let frame_len = FRAME_HEADER_LEN as u64 + u64::from(parsed.page_size);
+        let size = file
+            .metadata()
+            .map_err(|_| lost("shadow unreadable"))?
+            .len();
+        // Only whole frames count; the last copied frame must still be in the WAL.
+        let len = WAL_HEADER_LEN as u64
+            + (size.saturating_sub(WAL_HEADER_LEN as u64) / frame_len) * frame_len;
+        let mut chain = parsed.checksum;
+        if len > WAL_HEADER_LEN as u64 {
+            let mut ours = [0u8; FRAME_HEADER_LEN];
+            file.read_exact_at(&mut ours, len - frame_len)
+                .map_err(|_| lost("shadow unreadable"))?;
+            let wal = File::open(&self.wal_path).map_err(|_| lost("WAL unreadable"))?;
+            let mut theirs = [0u8; FRAME_HEADER_LEN];
+            wal.read_exact_at(&mut theirs, len - frame_len)
+                .map_err(|_| lost("the WAL is shorter than what was copied"))?;
+            if ours != theirs {
+                return Err(lost("the WAL no longer holds the frames copied"));
+            }
+            chain = (be32(&ours, 16), be32(&ours, 20));
+            if ours[4..8] == [0; 4] {
+                return Err(lost("the shadow WAL ends inside a transaction"));
+            }
+        }
+        file.set_len(len).map_err(|_| lost("shadow unwritable"))?;
+        file.seek(SeekFrom::End(0))
+            .map_err(|_| lost("shadow unwritable"))?;
+        info!(
+            generation = %generation,
+            index,
+            offset = len,
+            "resumed the generation"
+        );
+        self.first_index = first;
+        self.shadow = Some(Shadow {
+            generation,
+            index,
+            header,
+            parsed,
+            len,
+            chain,
+            file,
+        });
+        Ok(())
+    }
+
+    /// Starts a new generation at index 0 of the current WAL.
+    pub(crate) fn new_generation(&mut self, why: &str) -> Result<(), ReplicateError> {
+        if identity(&self.path)? != self.identity {
+            self.reopen()?;
+        }
+        // A write makes sure the WAL has a header.
+        self.release_read()?;
+        self.writer
+            .execute_batch(BUMP)
+            .map_err(sql("writing _litestream_seq"))?;
+        self.acquire_read()?;
+        let header = self.read_wal_header().ok_or_else(|| ReplicateError::Io {
+            context: format!("reading the WAL header of {}", self.wal_path.display()),
+            source: std::io::Error::other("no valid WAL header after a write"),
+        })?;
+        let generation = Generation::random();
+        let dir = wal_dir(&self.root, &generation);
+        fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+        let shadow = self.create_index(&generation, 0, header)?;
+        // Only then name it current.
+        let state = self.root.join("generation");
+        let temp = self.root.join("generation.tmp");
+        fs::write(&temp, generation.as_str()).map_err(io(format!("writing {}", temp.display())))?;
+        File::open(&temp)
+            .and_then(|f| f.sync_all())
+            .map_err(io(format!("syncing {}", temp.display())))?;
+        fs::rename(&temp, &state).map_err(io(format!("writing {}", state.display())))?;
+        sync_dir(&self.root)?;
+        // The old generations' shadows are of no further use.
+        if let Ok(entries) = fs::read_dir(self.root.join("generations")) {
+            for entry in entries.flatten() {
+                if entry.file_name() != generation.as_str() {
+                    let _ = fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+        info!(generation = %generation, reason = why, "new generation");
+        self.shadow = Some(shadow);
+        self.first_index = 0;
+        self.copy_frames()
+            .map_err(|Discontinuity(why)| ReplicateError::Io {
+                context: "copying the first frames of a new generation".into(),
+                source: std::io::Error::other(why),
+            })?;
+        Ok(())
+    }
+
+    fn create_index(
+        &self,
+        generation: &Generation,
+        index: u64,
+        header: [u8; WAL_HEADER_LEN],
+    ) -> Result<Shadow, ReplicateError> {
+        let path = index_file(&self.root, generation, index);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .map_err(io(format!("creating {}", path.display())))?;
+        file.write_all(&header)
+            .and_then(|()| file.sync_all())
+            .map_err(io(format!("writing {}", path.display())))?;
+        sync_dir(path.parent().expect("index files have a directory"))?;
+        let parsed = WalHeader::parse(&header).expect("checked when read");
+        Ok(Shadow {
+            generation: generation.clone(),
+            index,
+            header,
+            parsed,
+            len: WAL_HEADER_LEN as u64,
+            chain: parsed.checksum,
+            file,
+        })
+    }
+
+    /// Copies the committed frames the WAL holds beyond the shadow's end,
+    /// each checked by salt and running checksum, and makes them durable.
+    fn copy_frames(&mut self) -> Result<u64, Discontinuity> {
+        let header = self.read_wal_header();
+        let shadow = self.shadow.as_mut().expect("a shadow is open");
+        if header != Some(shadow.header) {
+            return Err(Discontinuity(
+                "the WAL was restarted or truncated by another connection".into(),
+            ));
+        }
+        let wal = File::open(&self.wal_path)
+            .map_err(|e| Discontinuity(format!("the WAL cannot be read: {e}")))?;
+        let size = wal
+            .metadata()
+            .map_err(|e| Discontinuity(format!("the WAL cannot be read: {e}")))?
+            .len();
+        let frame_len = shadow.frame_len();
+        let salts = shadow.parsed.salts;
+        let big_endian = shadow.parsed.big_endian;
+        let mut offset = shadow.len;
+        let mut chain = shadow.chain;
+        let mut committed = (shadow.len, shadow.chain);
+        let batch_frames = (4 << 20) / frame_len.max(1) + 1;
+        let mut buf = Vec::new();
+        'outer: while offset + frame_len <= size {
+            let frames = ((size - offset) / frame_len).min(batch_frames);
+            buf.resize((frames * frame_len) as usize, 0);
+            if wal.read_exact_at(&mut buf, offset).is_err() {
+                break;
+            }
+            let mut valid = 0;
+            for frame in buf.chunks_exact(frame_len as usize) {
+                let head = &frame[..FRAME_HEADER_LEN];
+                if (be32(head, 8), be32(head, 12)) != salts {
+                    break;
+                }
+                let next = checksum(
+                    checksum(chain, &head[..8], big_endian),
+                    &frame[FRAME_HEADER_LEN..],
+                    big_endian,
+                );
+                if next != (be32(head, 16), be32(head, 20)) {
+                    break;
+                }
+                chain = next;
+                valid += 1;
+                if be32(head, 4) != 0 {
+                    committed = (offset + valid * frame_len, chain);
+                }
+            }
+            if valid > 0 {
+                let bytes = &buf[..(valid * frame_len) as usize];
+                shadow
+                    .file
+                    .write_all_at(bytes, offset)
+                    .map_err(|e| Discontinuity(format!("the shadow WAL cannot be written: {e}")))?;
+            }
+            offset += valid * frame_len;
+            if valid < frames {
+                break 'outer;
+            }
+        }
+        let copied = committed.0 - shadow.len;
+        if offset != shadow.len {
+            // Drop frames of a transaction not committed yet; they are copied
+            // again once it is.
+            shadow
+                .file
+                .set_len(committed.0)
+                .and_then(|()| shadow.file.sync_data())
+                .map_err(|e| Discontinuity(format!("the shadow WAL cannot be written: {e}")))?;
+        }
+        shadow.len = committed.0;
+        shadow.chain = committed.1;
+        self.copied_at = SystemTime::now();
+        Ok(copied)
+    }
+
+    /// One round: copy new frames, checkpoint when due, start a new
+    /// generation when continuity is lost.
+    pub(crate) fn sync(
+        &mut self,
+        force_new_generation: bool,
+        may_checkpoint: bool,
+    ) -> Result<(), ReplicateError> {
+        if force_new_generation {
+            return self.new_generation("a replica cannot continue the generation");
+        }
+        match identity(&self.path) {
+            Ok(id) if id == self.identity => {}
+            _ => {
+                warn!(path = %self.path.display(), "the database file was replaced; reopening it");
+                self.reopen()?;
+                return self.new_generation("the database file was replaced");
+            }
+        }
+        self.acquire_read()?;
+        match self.copy_frames() {
+            Ok(copied) => {
+                if copied > 0 {
+                    debug!(bytes = copied, "copied WAL frames");
+                }
+            }
+            Err(Discontinuity(why)) => return self.new_generation(&why),
+        }
+        let frames = self.shadow.as_ref().map_or(0, Shadow::frames);
+        let due = self.last_checkpoint.elapsed() >= self.options.checkpoint_interval && frames > 0;
+        if may_checkpoint && (frames >= u64::from(self.options.min_checkpoint_page_count) || due) {
+            let force = frames >= u64::from(self.options.max_checkpoint_page_count);
+            self.checkpoint(force)?;
+        }
+        Ok(())
+    }
+
+    fn reopen(&mut self) -> Result<(), ReplicateError> {
+        self.reading = false;
+        self.writer = open_connection(&self.path, self.options.busy_timeout)?;
+        self.writer
+            .execute_batch(SCHEMA)
+            .map_err(sql("creating _litestream_seq"))?;
+        self.writer
+            .execute_batch("PRAGMA journal_size_limit = 0")
+            .map_err(sql("setting journal_size_limit"))?;
+        self.reader = open_connection(&self.path, self.options.busy_timeout)?;
+        self.identity = identity(&self.path)?;
+        Ok(())
+    }
+
+    /// Checkpoints and restarts the WAL without losing a frame: under our
+    /// write lock, copy every frame and checkpoint (PASSIVE; when `force`,
+    /// waiting for readers as RESTART would); then the next write restarts
+    /// the WAL, and the new WAL becomes the next index.
+    pub(crate) fn checkpoint(&mut self, force: bool) -> Result<(), ReplicateError> {
+        self.last_checkpoint = Instant::now();
+        if let Err(e) = self.writer.execute_batch("BEGIN IMMEDIATE") {
+            debug!(error = %e, "checkpoint skipped: the database is busy");
+            return Ok(());
+        }
+        let result = self.checkpoint_locked(force);
+        if self.writer.is_autocommit() {
+            result
+        } else {
+            let rollback = self
+                .writer
+                .execute_batch("ROLLBACK")
+                .map_err(sql("rolling back"));
+            result.and(rollback)
+        }
+    }
+
+    fn checkpoint_locked(&mut self, force: bool) -> Result<(), ReplicateError> {
+        if let Err(Discontinuity(why)) = self.copy_frames() {
+            self.writer
+                .execute_batch("ROLLBACK")
+                .map_err(sql("rolling back"))?;
+            return self.new_generation(&why);
+        }
+        let before = self.shadow.as_ref().expect("a shadow is open").header;
+        self.release_read()?;
+        let started = Instant::now();
+        let (mut log, mut done);
+        loop {
+            (log, done) = self
+                .reader
+                .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                    Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+                })
+                .map_err(sql("checkpointing"))?;
+            if log == done || !force || started.elapsed() >= self.options.busy_timeout {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Every frame of this WAL is copied and nothing was appended since.
+        // SQLite restarts the WAL only for a writer whose read transaction
+        // began after the backfill, so the lock is taken afresh: a writer
+        // that comes first restarts it (its frames go to the new WAL), and
+        // otherwise our write does.
+        self.writer
+            .execute_batch("ROLLBACK")
+            .map_err(sql("rolling back"))?;
+        self.writer
+            .execute_batch(&format!("BEGIN IMMEDIATE; {BUMP}; COMMIT;"))
+            .map_err(sql("writing _litestream_seq"))?;
+        self.acquire_read()?;
+        let after = self.read_wal_header();
+        if after == Some(before) {
+            debug!(
+                frames = log,
+                checkpointed = done,
+                "checkpoint without restart"
+            );
+            return Ok(());
+        }
+        let shadow = self.shadow.as_ref().expect("a shadow is open");
+        // A restart adds one to salt-1 (in the header all connections
+        // share); anything else means another restart or a truncation we
+        // did not see, and frames may be gone.
+        let expected_salt = be32(&before, 16).wrapping_add(1);
+        match after {
+            Some(header) if be32(&header, 16) == expected_salt => {
+                let (generation, index) = (shadow.generation.clone(), shadow.index + 1);
+                let next = self.create_index(&generation, index, header)?;
+                info!(generation = %generation, index, frames = log, "checkpoint: the WAL restarted, new index");
+                self.shadow = Some(next);
+                if let Err(Discontinuity(why)) = self.copy_frames() {
+                    return self.new_generation(&why);
+                }
+                Ok(())
+            }
+            other => {
+                let seen = other.map(|h| be32(&h, 16));
+                debug!(expected_salt, ?seen, "the WAL restarted more than once");
+                self.new_generation(
+                    "the WAL was restarted or truncated by another connection during a checkpoint",
+                )
+            }
+        }
+    }
+
+    /// What replicas see.
+    pub(crate) fn view(&self) -> ShadowView {
+        let shadow = self.shadow.as_ref().expect("a shadow is open");
+        ShadowView {
+            generation: shadow.generation.clone(),
+            dir: wal_dir(&self.root, &shadow.generation),
+            first_index: self.first_index,
+            index: shadow.index,
+            len: shadow.len,
+            copied_at: self.copied_at,
+        }
+    }
+
+    /// Removes shadow index files every replica has shipped (below `keep`).
+    pub(crate) fn prune(&mut self, keep: u64) {
+        let Some(shadow) = self.shadow.as_ref() else {
+            return;
+        };
+        let keep = keep.min(shadow.index);
+        while self.first_index < keep {
+            let path = index_file(&self.root, &shadow.generation, self.first_index);
+            if let Err(e) = fs::remove_file(&path) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    warn!(path = %path.display(), error = %e, "cannot remove a shipped shadow WAL");
+                    return;
+                }
+            }
+            self.first_index += 1;
+        }
+    }
+
+    /// The database file's path.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn be32(bytes: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes(bytes[at..at + 4].try_into().expect("4 bytes"))
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        let _ = self.release_read();
+    }
+}

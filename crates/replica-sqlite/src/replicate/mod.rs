@@ -1,0 +1,349 @@
+//! Live replication of a SQLite database into any number of replicas, as
+//! Litestream 0.3 does it, restorable by `litestream restore` and by
+//! [`restore`](crate::restore()).
+//!
+//! [`Replicator::start`] opens the database and runs two kinds of tasks:
+//!
+//! - the **database task** (every `monitor_interval`) copies newly committed
+//!   WAL frames, checked by salt and running checksum, into a *shadow WAL*
+//!   on local disk (`.<name>-replica/` beside the database), checkpoints
+//!   (PASSIVE at `min_checkpoint_page_count`, waiting for readers at
+//!   `max_checkpoint_page_count`, and every `checkpoint_interval`) and
+//!   continues in index + 1 after each WAL restart, and starts a new
+//!   generation whenever continuity is lost (no state, the WAL restarted or
+//!   truncated by another connection, the database file replaced);
+//! - one **replica task** per replica ships the shadow's committed bytes as
+//!   WAL segments at their (index, offset), writes a snapshot first in every
+//!   generation and then every `snapshot_interval`, and enforces retention.
+//!   A failing replica retries with backoff and catches up from the shadow
+//!   WAL; it never holds back the others, and unshipped WAL waits on disk,
+//!   not in memory.
+//!
+//! [`Replicator::stop`] makes a final sync of the database and of every
+//! replica. Progress is logged through `tracing`: "wal shipped" events carry
+//! the position and `through`, the time of the WAL copy they contain — every
+//! transaction committed before that time is in the replica.
+
+mod db;
+mod ship;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use replica_core::{Generation, Pos, ReplicaClient};
+use tokio::sync::{watch, RwLock};
+use tokio::task::JoinHandle;
+use tracing::{error, info};
+
+/// Settings of the database side (Litestream's `dbs[]` keys).
+#[derive(Debug, Clone)]
+pub struct DbOptions {
+    /// How often the WAL is checked for new frames (`monitor-interval`).
+    pub monitor_interval: Duration,
+    /// A checkpoint runs at least this often when the WAL holds frames
+    /// (`checkpoint-interval`).
+    pub checkpoint_interval: Duration,
+    /// WAL pages that trigger a PASSIVE checkpoint (`min-checkpoint-page-count`).
+    pub min_checkpoint_page_count: u32,
+    /// WAL pages that trigger a checkpoint that waits for readers
+    /// (`max-checkpoint-page-count`).
+    pub max_checkpoint_page_count: u32,
+    /// How long to wait for locks held by the application.
+    pub busy_timeout: Duration,
+    /// Where the shadow WAL and position state live (default
+    /// `.<name>-replica` beside the database).
+    pub shadow_dir: Option<PathBuf>,
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        DbOptions {
+            monitor_interval: Duration::from_secs(1),
+            checkpoint_interval: Duration::from_secs(60),
+            min_checkpoint_page_count: 1000,
+            max_checkpoint_page_count: 10_000,
+            busy_timeout: Duration::from_secs(1),
+            shadow_dir: None,
+        }
+    }
+}
+
+/// Settings of one replica (Litestream's `replicas[]` keys).
+#[derive(Debug, Clone)]
+pub struct ReplicaOptions {
+    /// A name for logs.
+    pub name: String,
+    /// At most one upload round this often (`sync-interval`).
+    pub sync_interval: Duration,
+    /// A new snapshot this often, if set (`snapshot-interval`).
+    pub snapshot_interval: Option<Duration>,
+    /// Snapshots and WAL older than this are deleted, except the newest
+    /// snapshot and everything after it (`retention`).
+    pub retention: Duration,
+    /// How often retention is enforced (`retention-check-interval`).
+    pub retention_check_interval: Duration,
+    /// Nothing a restore that started this long ago could still need is
+    /// deleted: a snapshot is removed only once the snapshot after it is
+    /// this old (Litestream issues #224, #805).
+    pub restore_grace: Duration,
+}
+
+impl Default for ReplicaOptions {
+    fn default() -> Self {
+        ReplicaOptions {
+            name: "replica".into(),
+            sync_interval: Duration::from_secs(1),
+            snapshot_interval: None,
+            retention: Duration::from_secs(24 * 3600),
+            retention_check_interval: Duration::from_secs(3600),
+            restore_grace: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// A replica to ship to.
+#[derive(Clone)]
+pub struct Replica {
+    /// Its settings.
+    pub options: ReplicaOptions,
+    /// Its client (the layout is the client's).
+    pub client: Arc<dyn ReplicaClient>,
+}
+
+/// Why replication cannot start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicateError {
+    /// The database file does not exist.
+    #[error("no database at {0}: replicate an existing SQLite database")]
+    NoDatabase(PathBuf),
+    /// The database cannot use WAL mode.
+    #[error("{0} cannot be put in WAL mode (journal_mode is {1}); replication needs WAL")]
+    NotWal(PathBuf, String),
+    /// A local file operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// SQLite refused something.
+    #[error("{context}: {source}")]
+    Sqlite {
+        /// What was being done.
+        context: &'static str,
+        /// The cause.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// Replicas failed their final sync.
+    #[error("the final sync failed for {0}")]
+    FinalSync(String),
+}
+
+/// What the replicas see of the shadow WAL.
+#[derive(Debug, Clone)]
+pub(crate) struct ShadowView {
+    generation: Generation,
+    dir: PathBuf,
+    first_index: u64,
+    index: u64,
+    len: u64,
+    copied_at: SystemTime,
+}
+
+/// State shared between the tasks.
+pub(crate) struct Shared {
+    positions: Mutex<Vec<Option<Pos>>>,
+    diverged: AtomicBool,
+}
+
+/// A running replication of one database.
+pub struct Replicator {
+    stop_db: watch::Sender<bool>,
+    stop_replicas: watch::Sender<bool>,
+    db_task: JoinHandle<()>,
+    replica_tasks: Vec<(String, JoinHandle<replica_core::Result<()>>)>,
+    views: watch::Receiver<ShadowView>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Replicator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replicator").finish_non_exhaustive()
+    }
+}
+
+impl Replicator {
+    /// Opens `path` and starts replicating it into `replicas`.
+    pub async fn start(
+        path: &Path,
+        options: DbOptions,
+        replicas: Vec<Replica>,
+    ) -> Result<Replicator, ReplicateError> {
+        let path = path.to_owned();
+        let monitor = options.monitor_interval;
+        let db = tokio::task::spawn_blocking(move || db::Db::open(&path, options))
+            .await
+            .expect("opening the database does not panic")?;
+        let db_path = db.path().to_owned();
+        let (view_tx, views) = watch::channel(db.view());
+        let gate = Arc::new(RwLock::new(()));
+        let shared = Arc::new(Shared {
+            positions: Mutex::new(vec![None; replicas.len()]),
+            diverged: AtomicBool::new(false),
+        });
+        let (stop_db, stop_db_rx) = watch::channel(false);
+        let (stop_replicas, stop_replicas_rx) = watch::channel(false);
+        let db = Arc::new(Mutex::new(db));
+        let db_task = tokio::spawn(db_loop(
+            db,
+            monitor,
+            view_tx,
+            gate.clone(),
+            shared.clone(),
+            stop_db_rx,
+        ));
+        let replica_tasks = replicas
+            .into_iter()
+            .enumerate()
+            .map(|(slot, replica)| {
+                let name = replica.options.name.clone();
+                let shipper = ship::Shipper {
+                    slot,
+                    options: replica.options,
+                    client: replica.client,
+                    views: views.clone(),
+                    gate: gate.clone(),
+                    db_path: db_path.clone(),
+                    shared: shared.clone(),
+                    pos: None,
+                    last_snapshot: None,
+                    last_retention: None,
+                };
+                (name, tokio::spawn(shipper.run(stop_replicas_rx.clone())))
+            })
+            .collect();
+        Ok(Replicator {
+            stop_db,
+            stop_replicas,
+            db_task,
+            replica_tasks,
+            views,
+            shared,
+        })
+    }
+
+    /// The generation being written.
+    pub fn generation(&self) -> Generation {
+        self.views.borrow().generation.clone()
+    }
+
+    /// Each replica's next position to write (`None` while it positions).
+    pub fn positions(&self) -> Vec<Option<Pos>> {
+        self.shared
+            .positions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Stops: one last copy of the WAL, then every replica ships it.
+    pub async fn stop(self) -> Result<(), ReplicateError> {
+        let _ = self.stop_db.send(true);
+        let _ = self.db_task.await;
+        let _ = self.stop_replicas.send(true);
+        let mut failed = Vec::new();
+        for (name, task) in self.replica_tasks {
+            match task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    error!(replica = %name, error = %e, "final sync failed");
+                    failed.push(name);
+                }
+                Err(e) => {
+                    error!(replica = %name, error = %e, "replica task failed");
+                    failed.push(name);
+                }
+            }
+        }
+        if failed.is_empty() {
+            info!("stopped after a final sync");
+            Ok(())
+        } else {
+            Err(ReplicateError::FinalSync(failed.join(", ")))
+        }
+    }
+}
+
+async fn db_loop(
+    db: Arc<Mutex<db::Db>>,
+    monitor: Duration,
+    views: watch::Sender<ShadowView>,
+    gate: Arc<RwLock<()>>,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut failures = 0u32;
+    loop {
+        let last = *stop.borrow();
+        let round = {
+            let db = db.clone();
+            let views = views.clone();
+            let gate = gate.clone();
+            let shared = shared.clone();
+            tokio::task::spawn_blocking(move || {
+                let mut db = db.lock().unwrap_or_else(|p| p.into_inner());
+                let diverged = shared.diverged.swap(false, Ordering::SeqCst);
+                // A snapshot being read holds the gate: no checkpoint then.
+                let result = match gate.try_write() {
+                    Ok(_guard) => {
+                        let result = db.sync(diverged, true);
+                        views.send_replace(db.view());
+                        result
+                    }
+                    Err(_) => {
+                        let result = db.sync(diverged, false);
+                        views.send_replace(db.view());
+                        result
+                    }
+                };
+                let keep = shared
+                    .positions
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .iter()
+                    .map(|p| {
+                        p.as_ref()
+                            .filter(|p| p.generation == db.view().generation)
+                            .map(|p| p.index)
+                    })
+                    .collect::<Option<Vec<u64>>>()
+                    .and_then(|v| v.into_iter().min());
+                if let Some(keep) = keep {
+                    db.prune(keep);
+                }
+                result
+            })
+            .await
+            .expect("a sync does not panic")
+        };
+        match round {
+            Ok(()) => failures = 0,
+            Err(e) => {
+                failures += 1;
+                error!(error = %e, failures, "database sync failed; retrying");
+            }
+        }
+        if last {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(monitor) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}

@@ -1,0 +1,363 @@
+//! The replica side of replication: one task per replica ships what the
+//! shadow WAL holds, writes snapshots, and enforces retention.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use replica_core::{
+    client::reader_stream, decompressed_len, lz4, Error, Pos, ReplicaClient, Result,
+};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::sync::{watch, RwLock};
+use tracing::{info, warn};
+
+use super::{ReplicaOptions, ShadowView, Shared};
+
+const CHUNK: usize = 1 << 20;
+
+/// Ships one replica.
+pub(crate) struct Shipper {
+    pub(crate) slot: usize,
+    pub(crate) options: ReplicaOptions,
+    pub(crate) client: Arc<dyn ReplicaClient>,
+    pub(crate) views: watch::Receiver<ShadowView>,
+    pub(crate) gate: Arc<RwLock<()>>,
+    pub(crate) db_path: PathBuf,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) pos: Option<Pos>,
+    pub(crate) last_snapshot: Option<DateTime<Utc>>,
+    pub(crate) last_retention: Option<Instant>,
+}
+
+fn index_path(view: &ShadowView, index: u64) -> PathBuf {
+    view.dir.join(format!("{index:016x}.wal"))
+}
+
+fn io(context: String) -> impl FnOnce(std::io::Error) -> Error {
+    move |e| Error::io(context, e)
+}
+
+impl Shipper {
+    fn name(&self) -> &str {
+        &self.options.name
+    }
+
+    /// One round: position in the current generation if needed, ship every
+    /// committed byte, snapshot and enforce retention when due.
+    pub(crate) async fn sync(&mut self) -> Result<()> {
+        let view = self.views.borrow_and_update().clone();
+        if self.pos.as_ref().map(|p| &p.generation) != Some(&view.generation) {
+            self.pos = None;
+            self.publish();
+            self.position(&view).await?;
+        }
+        self.ship(&view).await?;
+        if let Some(interval) = self.options.snapshot_interval {
+            let due = self.last_snapshot.is_none_or(|at| {
+                Utc::now() - at
+                    >= chrono::Duration::from_std(interval).unwrap_or(chrono::Duration::MAX)
+            });
+            if due {
+                self.snapshot().await?;
+            }
+        }
+        let retention_due = self
+            .last_retention
+            .is_none_or(|at| at.elapsed() >= self.options.retention_check_interval);
+        if retention_due {
+            self.last_retention = Some(Instant::now());
+            self.enforce_retention().await?;
+        }
+        Ok(())
+    }
+
+    fn publish(&self) {
+        let mut positions = self
+            .shared
+            .positions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        positions[self.slot] = self.pos.clone();
+    }
+
+    /// Where this replica stands in the view's generation: after its last
+    /// segment, or at a fresh snapshot when it has none or cannot continue.
+    async fn position(&mut self, view: &ShadowView) -> Result<()> {
+        let g = &view.generation;
+        let snapshots = self.client.snapshots(g).await?;
+        let Some(newest) = snapshots.iter().max_by_key(|s| s.index) else {
+            return self.snapshot().await;
+        };
+        self.last_snapshot = snapshots.iter().map(|s| s.created_at).max();
+        let segments = self.client.wal_segments(g).await?.collect_all().await?;
+        let pos = match segments.last() {
+            Some(last) => {
+                let at = Pos::new(g.clone(), last.index, last.offset)?;
+                let len = decompressed_len(self.client.wal_segment_reader(&at).await?).await?;
+                Pos::new(g.clone(), last.index, last.offset + len)?
+            }
+            None => Pos::new(g.clone(), newest.index, 0)?,
+        };
+        let shadow_len = if pos.index == view.index {
+            Some(view.len)
+        } else if pos.index >= view.first_index && pos.index < view.index {
+            tokio::fs::metadata(index_path(view, pos.index))
+                .await
+                .ok()
+                .map(|m| m.len())
+        } else {
+            None
+        };
+        match shadow_len {
+            Some(len) if pos.offset <= len => {
+                info!(replica = self.name(), generation = %g, index = pos.index, offset = pos.offset, "continuing the generation");
+                self.pos = Some(pos);
+                self.publish();
+                Ok(())
+            }
+            _ if pos.index < view.first_index => {
+                // Shipped before the shadow we have; continue from a snapshot.
+                self.snapshot().await
+            }
+            _ => {
+                self.shared
+                    .diverged
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                Err(Error::Backend {
+                    backend: self.client.kind(),
+                    source: None,
+                    message: format!(
+                        "replica {} holds generation {g} up to index {} offset {}, beyond the \
+                         local shadow WAL; a new generation is started",
+                        self.name(),
+                        pos.index,
+                        pos.offset
+                    ),
+                })
+            }
+        }
+    }
+
+    /// Writes a snapshot of the database at the current index and, when the
+    /// replica had no position in the generation, starts shipping there.
+    async fn snapshot(&mut self) -> Result<()> {
+        // No checkpoint can restart the WAL while the file is read, so the
+        // file is the state at the start of `view.index` plus frames of that
+        // index only, and replaying the index from offset 0 over it is exact.
+        let _gate = self.gate.clone().read_owned().await;
+        let view = self.views.borrow().clone();
+        let file = tokio::fs::File::open(&self.db_path)
+            .await
+            .map_err(io(format!("opening {}", self.db_path.display())))?;
+        let data = lz4::compress_stream(reader_stream(file, CHUNK));
+        let info = self
+            .client
+            .write_snapshot(&view.generation, view.index, data)
+            .await?;
+        info!(
+            replica = self.name(),
+            generation = %view.generation,
+            index = view.index,
+            bytes = info.size,
+            "snapshot written"
+        );
+        self.last_snapshot = Some(info.created_at);
+        let behind = self
+            .pos
+            .as_ref()
+            .is_none_or(|p| p.generation != view.generation || p.index < view.index);
+        if behind {
+            self.pos = Some(Pos::new(view.generation.clone(), view.index, 0)?);
+            self.publish();
+        }
+        Ok(())
+    }
+
+    /// Ships every committed byte of the shadow beyond the position.
+    async fn ship(&mut self, view: &ShadowView) -> Result<()> {
+        loop {
+            let Some(pos) = self.pos.clone() else {
+                return Ok(());
+            };
+            if pos.generation != view.generation {
+                return Ok(());
+            }
+            let path = index_path(view, pos.index);
+            let len = if pos.index == view.index {
+                view.len
+            } else {
+                tokio::fs::metadata(&path)
+                    .await
+                    .map_err(io(format!("reading {}", path.display())))?
+                    .len()
+            };
+            if pos.offset < len {
+                let mut file = tokio::fs::File::open(&path)
+                    .await
+                    .map_err(io(format!("opening {}", path.display())))?;
+                file.seek(std::io::SeekFrom::Start(pos.offset))
+                    .await
+                    .map_err(io(format!("reading {}", path.display())))?;
+                let data = reader_stream(file.take(len - pos.offset), CHUNK);
+                self.client
+                    .write_wal_segment(&pos, lz4::compress_stream(data))
+                    .await?;
+                let through = (pos.index == view.index && len == view.len).then(|| {
+                    DateTime::<Utc>::from(view.copied_at)
+                        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                });
+                info!(
+                    replica = self.name(),
+                    generation = %pos.generation,
+                    index = pos.index,
+                    offset = pos.offset,
+                    end = len,
+                    through = through.as_deref().unwrap_or(""),
+                    "wal shipped"
+                );
+                self.pos = Some(Pos::new(pos.generation.clone(), pos.index, len)?);
+                self.publish();
+            }
+            if pos.index < view.index {
+                self.pos = Some(Pos::new(pos.generation.clone(), pos.index + 1, 0)?);
+                self.publish();
+            } else {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Deletes what the retention window no longer needs, never the newest
+    /// snapshot or anything after it, and never what a restore that started
+    /// within the grace period could still read.
+    async fn enforce_retention(&mut self) -> Result<()> {
+        let Some(pos) = self.pos.clone() else {
+            return Ok(());
+        };
+        let g = pos.generation.clone();
+        let now = Utc::now();
+        let window =
+            chrono::Duration::from_std(self.options.retention).unwrap_or(chrono::Duration::MAX);
+        let grace =
+            chrono::Duration::from_std(self.options.restore_grace).unwrap_or(chrono::Duration::MAX);
+        let mut snapshots = self.client.snapshots(&g).await?;
+        snapshots.sort_by_key(|s| s.index);
+        let Some(newest) = snapshots.last() else {
+            return Ok(());
+        };
+        if now - newest.created_at >= window {
+            // Nothing inside the window: a fresh snapshot keeps restores short.
+            self.snapshot().await?;
+            snapshots = self.client.snapshots(&g).await?;
+            snapshots.sort_by_key(|s| s.index);
+        }
+        let mut keep = snapshots
+            .iter()
+            .position(|s| now - s.created_at < window)
+            .unwrap_or(snapshots.len() - 1);
+        // A restore that started within the grace period may have chosen the
+        // snapshot before the first kept one.
+        while keep > 0 && now - snapshots[keep].created_at < grace {
+            keep -= 1;
+        }
+        let floor = snapshots[keep].index;
+        for old in &snapshots[..keep] {
+            self.client.delete_snapshot(&g, old.index).await?;
+        }
+        let segments = self.client.wal_segments(&g).await?.collect_all().await?;
+        let old: Vec<Pos> = segments
+            .iter()
+            .filter(|s| s.index < floor)
+            .map(|s| Pos::new(g.clone(), s.index, s.offset))
+            .collect::<Result<_>>()?;
+        if !old.is_empty() {
+            self.client.delete_wal_segments(&old).await?;
+        }
+        if keep > 0 || !old.is_empty() {
+            info!(replica = self.name(), generation = %g, snapshots = keep, segments = old.len(), "retention: deleted before index {floor}");
+        }
+        // Older generations, once a restore can no longer be reading them.
+        if now - snapshots[0].created_at >= grace {
+            for other in self.client.generations().await? {
+                if other == g {
+                    continue;
+                }
+                let recent = self
+                    .client
+                    .snapshots(&other)
+                    .await?
+                    .iter()
+                    .any(|s| now - s.created_at < window);
+                if !recent {
+                    self.client.delete_generation(&other).await?;
+                    info!(replica = self.name(), generation = %other, "retention: deleted an old generation");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs until `stop` says so, then ships what the final view holds.
+    pub(crate) async fn run(mut self, mut stop: watch::Receiver<bool>) -> Result<()> {
+        let mut failures = 0u32;
+        loop {
+            let started = Instant::now();
+            let wait = match self.sync().await {
+                Ok(()) => {
+                    if failures > 0 {
+                        info!(replica = self.name(), "replica reachable again");
+                    }
+                    failures = 0;
+                    self.options.sync_interval.saturating_sub(started.elapsed())
+                }
+                Err(e) => {
+                    failures += 1;
+                    let backoff = backoff(self.options.sync_interval, failures);
+                    warn!(replica = self.name(), error = %e, retry_in = ?backoff, "sync failed; retrying");
+                    backoff
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.wait_for(|s| *s) => break,
+            }
+            if failures == 0 {
+                // Wait for something new, unless a snapshot or retention is due.
+                tokio::select! {
+                    _ = self.views.changed() => {}
+                    _ = tokio::time::sleep(self.options.sync_interval.max(Duration::from_secs(1)) * 10) => {}
+                    _ = stop.wait_for(|s| *s) => break,
+                }
+            }
+        }
+        // Final sync: a few tries, then report.
+        let mut last = Ok(());
+        for attempt in 1..=3u32 {
+            match self.final_sync().await {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    warn!(replica = self.name(), error = %e, attempt, "final sync failed");
+                    last = Err(e);
+                    tokio::time::sleep(backoff(Duration::from_millis(200), attempt)).await;
+                }
+            }
+        }
+        last
+    }
+
+    async fn final_sync(&mut self) -> Result<()> {
+        let view = self.views.borrow().clone();
+        if self.pos.as_ref().map(|p| &p.generation) != Some(&view.generation) {
+            self.pos = None;
+            self.position(&view).await?;
+        }
+        self.ship(&view).await
+    }
+}
+
+fn backoff(base: Duration, failures: u32) -> Duration {
+    let factor = 1u32 << failures.min(6);
+    (base.max(Duration::from_millis(100)) * factor).min(Duration::from_secs(30))
+}

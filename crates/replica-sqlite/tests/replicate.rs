@@ -1,0 +1,331 @@
+//! The replicator library against a live SQLite database: restores equal
+//! the source, across our checkpoints, the application's own checkpoints,
+//! a replaced database file, several replicas, and retention.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use replica_core::{Layout, ReplicaClient};
+use replica_file::{FileClient, FileStore};
+use replica_sqlite::{restore, DbOptions, Replica, ReplicaOptions, Replicator, RestoreOptions};
+use rusqlite::Connection;
+
+fn rows(db: &Path) -> Vec<(i64, String, i64)> {
+    let conn = Connection::open(db).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT id, name, qty FROM items ORDER BY id")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+fn create(db: &Path) -> Connection {
+    let conn = Connection::open(db).unwrap();
+    conn.pragma_update(None, "journal_mode", "wal").unwrap();
+    conn.busy_timeout(Duration::from_secs(5)).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY, name TEXT NOT NULL, qty INTEGER NOT NULL);
+         CREATE INDEX IF NOT EXISTS items_name ON items(name);",
+    )
+    .unwrap();
+    conn
+}
+
+/// One transaction of inserts, updates and deletes.
+fn write_round(conn: &mut Connection, round: i64) {
+    let tx = conn.transaction().unwrap();
+    for i in 0..20 {
+        let id = round * 20 + i;
+        tx.execute(
+            "INSERT INTO items (id, name, qty) VALUES (?1, ?2, ?3)",
+            rusqlite::params![
+                id,
+                format!("item-{id}-{}", "x".repeat((id % 50) as usize)),
+                id * 3
+            ],
+        )
+        .unwrap();
+    }
+    tx.execute(
+        "UPDATE items SET qty = qty + 1 WHERE id % 7 = ?1",
+        [round % 7],
+    )
+    .unwrap();
+    tx.execute(
+        "DELETE FROM items WHERE id % 11 = ?1 AND id < ?2",
+        rusqlite::params![round % 11, round * 10],
+    )
+    .unwrap();
+    tx.commit().unwrap();
+}
+
+fn logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+fn quick_db() -> DbOptions {
+    logs();
+    DbOptions {
+        monitor_interval: Duration::from_millis(20),
+        checkpoint_interval: Duration::from_millis(300),
+        min_checkpoint_page_count: 40,
+        max_checkpoint_page_count: 400,
+        ..DbOptions::default()
+    }
+}
+
+fn quick_replica(name: &str) -> ReplicaOptions {
+    ReplicaOptions {
+        name: name.into(),
+        sync_interval: Duration::from_millis(20),
+        ..ReplicaOptions::default()
+    }
+}
+
+fn file_replica(dir: &Path, name: &str, layout: Layout) -> (Arc<dyn ReplicaClient>, PathBuf) {
+    let root = dir.join(name);
+    (
+        Arc::new(FileClient::with_layout(FileStore::new(&root), layout)),
+        root,
+    )
+}
+
+async fn restored(client: &dyn ReplicaClient, dir: &Path, name: &str) -> Vec<(i64, String, i64)> {
+    let out = dir.join(name);
+    let options = RestoreOptions {
+        integrity_check: true,
+        ..RestoreOptions::default()
+    };
+    restore(client, &out, &options).await.unwrap();
+    rows(&out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_database_restores_to_its_rows_from_every_replica() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let mut conn = create(&db);
+    let (flat, _) = file_replica(dir.path(), "flat", Layout::Litestream03);
+    let (nested, _) = file_replica(dir.path(), "nested", Layout::Litestream04);
+    let replicator = Replicator::start(
+        &db,
+        quick_db(),
+        vec![
+            Replica {
+                options: quick_replica("flat"),
+                client: flat.clone(),
+            },
+            Replica {
+                options: quick_replica("nested"),
+                client: nested.clone(),
+            },
+        ],
+    )
+    .await
+    .unwrap();
+    let first = replicator.generation();
+    for round in 0..150 {
+        write_round(&mut conn, round);
+        if round % 10 == 0 {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+    }
+    replicator.stop().await.unwrap();
+    let source = rows(&db);
+    assert!(source.len() > 1000, "{} rows", source.len());
+    assert_eq!(restored(&*flat, dir.path(), "flat.db").await, source);
+    assert_eq!(restored(&*nested, dir.path(), "nested.db").await, source);
+    // One generation, several WAL indexes (our checkpoints restarted the WAL).
+    assert_eq!(flat.generations().await.unwrap(), vec![first.clone()]);
+    let segments = flat
+        .wal_segments(&first)
+        .await
+        .unwrap()
+        .collect_all()
+        .await
+        .unwrap();
+    let indexes: std::collections::BTreeSet<u64> = segments.iter().map(|s| s.index).collect();
+    assert!(indexes.len() >= 3, "indexes {indexes:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_continues_the_generation_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let mut conn = create(&db);
+    let (client, _) = file_replica(dir.path(), "r", Layout::Litestream03);
+    let start = || {
+        Replicator::start(
+            &db,
+            quick_db(),
+            vec![Replica {
+                options: quick_replica("r"),
+                client: client.clone(),
+            }],
+        )
+    };
+    let replicator = start().await.unwrap();
+    let g = replicator.generation();
+    for round in 0..40 {
+        write_round(&mut conn, round);
+    }
+    replicator.stop().await.unwrap();
+    // Written while nothing replicates.
+    for round in 40..60 {
+        write_round(&mut conn, round);
+    }
+    let replicator = start().await.unwrap();
+    assert_eq!(replicator.generation(), g, "the same generation continues");
+    for round in 60..80 {
+        write_round(&mut conn, round);
+    }
+    replicator.stop().await.unwrap();
+    assert_eq!(restored(&*client, dir.path(), "out.db").await, rows(&db));
+    assert_eq!(client.generations().await.unwrap(), vec![g]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_applications_own_truncate_checkpoints_never_corrupt_the_replica() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let mut conn = create(&db);
+    let (client, _) = file_replica(dir.path(), "r", Layout::Litestream03);
+    let replicator = Replicator::start(
+        &db,
+        quick_db(),
+        vec![Replica {
+            options: quick_replica("r"),
+            client: client.clone(),
+        }],
+    )
+    .await
+    .unwrap();
+    let mut busy_seen = 0;
+    for round in 0..120 {
+        write_round(&mut conn, round);
+        if round % 15 == 7 {
+            conn.busy_timeout(Duration::from_millis(100)).unwrap();
+            // Busy while our read transaction is held; may succeed in the
+            // moment our own checkpoint lets go. Either way: no loss.
+            let (busy, _, _): (i64, i64, i64) = conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .unwrap();
+            busy_seen += busy;
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+    replicator.stop().await.unwrap();
+    assert!(
+        busy_seen > 0,
+        "our read transaction keeps TRUNCATE from resetting the WAL"
+    );
+    assert_eq!(restored(&*client, dir.path(), "out.db").await, rows(&db));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wal_truncated_while_not_replicating_starts_a_new_generation() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let mut conn = create(&db);
+    let (client, _) = file_replica(dir.path(), "r", Layout::Litestream03);
+    let start = || {
+        Replicator::start(
+            &db,
+            quick_db(),
+            vec![Replica {
+                options: quick_replica("r"),
+                client: client.clone(),
+            }],
+        )
+    };
+    let replicator = start().await.unwrap();
+    let first = replicator.generation();
+    for round in 0..30 {
+        write_round(&mut conn, round);
+    }
+    replicator.stop().await.unwrap();
+    for round in 30..40 {
+        write_round(&mut conn, round);
+    }
+    let (busy, _, _): (i64, i64, i64) = conn
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .unwrap();
+    assert_eq!(busy, 0, "nothing else holds the WAL");
+    for round in 40..50 {
+        write_round(&mut conn, round);
+    }
+    let replicator = start().await.unwrap();
+    assert_ne!(
+        replicator.generation(),
+        first,
+        "frames may be gone: a new generation"
+    );
+    replicator.stop().await.unwrap();
+    assert_eq!(restored(&*client, dir.path(), "out.db").await, rows(&db));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_database_file_starts_a_new_generation() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let mut conn = create(&db);
+    let (client, _) = file_replica(dir.path(), "r", Layout::Litestream03);
+    let replicator = Replicator::start(
+        &db,
+        quick_db(),
+        vec![Replica {
+            options: quick_replica("r"),
+            client: client.clone(),
+        }],
+    )
+    .await
+    .unwrap();
+    let first = replicator.generation();
+    for round in 0..20 {
+        write_round(&mut conn, round);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(conn);
+    // Another database moved over the path (as a deploy or a restore does).
+    let other = dir.path().join("other.db");
+    let mut other_conn = create(&other);
+    for round in 100..110 {
+        write_round(&mut other_conn, round);
+    }
+    other_conn
+        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA journal_mode = delete;")
+        .unwrap();
+    drop(other_conn);
+    // The safe way to replace a database: its -wal and -shm go with it.
+    std::fs::rename(&other, &db).unwrap();
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    let mut conn = create(&db);
+    for round in 110..120 {
+        write_round(&mut conn, round);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while replicator.generation() == first {
+        assert!(std::time::Instant::now() < deadline, "no new generation");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    replicator.stop().await.unwrap();
+    let source = rows(&db);
+    assert!(
+        source.iter().all(|r| r.0 >= 2000),
+        "only the new file's rows"
+    );
+    assert_eq!(restored(&*client, dir.path(), "out.db").await, source);
+    assert_eq!(client.generations().await.unwrap().len(), 2);
+}

@@ -7,6 +7,9 @@
 //!   frame checksum across segments, frames applied only once their
 //!   transaction's commit frame is checked) and writes the committed pages
 //!   into the database file directly.
+//! - [`replicate`]: live replication of a database into any number of
+//!   replicas, as Litestream 0.3 does it ([`Replicator`]), and one-off
+//!   snapshots ([`snapshot_once`]).
 //! - [`restore`](restore()): a database file from any
 //!   [`ReplicaClient`](replica_core::ReplicaClient), built in a temporary
 //!   file and put in place only when complete (and, if asked, when
@@ -20,7 +23,9 @@ pub mod replicate;
 pub mod restore;
 pub mod wal;
 
-pub use replicate::{DbOptions, Replica, ReplicaOptions, ReplicateError, Replicator};
+pub use replicate::{
+    snapshot_once, DbOptions, Replica, ReplicaOptions, ReplicateError, Replicator, SnapshotError,
+};
 pub use restore::{
     integrity_check, restore, Progress, RestoreError, RestoreOptions, RestoreSummary, Restored,
     Retry,

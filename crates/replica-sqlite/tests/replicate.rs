@@ -329,3 +329,50 @@ async fn a_replaced_database_file_starts_a_new_generation() {
     assert_eq!(restored(&*client, dir.path(), "out.db").await, source);
     assert_eq!(client.generations().await.unwrap().len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_alone_holds_every_transaction_the_wal_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let mut conn = create(&db);
+    conn.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
+    // Everything below is in the WAL only, none of it checkpointed.
+    for round in 0..30 {
+        write_round(&mut conn, round);
+    }
+    let (client, _) = file_replica(dir.path(), "r", Layout::Litestream03);
+    let options = DbOptions {
+        min_checkpoint_page_count: 100_000,
+        max_checkpoint_page_count: 100_000,
+        checkpoint_interval: Duration::from_secs(3600),
+        ..quick_db()
+    };
+    let replicator = Replicator::start(
+        &db,
+        options,
+        vec![Replica {
+            options: quick_replica("r"),
+            client: client.clone(),
+        }],
+    )
+    .await
+    .unwrap();
+    let g = replicator.generation();
+    replicator.stop().await.unwrap();
+    // Drop the WAL segments: the snapshot must stand on its own (as after a
+    // crash between a new generation's snapshot and its first segment).
+    let segments = client
+        .wal_segments(&g)
+        .await
+        .unwrap()
+        .collect_all()
+        .await
+        .unwrap();
+    assert!(!segments.is_empty());
+    let positions: Vec<_> = segments
+        .iter()
+        .map(|s| replica_core::Pos::new(g.clone(), s.index, s.offset).unwrap())
+        .collect();
+    client.delete_wal_segments(&positions).await.unwrap();
+    assert_eq!(restored(&*client, dir.path(), "out.db").await, rows(&db));
+}

@@ -25,6 +25,7 @@
 //! transaction committed before that time is in the replica.
 
 mod db;
+mod image;
 mod ship;
 
 use std::path::{Path, PathBuf};
@@ -346,4 +347,70 @@ async fn db_loop(
             _ = stop.changed() => {}
         }
     }
+}
+
+/// Writes a one-off snapshot of the database at `path` into `client`, as a
+/// new generation holding that snapshot at index 0 (restorable on its own).
+/// The copy is consistent: SQLite writes it (`VACUUM INTO`) into a temporary
+/// file beside the database, which is streamed and then removed.
+pub async fn snapshot_once(
+    path: &Path,
+    client: &dyn ReplicaClient,
+) -> Result<replica_core::SnapshotInfo, SnapshotError> {
+    if !path.is_file() {
+        return Err(ReplicateError::NoDatabase(path.to_owned()).into());
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let temp = tempfile::Builder::new()
+        .prefix(".replica-snapshot-")
+        .tempdir_in(dir)
+        .map_err(|source| ReplicateError::Io {
+            context: format!("creating a temporary directory in {}", dir.display()),
+            source,
+        })?;
+    let copy = temp.path().join("snapshot.db");
+    let (from, to) = (path.to_owned(), copy.clone());
+    tokio::task::spawn_blocking(move || -> Result<(), ReplicateError> {
+        let conn = rusqlite::Connection::open_with_flags(
+            &from,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .map_err(|source| ReplicateError::Sqlite {
+            context: "opening the database",
+            source,
+        })?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .and_then(|()| conn.execute("VACUUM INTO ?1", [to.to_string_lossy()]))
+            .map_err(|source| ReplicateError::Sqlite {
+                context: "copying the database (VACUUM INTO)",
+                source,
+            })?;
+        Ok(())
+    })
+    .await
+    .expect("VACUUM INTO does not panic")?;
+    let file = tokio::fs::File::open(&copy)
+        .await
+        .map_err(|source| ReplicateError::Io {
+            context: format!("opening {}", copy.display()),
+            source,
+        })?;
+    let data =
+        replica_core::lz4::compress_stream(replica_core::client::reader_stream(file, 1 << 20));
+    let info = client
+        .write_snapshot(&Generation::random(), 0, data)
+        .await?;
+    info!(generation = %info.generation, bytes = info.size, "snapshot written");
+    Ok(info)
+}
+
+/// Why a one-off snapshot failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// The database could not be read.
+    #[error(transparent)]
+    Database(#[from] ReplicateError),
+    /// The replica refused the snapshot.
+    #[error(transparent)]
+    Replica(#[from] replica_core::Error),
 }

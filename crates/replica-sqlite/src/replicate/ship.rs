@@ -144,14 +144,15 @@ impl Shipper {
     /// replica had no position in the generation, starts shipping there.
     async fn snapshot(&mut self) -> Result<()> {
         // No checkpoint can restart the WAL while the file is read, so the
-        // file is the state at the start of `view.index` plus frames of that
-        // index only, and replaying the index from offset 0 over it is exact.
+        // file holds the state at the start of `view.index` plus frames of
+        // that index only; with the shadow's committed pages laid over it,
+        // it is the database as of `view.len`, and replaying the index from
+        // offset 0 over it is exact.
         let _gate = self.gate.clone().read_owned().await;
         let view = self.views.borrow().clone();
-        let file = tokio::fs::File::open(&self.db_path)
-            .await
-            .map_err(io(format!("opening {}", self.db_path.display())))?;
-        let data = lz4::compress_stream(reader_stream(file, CHUNK));
+        let shadow = index_path(&view, view.index);
+        let data =
+            lz4::compress_stream(super::image::image(self.db_path.clone(), shadow, view.len));
         let info = self
             .client
             .write_snapshot(&view.generation, view.index, data)

@@ -1,0 +1,120 @@
+//! A snapshot image: the database file with the committed pages of the
+//! current shadow WAL index laid over it, streamed page by page.
+//!
+//! The database file alone holds only what was checkpointed; the frames of
+//! the current index are in the WAL. Laying the newest copy of each page
+//! from the shadow WAL (up to its committed length) over the file gives the
+//! database exactly as of that length, so a replica holding only the
+//! snapshot of a new generation already has every transaction the shadow
+//! held. Pages a concurrent checkpoint may be rewriting in the file are all
+//! in the WAL, so they come from the shadow, never torn.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use replica_core::{ByteStream, Error};
+use tokio::sync::mpsc;
+
+use crate::wal::{WalHeader, FRAME_HEADER_LEN, WAL_HEADER_LEN};
+
+/// Pages sent per chunk.
+const PAGES_PER_CHUNK: usize = 64;
+
+/// Where each page's newest copy is in a shadow WAL, and the database size
+/// the last commit names.
+struct Overlay {
+    page_size: u64,
+    pages: HashMap<u32, u64>,
+    db_pages: Option<u32>,
+}
+
+fn overlay(shadow: &File, len: u64) -> std::io::Result<Overlay> {
+    let mut header = [0u8; WAL_HEADER_LEN];
+    shadow.read_exact_at(&mut header, 0)?;
+    let parsed = WalHeader::parse(&header)
+        .map_err(|e| std::io::Error::other(format!("shadow WAL header: {e}")))?;
+    let page_size = u64::from(parsed.page_size);
+    let frame = FRAME_HEADER_LEN as u64 + page_size;
+    let mut pages = HashMap::new();
+    let mut db_pages = None;
+    let mut at = WAL_HEADER_LEN as u64;
+    let mut head = [0u8; FRAME_HEADER_LEN];
+    while at + frame <= len {
+        shadow.read_exact_at(&mut head, at)?;
+        let pgno = u32::from_be_bytes(head[0..4].try_into().expect("4 bytes"));
+        let commit = u32::from_be_bytes(head[4..8].try_into().expect("4 bytes"));
+        pages.insert(pgno, at + FRAME_HEADER_LEN as u64);
+        if commit != 0 {
+            db_pages = Some(commit);
+        }
+        at += frame;
+    }
+    Ok(Overlay {
+        page_size,
+        pages,
+        db_pages,
+    })
+}
+
+fn produce(
+    db: PathBuf,
+    shadow: PathBuf,
+    len: u64,
+    tx: &mpsc::Sender<replica_core::Result<Bytes>>,
+) -> std::io::Result<()> {
+    let shadow = File::open(&shadow)?;
+    let overlay = overlay(&shadow, len)?;
+    let file = File::open(&db)?;
+    let file_len = file.metadata()?.len();
+    let page_size = overlay.page_size;
+    let total = match overlay.db_pages {
+        Some(pages) => u64::from(pages),
+        None => file_len / page_size,
+    };
+    let mut pgno = 1u64;
+    while pgno <= total {
+        let count = (total - pgno + 1).min(PAGES_PER_CHUNK as u64);
+        let mut chunk = vec![0u8; (count * page_size) as usize];
+        for (i, page) in chunk.chunks_exact_mut(page_size as usize).enumerate() {
+            let n = pgno + i as u64;
+            match overlay.pages.get(&(n as u32)) {
+                Some(&at) => shadow.read_exact_at(page, at)?,
+                None => {
+                    let at = (n - 1) * page_size;
+                    if at + page_size <= file_len {
+                        file.read_exact_at(page, at)?;
+                    } else {
+                        return Err(std::io::Error::other(format!(
+                            "page {n} is neither in the database file nor in the WAL"
+                        )));
+                    }
+                }
+            }
+        }
+        if tx.blocking_send(Ok(Bytes::from(chunk))).is_err() {
+            return Ok(());
+        }
+        pgno += count;
+    }
+    Ok(())
+}
+
+/// Streams the image of `db` with `shadow[..len]` laid over it.
+pub(crate) fn image(db: PathBuf, shadow: PathBuf, len: u64) -> ByteStream {
+    let (tx, rx) = mpsc::channel(4);
+    let context = format!("reading a snapshot of {}", db.display());
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = produce(db, shadow, len, &tx) {
+            let _ = tx.blocking_send(Err(Error::io(context, e)));
+        }
+    });
+    tokio_stream_from(rx)
+}
+
+fn tokio_stream_from(mut rx: mpsc::Receiver<replica_core::Result<Bytes>>) -> ByteStream {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
+}

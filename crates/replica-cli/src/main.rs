@@ -12,9 +12,11 @@ use replica::{Generation, Layout, ReplicaClient, ReplicaClientExt};
 use replica_conformance::{report, run_suite, Report};
 use replica_memory::MemoryStore;
 
+mod config;
 mod copy;
 mod fixtures;
 mod listing;
+mod replicate;
 mod restore;
 mod verify;
 
@@ -133,6 +135,53 @@ enum Command {
         /// Run PRAGMA integrity_check on the result before putting it at PATH.
         #[arg(long)]
         integrity_check: bool,
+    },
+    /// Replicate live SQLite databases into replicas, as `litestream
+    /// replicate` does (and restorable by `litestream restore`): `replica
+    /// replicate DB URL...`, or `replica replicate --config litestream.yml`
+    /// with a Litestream 0.3 config file unchanged. Empty replicas get
+    /// Litestream 0.3's layout unless --layout says otherwise. Runs until
+    /// SIGTERM or SIGINT, then makes a final sync and exits 0. Logs go to
+    /// stderr (`REPLICA_LOG=debug` for more).
+    Replicate {
+        /// The database (with replica URLs after it).
+        db: Option<PathBuf>,
+        /// Replica URLs.
+        urls: Vec<String>,
+        /// A Litestream 0.3 config file (default /etc/litestream.yml when no
+        /// database is given).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Do not expand $VAR and ${VAR} in the config file.
+        #[arg(long)]
+        no_expand_env: bool,
+        /// Log format.
+        #[arg(long, value_enum, default_value = "text")]
+        log_format: replicate::LogFormat,
+        /// How often the WAL is checked (default 1s).
+        #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+        monitor_interval: Option<std::time::Duration>,
+        /// How often each replica uploads (default 1s).
+        #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+        sync_interval: Option<std::time::Duration>,
+        /// A new snapshot this often (default: only per generation).
+        #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+        snapshot_interval: Option<std::time::Duration>,
+        /// A checkpoint at least this often (default 1m).
+        #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+        checkpoint_interval: Option<std::time::Duration>,
+        /// WAL pages that trigger a checkpoint (default 1000).
+        #[arg(long, value_name = "PAGES")]
+        min_checkpoint_page_count: Option<u32>,
+    },
+    /// Write a one-off snapshot of a database into a replica, as a new
+    /// generation holding it at index 0 (consistent: SQLite copies it with
+    /// VACUUM INTO first).
+    Snapshot {
+        /// The database.
+        db: PathBuf,
+        /// Replica URL.
+        url: String,
     },
     /// Run the conformance suite and print the parity matrix (cases × backends).
     ///
@@ -266,6 +315,36 @@ async fn run(command: Command, layout: Option<replica::Layout>) -> Result<(), Ex
                 ..replica_sqlite::RestoreOptions::default()
             };
             restore::run(&*client, &output, options).await
+        }
+        Command::Replicate {
+            db,
+            urls,
+            config,
+            no_expand_env,
+            log_format,
+            monitor_interval,
+            sync_interval,
+            snapshot_interval,
+            checkpoint_interval,
+            min_checkpoint_page_count,
+        } => {
+            replicate::init_logs(log_format);
+            let args = replicate::Args {
+                db,
+                urls,
+                config,
+                no_expand_env,
+                monitor_interval,
+                sync_interval,
+                snapshot_interval,
+                checkpoint_interval,
+                min_checkpoint_page_count,
+            };
+            replicate::run(args, layout).await
+        }
+        Command::Snapshot { db, url } => {
+            replicate::init_logs(replicate::LogFormat::Text);
+            replicate::snapshot(&db, &url, layout).await
         }
         Command::Conformance {
             urls,

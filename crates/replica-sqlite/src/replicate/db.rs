@@ -469,9 +469,12 @@ impl Db {
             Err(Discontinuity(why)) => return self.new_generation(&why),
         }
         let frames = self.shadow.as_ref().map_or(0, Shadow::frames);
-        let due = self.last_checkpoint.elapsed() >= self.options.checkpoint_interval && frames > 0;
+        // Zero turns the interval and the forced checkpoint off, as in Litestream.
+        let interval = self.options.checkpoint_interval;
+        let due = !interval.is_zero() && self.last_checkpoint.elapsed() >= interval && frames > 0;
         if may_checkpoint && (frames >= u64::from(self.options.min_checkpoint_page_count) || due) {
-            let force = frames >= u64::from(self.options.max_checkpoint_page_count);
+            let max = self.options.max_checkpoint_page_count;
+            let force = max > 0 && frames >= u64::from(max);
             self.checkpoint(force)?;
         }
         Ok(())

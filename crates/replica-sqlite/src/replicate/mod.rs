@@ -44,12 +44,12 @@ pub struct DbOptions {
     /// How often the WAL is checked for new frames (`monitor-interval`).
     pub monitor_interval: Duration,
     /// A checkpoint runs at least this often when the WAL holds frames
-    /// (`checkpoint-interval`).
+    /// (`checkpoint-interval`; zero: never by time).
     pub checkpoint_interval: Duration,
     /// WAL pages that trigger a PASSIVE checkpoint (`min-checkpoint-page-count`).
     pub min_checkpoint_page_count: u32,
     /// WAL pages that trigger a checkpoint that waits for readers
-    /// (`max-checkpoint-page-count`).
+    /// (`max-checkpoint-page-count`; zero: never).
     pub max_checkpoint_page_count: u32,
     /// How long to wait for locks held by the application.
     pub busy_timeout: Duration,
@@ -81,7 +81,7 @@ pub struct ReplicaOptions {
     /// A new snapshot this often, if set (`snapshot-interval`).
     pub snapshot_interval: Option<Duration>,
     /// Snapshots and WAL older than this are deleted, except the newest
-    /// snapshot and everything after it (`retention`).
+    /// snapshot and everything after it (`retention`; zero keeps everything).
     pub retention: Duration,
     /// How often retention is enforced (`retention-check-interval`).
     pub retention_check_interval: Duration,

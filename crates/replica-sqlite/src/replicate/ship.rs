@@ -63,9 +63,11 @@ impl Shipper {
                 self.snapshot().await?;
             }
         }
-        let retention_due = self
-            .last_retention
-            .is_none_or(|at| at.elapsed() >= self.options.retention_check_interval);
+        // Zero retention keeps everything, as in Litestream.
+        let retention_due = !self.options.retention.is_zero()
+            && self
+                .last_retention
+                .is_none_or(|at| at.elapsed() >= self.options.retention_check_interval);
         if retention_due {
             self.last_retention = Some(Instant::now());
             self.enforce_retention().await?;

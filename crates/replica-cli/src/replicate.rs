@@ -1,0 +1,264 @@
+//! `replica replicate` and `replica snapshot`: live replication of SQLite
+//! databases, from replica URLs or a Litestream 0.3 config file.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use replica::{Layout, ReplicaClient};
+use replica_sqlite::{DbOptions, Replica, ReplicaOptions, Replicator};
+use tracing::{info, warn};
+
+use crate::{config, describe, Exit};
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LogFormat {
+    /// One human-readable line per event (colours on a terminal).
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Sends `tracing` events to stderr, filtered by `REPLICA_LOG` (default
+/// `info`).
+pub(crate) fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("REPLICA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+/// What `replica replicate` was told on its command line.
+pub(crate) struct Args {
+    pub(crate) db: Option<PathBuf>,
+    pub(crate) urls: Vec<String>,
+    pub(crate) config: Option<PathBuf>,
+    pub(crate) no_expand_env: bool,
+    pub(crate) monitor_interval: Option<Duration>,
+    pub(crate) sync_interval: Option<Duration>,
+    pub(crate) snapshot_interval: Option<Duration>,
+    pub(crate) checkpoint_interval: Option<Duration>,
+    pub(crate) min_checkpoint_page_count: Option<u32>,
+}
+
+/// One database and its replicas, ready to start.
+struct Plan {
+    path: PathBuf,
+    options: DbOptions,
+    replicas: Vec<(ReplicaOptions, String)>,
+}
+
+/// Litestream's default config path.
+const DEFAULT_CONFIG: &str = "/etc/litestream.yml";
+
+fn plans(args: &Args) -> Result<Vec<Plan>, Exit> {
+    match (&args.db, &args.config) {
+        (Some(_), Some(_)) => Err(Exit::Error(
+            "give a database and replica URLs, or --config FILE, not both".into(),
+        )),
+        (Some(db), None) => {
+            if args.urls.is_empty() {
+                return Err(Exit::Error(format!(
+                    "no replica URL for {}: give at least one, e.g. `replica replicate {} file:///backups/db`",
+                    db.display(),
+                    db.display()
+                )));
+            }
+            let mut options = DbOptions::default();
+            if let Some(d) = args.monitor_interval {
+                options.monitor_interval = d;
+            }
+            if let Some(d) = args.checkpoint_interval {
+                options.checkpoint_interval = d;
+            }
+            if let Some(n) = args.min_checkpoint_page_count {
+                options.min_checkpoint_page_count = n;
+                options.max_checkpoint_page_count = options.max_checkpoint_page_count.max(n);
+            }
+            let replicas = args
+                .urls
+                .iter()
+                .map(|url| {
+                    let mut replica = ReplicaOptions {
+                        name: scheme_name(url),
+                        snapshot_interval: args.snapshot_interval,
+                        ..ReplicaOptions::default()
+                    };
+                    if let Some(d) = args.sync_interval {
+                        replica.sync_interval = d;
+                    }
+                    (replica, url.clone())
+                })
+                .collect();
+            Ok(vec![Plan {
+                path: db.clone(),
+                options,
+                replicas,
+            }])
+        }
+        (None, config) => {
+            let path = config.clone().unwrap_or_else(|| {
+                std::env::var_os("LITESTREAM_CONFIG")
+                    .map_or_else(|| PathBuf::from(DEFAULT_CONFIG), PathBuf::from)
+            });
+            if config.is_none() && !path.exists() {
+                return Err(Exit::Error(format!(
+                    "nothing to replicate: give a database and replica URLs, or --config FILE \
+                     (the default config {} does not exist)",
+                    path.display()
+                )));
+            }
+            let parsed =
+                config::load(&path, !args.no_expand_env).map_err(|e| Exit::Error(describe(&e)))?;
+            for ignored in &parsed.ignored {
+                warn!(config = %path.display(), "ignored: {ignored}");
+            }
+            Ok(parsed
+                .dbs
+                .into_iter()
+                .map(|db| Plan {
+                    options: DbOptions {
+                        monitor_interval: db.monitor_interval,
+                        checkpoint_interval: db.checkpoint_interval,
+                        min_checkpoint_page_count: db.min_checkpoint_page_count,
+                        max_checkpoint_page_count: db.max_checkpoint_page_count,
+                        ..DbOptions::default()
+                    },
+                    path: db.path,
+                    replicas: db
+                        .replicas
+                        .into_iter()
+                        .map(|r| {
+                            (
+                                ReplicaOptions {
+                                    name: r.name,
+                                    sync_interval: r.sync_interval,
+                                    snapshot_interval: r.snapshot_interval,
+                                    retention: r.retention,
+                                    retention_check_interval: r.retention_check_interval,
+                                    ..ReplicaOptions::default()
+                                },
+                                r.url,
+                            )
+                        })
+                        .collect(),
+                })
+                .collect())
+        }
+    }
+}
+
+fn scheme_name(url: &str) -> String {
+    url.split_once("://")
+        .map_or("file", |(scheme, _)| scheme)
+        .to_owned()
+}
+
+/// Opens a replica for writing: its own layout if it holds a replica, else
+/// `layout`, else Litestream 0.3's (what `litestream restore` reads).
+async fn open_replica(url: &str, layout: Option<Layout>) -> Result<Arc<dyn ReplicaClient>, Exit> {
+    let options = replica::OpenOptions {
+        layout,
+        empty_layout: Some(Layout::Litestream03),
+    };
+    replica::open_with(url, options)
+        .await
+        .map_err(|e| Exit::Error(describe(&e)))
+}
+
+/// Runs until SIGTERM or SIGINT, then syncs one last time.
+pub(crate) async fn run(args: Args, layout: Option<Layout>) -> Result<(), Exit> {
+    let plans = plans(&args)?;
+    let mut running = Vec::new();
+    for plan in plans {
+        let mut replicas = Vec::new();
+        for (options, url) in plan.replicas {
+            let client = open_replica(&url, layout).await?;
+            info!(db = %plan.path.display(), replica = %options.name, url = %redact(&url), layout = %client.layout(), "replica");
+            replicas.push(Replica { options, client });
+        }
+        let replicator = Replicator::start(&plan.path, plan.options, replicas)
+            .await
+            .map_err(|e| Exit::Error(describe(&e)))?;
+        info!(db = %plan.path.display(), generation = %replicator.generation(), "replicating");
+        running.push((plan.path, replicator));
+    }
+    wait_for_signal().await?;
+    let mut failed = Vec::new();
+    for (path, replicator) in running {
+        if let Err(e) = replicator.stop().await {
+            failed.push(format!("{}: {}", path.display(), describe(&e)));
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(Exit::Error(failed.join("; ")))
+    }
+}
+
+/// A URL without its credentials, for logs.
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            let pairs: Vec<(String, String)> = parsed
+                .query_pairs()
+                .map(|(k, v)| {
+                    let secret = k.contains("secret") || k.contains("key") || k.contains("token");
+                    (
+                        k.into_owned(),
+                        if secret { "***".into() } else { v.into_owned() },
+                    )
+                })
+                .collect();
+            if pairs.is_empty() {
+                parsed.set_query(None);
+            } else {
+                parsed.query_pairs_mut().clear().extend_pairs(pairs);
+            }
+            let _ = parsed.set_password(None);
+            parsed.to_string()
+        }
+        Err(_) => url.to_owned(),
+    }
+}
+
+async fn wait_for_signal() -> Result<(), Exit> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())
+        .map_err(|e| Exit::Error(format!("cannot listen for SIGTERM: {e}")))?;
+    let mut int = signal(SignalKind::interrupt())
+        .map_err(|e| Exit::Error(format!("cannot listen for SIGINT: {e}")))?;
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    info!(signal = name, "stopping: a final sync, then exit");
+    Ok(())
+}
+
+/// `replica snapshot DB URL`.
+pub(crate) async fn snapshot(db: &Path, url: &str, layout: Option<Layout>) -> Result<(), Exit> {
+    let client = open_replica(url, layout).await?;
+    let info = replica_sqlite::snapshot_once(db, &*client)
+        .await
+        .map_err(|e| Exit::Error(describe(&e)))?;
+    println!(
+        "snapshot of {} written: generation {} index 0, {} bytes ({})",
+        db.display(),
+        info.generation,
+        info.size,
+        client.layout()
+    );
+    Ok(())
+}

@@ -1,0 +1,395 @@
+//! `replica replicate` as a user runs it: a live database under a writer,
+//! replicated into file and S3 replicas, restored by the real `litestream
+//! restore` 0.3.13 and by `replica restore` to the source rows; SIGKILLed at
+//! random moments and restarted, never losing what it reported shipped.
+//!
+//! Needs `litestream` and `sqlite3` (see `tests/common`); the S3 test needs
+//! the moto server of `.ci/run`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as Process, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use common::*;
+
+/// `replica replicate ...` running in the background, logging JSON.
+struct Running {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Running {
+    fn start(dir: &Path, args: &[&str]) -> Running {
+        let log = dir.join(format!("replicate-{:08x}.log", rand::random::<u32>()));
+        let file = std::fs::File::create(&log).unwrap();
+        let child = Process::new(assert_cmd::cargo::cargo_bin("replica"))
+            .arg("replicate")
+            .args(args)
+            .args(["--log-format", "json"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(file))
+            .spawn()
+            .expect("replica starts");
+        let running = Running { child, log };
+        running.wait_for("replicating");
+        running
+    }
+
+    fn text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn wait_for(&self, needle: &str) {
+        let started = Instant::now();
+        while !self.text().contains(needle) {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "no {needle:?} within 30 s: {}",
+                self.text()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        // SAFETY: signalling the child this test started, by its PID.
+        assert_eq!(
+            unsafe { libc::kill(self.child.id() as libc::pid_t, signal) },
+            0
+        );
+    }
+
+    /// SIGTERM: a final sync, then exit 0.
+    fn stop(mut self) -> String {
+        self.signal(libc::SIGTERM);
+        let status = self.child.wait().unwrap();
+        let log = self.text();
+        assert!(
+            status.success(),
+            "replica replicate exited with {status}: {log}"
+        );
+        log
+    }
+
+    /// SIGKILL: no final anything.
+    fn kill(mut self) -> String {
+        self.signal(libc::SIGKILL);
+        let _ = self.child.wait();
+        self.text()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const QUICK: &[&str] = &[
+    "--monitor-interval",
+    "30ms",
+    "--sync-interval",
+    "30ms",
+    "--checkpoint-interval",
+    "400ms",
+    "--min-checkpoint-page-count",
+    "60",
+];
+
+/// The latest `through` time of a "wal shipped" event: every transaction
+/// committed before it is in the replica.
+fn shipped_through(log: &str) -> Option<DateTime<Utc>> {
+    log.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|v| v["message"] == "wal shipped")
+        .filter_map(|v| v["through"].as_str().and_then(|t| t.parse().ok()))
+        .max()
+}
+
+fn replica_restore(url: &str, out: &Path) {
+    run_ok(replica().args([
+        "restore",
+        url,
+        "-o",
+        out.to_str().unwrap(),
+        "--integrity-check",
+    ]));
+}
+
+fn replicate_under_load(dir: &Path, urls: &[&str]) -> (String, String) {
+    let db = dir.join("source.db");
+    let mut conn = create_source(&db);
+    let mut args = vec![db.to_str().unwrap()];
+    args.extend_from_slice(urls);
+    args.extend_from_slice(QUICK);
+    let running = Running::start(dir, &args);
+    for round in 0..36 {
+        write_round(&mut conn, round);
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    let log = running.stop();
+    assert!(log.contains("wal shipped"), "{log}");
+    assert!(
+        log.contains("the WAL restarted, new index"),
+        "no checkpoint: {log}"
+    );
+    assert!(log.contains("stopped after a final sync"), "{log}");
+    drop(conn);
+    (rows(&db), log)
+}
+
+#[test]
+fn a_live_database_replicated_to_files_is_restored_by_litestream_and_replica() {
+    let Some(litestream) = litestream() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let flat = format!("file://{}", dir.path().join("flat").display());
+    let nested = format!(
+        "file://{}?layout=litestream-0.4",
+        dir.path().join("nested").display()
+    );
+    let (expected, _) = replicate_under_load(dir.path(), &[&flat, &nested]);
+    // The 0.3 layout by default: the real Litestream restores it.
+    assert_litestream_restores(&litestream, dir.path(), &flat, &expected);
+    for (name, url) in [("flat", &flat), ("nested", &nested)] {
+        let out = dir.path().join(format!("{name}.db"));
+        replica_restore(url, &out);
+        assert!(rows(&out) == expected, "{name}: restored rows differ");
+    }
+    let listed = run_ok(replica().args(["generations", &flat]));
+    assert!(listed.contains("layout: litestream-0.3"), "{listed}");
+    run_ok(replica().args(["verify", &flat]));
+}
+
+#[test]
+fn a_live_database_replicated_to_s3_is_restored_by_litestream_and_replica() {
+    let Some(litestream) = litestream() else {
+        return;
+    };
+    let Some((bucket, _endpoint)) = s3_settings() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = format!("replicate-{:08x}", rand::random::<u32>());
+    let url = format!("s3://{bucket}/{path}");
+    let local = format!("file://{}", dir.path().join("local").display());
+    let (expected, _) = replicate_under_load(dir.path(), &[&url, &local]);
+    assert_litestream_restores_s3(&litestream, dir.path(), &bucket, &path, &expected);
+    let out = dir.path().join("from-s3.db");
+    replica_restore(&url, &out);
+    assert!(rows(&out) == expected, "restored rows differ");
+}
+
+/// What the crash test's writer committed: transaction `n` and when its
+/// commit returned.
+fn crash_writer(
+    db: PathBuf,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Vec<DateTime<Utc>>> {
+    std::thread::spawn(move || {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.busy_timeout(Duration::from_secs(10)).unwrap();
+        let mut committed = Vec::new();
+        let mut n = 0i64;
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            conn.execute(
+                "INSERT INTO log (n, payload) VALUES (?1, ?2)",
+                rusqlite::params![
+                    n,
+                    format!("transaction {n} {}", "x".repeat((n % 300) as usize))
+                ],
+            )
+            .unwrap();
+            committed.push(Utc::now());
+            n += 1;
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        committed
+    })
+}
+
+#[test]
+fn sigkill_at_random_moments_never_loses_what_was_reported_shipped() {
+    let kills: usize = std::env::var("REPLICA_CRASH_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("source.db");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.pragma_update(None, "journal_mode", "wal").unwrap();
+    conn.execute_batch("CREATE TABLE log (n INTEGER PRIMARY KEY, payload TEXT NOT NULL)")
+        .unwrap();
+    let url = format!("file://{}", dir.path().join("replica").display());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = crash_writer(db.clone(), stop.clone());
+    let mut through = Vec::new();
+    let mut generations = std::collections::BTreeSet::new();
+    for kill in 0..kills {
+        let mut args = vec![db.to_str().unwrap(), url.as_str()];
+        args.extend_from_slice(QUICK);
+        let running = Running::start(dir.path(), &args);
+        std::thread::sleep(Duration::from_millis(100 + rand::random::<u64>() % 400));
+        let log = running.kill();
+        for line in log.lines().filter(|l| l.contains("generation")) {
+            if let Some(g) = serde_json::from_str::<serde_json::Value>(line)
+                .ok()
+                .and_then(|v| v["generation"].as_str().map(str::to_owned))
+            {
+                generations.insert(g);
+            }
+        }
+        through.push((kill, shipped_through(&log)));
+        // The replica restores after every kill.
+        let out = dir.path().join(format!("after-kill-{kill}.db"));
+        replica_restore(&url, &out);
+        std::fs::remove_file(&out).unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let committed = writer.join().unwrap();
+    // Every transaction committed before the last reported shipped point is
+    // in the final restore, and what is there is a prefix without holes.
+    let last = through
+        .iter()
+        .filter_map(|(_, t)| *t)
+        .max()
+        .expect("something was reported shipped");
+    let must = committed.iter().filter(|at| **at < last).count() as i64;
+    let out = dir.path().join("final.db");
+    replica_restore(&url, &out);
+    let restored = rusqlite::Connection::open(&out).unwrap();
+    let (count, max): (i64, Option<i64>) = restored
+        .query_row("SELECT COUNT(*), MAX(n) FROM log", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert!(
+        count >= must,
+        "{count} transactions restored, {must} were committed before the last shipped point"
+    );
+    assert_eq!(
+        max.map_or(0, |m| m + 1),
+        count,
+        "the restored transactions have no holes"
+    );
+    eprintln!(
+        "{kills} kills: {} transactions committed, {count} restored, {must} required; {} generations",
+        committed.len(),
+        generations.len()
+    );
+}
+
+/// A TCP proxy to the S3 server that can cut every connection and refuse
+/// new ones for a while: an outage as the replicator sees it.
+struct Proxy {
+    port: u16,
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    open: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Proxy {
+    fn start(upstream: String) -> Proxy {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let open = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (d, o) = (down.clone(), open.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if d.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let Ok(server) = std::net::TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                {
+                    let mut open = o.lock().unwrap();
+                    open.push(client.try_clone().unwrap());
+                    open.push(server.try_clone().unwrap());
+                }
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Proxy { port, down, open }
+    }
+
+    /// Cuts every connection and refuses new ones until `restore`.
+    fn cut(&self) {
+        self.down.store(true, std::sync::atomic::Ordering::SeqCst);
+        for stream in self.open.lock().unwrap().drain(..) {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    fn restore(&self) {
+        self.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn an_s3_outage_of_ten_seconds_under_load_is_caught_up() {
+    let Some(litestream) = litestream() else {
+        return;
+    };
+    let Some((bucket, endpoint)) = s3_settings() else {
+        return;
+    };
+    let upstream = endpoint
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let proxy = Proxy::start(upstream);
+    let dir = tempfile::tempdir().unwrap();
+    let path = format!("outage-{:08x}", rand::random::<u32>());
+    let url = format!(
+        "s3://{bucket}/{path}?endpoint=http://127.0.0.1:{}&allow_http=true&timeout=2s",
+        proxy.port
+    );
+    let db = dir.path().join("source.db");
+    let mut conn = create_source(&db);
+    let mut args = vec![db.to_str().unwrap(), url.as_str()];
+    args.extend_from_slice(QUICK);
+    let running = Running::start(dir.path(), &args);
+    let mut round = 0;
+    let mut write_for = |conn: &mut rusqlite::Connection, duration: Duration| {
+        let until = Instant::now() + duration;
+        while Instant::now() < until {
+            write_round(conn, round);
+            round += 1;
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    write_for(&mut conn, Duration::from_secs(1));
+    running.wait_for("wal shipped");
+    proxy.cut();
+    write_for(&mut conn, Duration::from_secs(10));
+    proxy.restore();
+    running.wait_for("replica reachable again");
+    write_for(&mut conn, Duration::from_secs(1));
+    let log = running.stop();
+    assert!(
+        log.contains("sync failed; retrying"),
+        "no outage seen: {log}"
+    );
+    let expected = rows(&db);
+    assert_litestream_restores_s3(&litestream, dir.path(), &bucket, &path, &expected);
+    let out = dir.path().join("after-outage.db");
+    replica_restore(&format!("s3://{bucket}/{path}"), &out);
+    assert!(rows(&out) == expected, "restored rows differ");
+}

@@ -393,3 +393,120 @@ fn an_s3_outage_of_ten_seconds_under_load_is_caught_up() {
     replica_restore(&format!("s3://{bucket}/{path}"), &out);
     assert!(rows(&out) == expected, "restored rows differ");
 }
+
+#[test]
+fn a_litestream_config_file_runs_unchanged_and_litestream_restores_with_it() {
+    let Some(litestream) = litestream() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("source.db");
+    let mut conn = create_source(&db);
+    // The file an existing Litestream user has: intervals, checkpoints,
+    // an environment variable for the replica's place.
+    let config = dir.path().join("litestream.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "dbs:\n  - path: {}\n    monitor-interval: 50ms\n    checkpoint-interval: 400ms\n    \
+             min-checkpoint-page-count: 60\n    replicas:\n      - url: file://${{REPLICA_DIR}}/backup\n        \
+             sync-interval: 50ms\n        snapshot-interval: 1s\n        retention: 24h\n",
+            db.display()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("config-run.log");
+    let mut child = Process::new(assert_cmd::cargo::cargo_bin("replica"))
+        .args(["replicate", "--config"])
+        .arg(&config)
+        .env("REPLICA_DIR", dir.path())
+        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("replicating")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{}",
+            std::fs::read_to_string(&log).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for round in 0..24 {
+        write_round(&mut conn, round);
+        std::thread::sleep(Duration::from_millis(40));
+    }
+    // SAFETY: signalling the child this test started, by its PID.
+    assert_eq!(
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) },
+        0
+    );
+    let status = child.wait().unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "{text}");
+    assert!(text.contains("SIGINT"), "{text}");
+    drop(conn);
+    let expected = rows(&db);
+    // `litestream restore -config` with the very same file.
+    let out = dir.path().join("restored.db");
+    let restored = Process::new(&litestream)
+        .args(["restore", "-config"])
+        .arg(&config)
+        .arg("-o")
+        .arg(&out)
+        .arg(&db)
+        .env("REPLICA_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        restored.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restored.stderr)
+    );
+    assert!(rows(&out) == expected, "restored rows differ");
+}
+
+#[test]
+fn an_unknown_key_in_the_config_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("litestream.yml");
+    std::fs::write(
+        &config,
+        "dbs:\n  - path: /tmp/x.db\n    replicas:\n      - url: file:///tmp/r\n        sync-intervl: 1s\n",
+    )
+    .unwrap();
+    let out = replica()
+        .args(["replicate", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("sync-intervl") && err.contains("dbs[0].replicas[0]"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_one_off_snapshot_is_restored_by_litestream() {
+    let Some(litestream) = litestream() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("source.db");
+    let mut conn = create_source(&db);
+    for round in 0..5 {
+        write_round(&mut conn, round);
+    }
+    let url = format!("file://{}", dir.path().join("snap").display());
+    let printed = run_ok(replica().args(["snapshot", db.to_str().unwrap(), &url]));
+    assert!(
+        printed.contains("index 0") && printed.contains("litestream-0.3"),
+        "{printed}"
+    );
+    drop(conn);
+    assert_litestream_restores(&litestream, dir.path(), &url, &rows(&db));
+}

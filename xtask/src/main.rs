@@ -70,7 +70,8 @@ fn ci() -> Result<(), String> {
     conformance()
 }
 
-/// The reliability tests in full mode: 200 SIGKILLs, 250,000 generated inputs
+/// The reliability tests in full mode: 200 SIGKILLs (of a file write and of
+/// the replicator), 250,000 generated inputs
 /// per bad-input property (over 1,000,000 in all), 256 model sequences per
 /// backend. `cargo xtask ci` runs the same tests in quick mode.
 fn reliability() -> Result<(), String> {
@@ -126,6 +127,21 @@ fn reliability() -> Result<(), String> {
             "replica-object-store",
             "--test",
             "s3_outage",
+        ],
+        &env,
+    )?;
+    // The replicator SIGKILLed 200 times under a writer (needs sqlite3 and
+    // litestream as `.ci/run` provides them).
+    cargo(
+        &[
+            "test",
+            "--release",
+            "-p",
+            "replica-cli",
+            "--test",
+            "replicate",
+            "--",
+            "sigkill",
         ],
         &env,
     )?;

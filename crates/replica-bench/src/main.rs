@@ -29,6 +29,7 @@ use replica_memory::MemoryClient;
 use replica_object_store::{ObjectKeyStore, ObjectStoreClient};
 use serde::Serialize;
 
+mod replicate;
 mod restore;
 mod workload;
 
@@ -53,6 +54,7 @@ struct Sizes {
     overhead_ops: u64,
     cursor_appends: u64,
     restore: restore::RestoreSizes,
+    replicate: replicate::ReplicateSizes,
 }
 
 impl Sizes {
@@ -70,6 +72,10 @@ impl Sizes {
                 min_transactions: 1_000,
                 reps: 3,
             },
+            replicate: replicate::ReplicateSizes {
+                transactions: 4_000,
+                pace: Duration::from_millis(4),
+            },
         }
     }
 
@@ -86,6 +92,10 @@ impl Sizes {
                 database_bytes: 4 << 20,
                 min_transactions: 100,
                 reps: 1,
+            },
+            replicate: replicate::ReplicateSizes {
+                transactions: 400,
+                pace: Duration::from_millis(4),
             },
         }
     }
@@ -654,6 +664,14 @@ async fn main() {
     }
     if run("6") {
         figures.extend(scaling(scratch.path(), &sizes).await);
+    }
+    if run("8") {
+        let (dir, sizes) = (scratch.path().to_owned(), sizes.replicate);
+        figures.extend(
+            tokio::task::spawn_blocking(move || replicate::replicate(&dir, &sizes))
+                .await
+                .expect("benchmark 8"),
+        );
     }
     if run("7") {
         let (dir, sizes) = (scratch.path().to_owned(), sizes.restore);

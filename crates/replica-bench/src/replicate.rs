@@ -1,0 +1,321 @@
+//! Benchmark 8: `replica replicate` against `litestream replicate` 0.3.13,
+//! the same write load, the same config file, to a file replica.
+//!
+//! A writer commits realistic transactions (orders with text, two indexes)
+//! at a steady pace while the tool replicates; a poller watches the
+//! replica's WAL directory and decodes every new segment. For each
+//! transaction the writer notes when its commit returned and where it ended
+//! in the WAL (SQLite's WAL hook gives the frame count; the WAL header's
+//! salt-1, which grows by one per restart, gives the index); the poller
+//! notes when a segment covering that point appeared. Reported: the tool's
+//! CPU seconds per MiB of WAL shipped (from `wait4`), the commit-to-shipped
+//! lag at p50 and p99, and peak RSS (`VmHWM` just before SIGTERM).
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::Figure;
+
+/// Sizes of the replicate benchmark.
+pub(crate) struct ReplicateSizes {
+    /// Transactions written per tool.
+    pub(crate) transactions: u64,
+    /// Pause between transactions.
+    pub(crate) pace: Duration,
+}
+
+/// One transaction: when its commit returned, its WAL salt-1 and end.
+struct Commit {
+    at: Instant,
+    salt1: u32,
+    end: u64,
+}
+
+/// A segment seen in the replica: index, end offset, when first seen.
+struct Seen {
+    index: u64,
+    end: u64,
+    at: Instant,
+}
+
+struct Outcome {
+    cpu_secs: f64,
+    wal_mib: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    rss_mib: f64,
+}
+
+fn config(dir: &Path, db: &Path) -> PathBuf {
+    let path = dir.join("litestream.yml");
+    std::fs::write(
+        &path,
+        format!(
+            "dbs:\n  - path: {}\n    monitor-interval: 10ms\n    checkpoint-interval: 1s\n    \
+             min-checkpoint-page-count: 1000\n    replicas:\n      - url: file://{}/replica\n        \
+             sync-interval: 10ms\n        snapshot-interval: 24h\n",
+            db.display(),
+            dir.display()
+        ),
+    )
+    .expect("config");
+    path
+}
+
+fn salt1(wal: &Path) -> u32 {
+    use std::os::unix::fs::FileExt;
+    let mut b = [0u8; 4];
+    std::fs::File::open(wal)
+        .and_then(|f| f.read_exact_at(&mut b, 16))
+        .map_or(0, |()| u32::from_be_bytes(b))
+}
+
+/// Watches `root/generations/*/wal/` and decodes each new segment.
+fn poll(root: PathBuf, stop: Arc<AtomicBool>) -> (Vec<Seen>, Option<u32>, u64) {
+    let mut known = HashSet::new();
+    let mut seen = Vec::new();
+    let mut base_salt = None;
+    let mut bytes = 0u64;
+    loop {
+        let last = stop.load(Ordering::SeqCst);
+        let gens = std::fs::read_dir(root.join("generations"))
+            .into_iter()
+            .flatten();
+        for g in gens.flatten() {
+            let dir = g.path().join("wal");
+            for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let Some(stem) = name.strip_suffix(".wal.lz4") else {
+                    continue;
+                };
+                if !known.insert(name.clone()) {
+                    continue;
+                }
+                let at = Instant::now();
+                let Some((i, o)) = stem.split_once('_') else {
+                    continue;
+                };
+                let (Ok(index), Ok(offset)) =
+                    (u64::from_str_radix(i, 16), u64::from_str_radix(o, 16))
+                else {
+                    continue;
+                };
+                let Ok(raw) = std::fs::read(e.path()) else {
+                    continue;
+                };
+                let Ok(plain) = replica_core::lz4::decompress(&raw) else {
+                    continue;
+                };
+                if index == 0 && offset == 0 && plain.len() >= 20 {
+                    base_salt = Some(u32::from_be_bytes(plain[16..20].try_into().expect("4")));
+                }
+                bytes += plain.len() as u64;
+                seen.push(Seen {
+                    index,
+                    end: offset + plain.len() as u64,
+                    at,
+                });
+            }
+        }
+        if last {
+            return (seen, base_salt, bytes);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn run_one(program: &Path, args: &[&str], dir: &Path, s: &ReplicateSizes) -> Outcome {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    let db = dir.join("source.db");
+    let mut conn = rusqlite::Connection::open(&db).expect("open");
+    conn.pragma_update(None, "journal_mode", "wal")
+        .expect("wal");
+    conn.busy_timeout(Duration::from_secs(10)).expect("busy");
+    crate::workload::create_schema(&conn);
+    let frames = Arc::new(Mutex::new(0i32));
+    let f = frames.clone();
+    conn.wal_hook(Some(
+        move |_: &mut rusqlite::hooks::Wal, pages: std::ffi::c_int| {
+            *f.lock().expect("lock") = pages;
+            Ok(())
+        },
+    ))
+    .expect("wal hook");
+    let page_size: u64 = conn
+        .query_row("PRAGMA page_size", [], |r| r.get::<_, i64>(0))
+        .expect("page size") as u64;
+    let config = config(dir, &db);
+    let mut child = Command::new(program)
+        .args(args)
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the replicator starts");
+    let stop = Arc::new(AtomicBool::new(false));
+    let poller = {
+        let (root, stop) = (dir.join("replica"), stop.clone());
+        std::thread::spawn(move || poll(root, stop))
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let wal = dir.join("source.db-wal");
+    let mut commits = Vec::new();
+    for round in 0..s.transactions {
+        let tx = conn.transaction().expect("begin");
+        crate::workload::insert_orders(&tx, round * 20, 20);
+        tx.execute(
+            "UPDATE orders SET qty = qty + 1 WHERE id = ?1",
+            [(round * 7) as i64 % (round as i64 * 20 + 1) + 1],
+        )
+        .expect("update");
+        tx.commit().expect("commit");
+        let at = Instant::now();
+        let end = 32 + *frames.lock().expect("lock") as u64 * (24 + page_size);
+        commits.push(Commit {
+            at,
+            salt1: salt1(&wal),
+            end,
+        });
+        std::thread::sleep(s.pace);
+    }
+    // Let the last transactions ship, then stop the tool.
+    std::thread::sleep(Duration::from_secs(2));
+    let rss_mib = std::fs::read_to_string(format!("/proc/{}/status", child.id()))
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|k| k.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kib| kib / 1024.0);
+    // SAFETY: signalling and reaping the child started above, by its PID.
+    let cpu_secs = unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+        let mut status = 0;
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage);
+        let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        secs(usage.ru_utime) + secs(usage.ru_stime)
+    };
+    let _ = child.try_wait();
+    stop.store(true, Ordering::SeqCst);
+    let (seen, base_salt, bytes) = poller.join().expect("poller");
+    let base = base_salt.expect("the replica holds WAL index 0");
+    // Earliest time each (index) reached at least a given end.
+    let mut by_index: BTreeMap<u64, Vec<(u64, Instant)>> = BTreeMap::new();
+    for s in &seen {
+        by_index.entry(s.index).or_default().push((s.end, s.at));
+    }
+    let mut lags: Vec<f64> = commits
+        .iter()
+        .filter_map(|c| {
+            let index = u64::from(c.salt1.wrapping_sub(base));
+            let shipped = seen
+                .iter()
+                .filter(|s| (s.index == index && s.end >= c.end) || s.index > index)
+                .map(|s| s.at)
+                .min()?;
+            Some(shipped.saturating_duration_since(c.at).as_secs_f64() * 1000.0)
+        })
+        .collect();
+    lags.sort_by(f64::total_cmp);
+    assert!(
+        lags.len() as u64 >= s.transactions * 99 / 100,
+        "{} of {} transactions seen shipped",
+        lags.len(),
+        s.transactions
+    );
+    Outcome {
+        cpu_secs,
+        wal_mib: bytes as f64 / f64::from(1 << 20),
+        p50_ms: percentile(&lags, 0.5),
+        p99_ms: percentile(&lags, 0.99),
+        rss_mib,
+    }
+}
+
+/// Benchmark 8. Needs `litestream` (`REPLICA_LITESTREAM`) and the `replica`
+/// binary (`REPLICA_BIN`, set by `cargo xtask bench`).
+pub(crate) fn replicate(scratch: &Path, s: &ReplicateSizes) -> Vec<Figure> {
+    let litestream = std::env::var_os("REPLICA_LITESTREAM")
+        .map(PathBuf::from)
+        .filter(|p| p.is_file());
+    let ours = std::env::var_os("REPLICA_BIN")
+        .map(PathBuf::from)
+        .filter(|p| p.is_file());
+    let (Some(litestream), Some(ours)) = (litestream, ours) else {
+        eprintln!("benchmark 8 not run: needs REPLICA_LITESTREAM and REPLICA_BIN");
+        return vec![Figure {
+            bench: "8. replicate: replica vs litestream 0.3.13".into(),
+            ours: "not run".into(),
+            baseline: "needs REPLICA_LITESTREAM and REPLICA_BIN".into(),
+            ratio: 0.0,
+            target: "<= 0.5 (CPU per MiB)".into(),
+            met: None,
+        }];
+    };
+    let theirs = run_one(
+        &litestream,
+        &["replicate", "-config"],
+        &scratch.join("replicate-litestream"),
+        s,
+    );
+    let o = run_one(
+        &ours,
+        &["replicate", "--config"],
+        &scratch.join("replicate-replica"),
+        s,
+    );
+    let per_mib = |x: &Outcome| x.cpu_secs / x.wal_mib;
+    let cpu_ratio = per_mib(&o) / per_mib(&theirs);
+    let detail = format!(
+        "{} transactions, {:.1} MiB of WAL shipped by replica, {:.1} MiB by litestream",
+        s.transactions, o.wal_mib, theirs.wal_mib
+    );
+    vec![
+        Figure {
+            bench: format!("8. replicate CPU seconds per MiB of WAL shipped ({detail})"),
+            ours: format!("{:.3} s/MiB", per_mib(&o)),
+            baseline: format!("{:.3} s/MiB", per_mib(&theirs)),
+            ratio: cpu_ratio,
+            target: "<= 0.5".into(),
+            met: Some(cpu_ratio <= 0.5),
+        },
+        Figure {
+            bench: "8b. commit-to-shipped lag, p50".into(),
+            ours: format!("{:.1} ms", o.p50_ms),
+            baseline: format!("{:.1} ms", theirs.p50_ms),
+            ratio: o.p50_ms / theirs.p50_ms,
+            target: "<= 1".into(),
+            met: Some(o.p50_ms <= theirs.p50_ms),
+        },
+        Figure {
+            bench: "8c. commit-to-shipped lag, p99".into(),
+            ours: format!("{:.1} ms", o.p99_ms),
+            baseline: format!("{:.1} ms", theirs.p99_ms),
+            ratio: o.p99_ms / theirs.p99_ms,
+            target: "<= 1".into(),
+            met: Some(o.p99_ms <= theirs.p99_ms),
+        },
+        Figure {
+            bench: "8d. peak RSS while replicating".into(),
+            ours: format!("{:.1} MiB", o.rss_mib),
+            baseline: format!("{:.1} MiB", theirs.rss_mib),
+            ratio: o.rss_mib / theirs.rss_mib,
+            target: "report".into(),
+            met: None,
+        },
+    ]
+}

@@ -3,7 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use object_store::{ObjectStore, ObjectStoreScheme, RetryConfig};
+use object_store::{ObjectStore, ObjectStoreScheme};
+#[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
+use object_store::RetryConfig;
 
 use replica_core::{Error, Result};
 use url::Url;
@@ -54,10 +56,12 @@ pub fn open_url(url: &Url) -> Result<ObjectKeyStore> {
     let cannot = |e: &dyn std::fmt::Display| Error::invalid(format!("cannot open {url}: {e}"));
     let (scheme, path) = ObjectStoreScheme::parse(&bare).map_err(|e| cannot(&e))?;
     let prefix = object_store::path::Path::parse(path).map_err(|e| cannot(&e))?;
+    #[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
     let retry = RetryConfig {
         retry_timeout: RETRY_TIMEOUT,
         ..RetryConfig::default()
     };
+    #[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
     macro_rules! build {
         ($builder:ty, $key:ty) => {{
             let mut builder = <$builder>::new().with_url(bare.as_str());
@@ -105,6 +109,11 @@ pub fn open_url(url: &Url) -> Result<ObjectKeyStore> {
             ),
             "azure",
         ),
+        ObjectStoreScheme::Memory | ObjectStoreScheme::Local if !query.is_empty() => {
+            return Err(Error::invalid(format!(
+                "cannot open {url}: this scheme takes no options in the URL query"
+            )))
+        }
         ObjectStoreScheme::Memory => (
             Arc::new(object_store::memory::InMemory::new()) as _,
             "object_store_memory",
@@ -121,5 +130,7 @@ pub fn open_url(url: &Url) -> Result<ObjectKeyStore> {
             )))
         }
     };
+    #[cfg(not(any(feature = "aws", feature = "gcp", feature = "azure")))]
+    drop(env);
     Ok(ObjectKeyStore::new(store, prefix.as_ref()).with_kind(kind))
 }

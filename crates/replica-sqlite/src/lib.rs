@@ -16,8 +16,9 @@
 //!   `PRAGMA integrity_check` passes).
 //!
 //! Storage, layouts and LZ4 live in `replica-core`; this crate only adds
-//! what a database needs. `rusqlite` (bundled SQLite) is used for the
-//! integrity check only: WAL is applied by this crate's own code.
+//! what a database needs. `rusqlite` (bundled SQLite) serves the integrity
+//! check and the replicator's connections; WAL is parsed and applied by this
+//! crate's own code.
 
 pub mod replicate;
 pub mod restore;

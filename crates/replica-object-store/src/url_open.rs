@@ -3,9 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use object_store::{ObjectStore, ObjectStoreScheme};
 #[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
 use object_store::RetryConfig;
+use object_store::{ObjectStore, ObjectStoreScheme};
 
 use replica_core::{Error, Result};
 use url::Url;

@@ -73,6 +73,8 @@ pub(crate) struct Db {
     last_checkpoint: Instant,
     copied_at: SystemTime,
     first_index: u64,
+    /// Read buffer of `copy_frames`, kept between rounds.
+    buf: Vec<u8>,
 }
 
 fn io(context: String) -> impl FnOnce(std::io::Error) -> ReplicateError {
@@ -167,6 +169,7 @@ impl Db {
             last_checkpoint: Instant::now(),
             copied_at: SystemTime::now(),
             first_index: 0,
+            buf: Vec::new(),
         };
         db.acquire_read()?;
         match db.resume() {
@@ -386,15 +389,19 @@ impl Db {
         let mut chain = shadow.chain;
         let mut committed = (shadow.len, shadow.chain);
         let batch_frames = (4 << 20) / frame_len.max(1) + 1;
-        let mut buf = Vec::new();
+        let mut buf = std::mem::take(&mut self.buf);
         'outer: while offset + frame_len <= size {
             let frames = ((size - offset) / frame_len).min(batch_frames);
-            buf.resize((frames * frame_len) as usize, 0);
-            if wal.read_exact_at(&mut buf, offset).is_err() {
+            let want = (frames * frame_len) as usize;
+            if buf.len() < want {
+                buf.resize(want, 0);
+            }
+            let batch = &mut buf[..want];
+            if wal.read_exact_at(batch, offset).is_err() {
                 break;
             }
             let mut valid = 0;
-            for frame in buf.chunks_exact(frame_len as usize) {
+            for frame in batch.chunks_exact(frame_len as usize) {
                 let head = &frame[..FRAME_HEADER_LEN];
                 if (be32(head, 8), be32(head, 12)) != salts {
                     break;
@@ -414,7 +421,7 @@ impl Db {
                 }
             }
             if valid > 0 {
-                let bytes = &buf[..(valid * frame_len) as usize];
+                let bytes = &batch[..(valid * frame_len) as usize];
                 shadow
                     .file
                     .write_all_at(bytes, offset)
@@ -425,6 +432,8 @@ impl Db {
                 break 'outer;
             }
         }
+        self.buf = buf;
+        let shadow = self.shadow.as_mut().expect("a shadow is open");
         let copied = committed.0 - shadow.len;
         if offset != shadow.len {
             // Drop frames of a transaction not committed yet; they are copied
@@ -443,11 +452,9 @@ impl Db {
 
     /// One round: copy new frames, checkpoint when due, start a new
     /// generation when continuity is lost.
-    pub(crate) fn sync(
-        &mut self,
-        force_new_generation: bool,
-        may_checkpoint: bool,
-    ) -> Result<(), ReplicateError> {
+    /// One round's first half: copy new frames, or start a new generation
+    /// when continuity is lost. Publish after this, then [`Db::checkpoint_if_due`].
+    pub(crate) fn sync(&mut self, force_new_generation: bool) -> Result<(), ReplicateError> {
         if force_new_generation {
             return self.new_generation("a replica cannot continue the generation");
         }
@@ -465,14 +472,20 @@ impl Db {
                 if copied > 0 {
                     debug!(bytes = copied, "copied WAL frames");
                 }
+                Ok(())
             }
-            Err(Discontinuity(why)) => return self.new_generation(&why),
+            Err(Discontinuity(why)) => self.new_generation(&why),
         }
+    }
+
+    /// One round's second half: a checkpoint when the WAL holds enough
+    /// pages or the interval has passed.
+    pub(crate) fn checkpoint_if_due(&mut self) -> Result<(), ReplicateError> {
         let frames = self.shadow.as_ref().map_or(0, Shadow::frames);
         // Zero turns the interval and the forced checkpoint off, as in Litestream.
         let interval = self.options.checkpoint_interval;
         let due = !interval.is_zero() && self.last_checkpoint.elapsed() >= interval && frames > 0;
-        if may_checkpoint && (frames >= u64::from(self.options.min_checkpoint_page_count) || due) {
+        if frames >= u64::from(self.options.min_checkpoint_page_count) || due {
             let max = self.options.max_checkpoint_page_count;
             let force = max > 0 && frames >= u64::from(max);
             self.checkpoint(force)?;

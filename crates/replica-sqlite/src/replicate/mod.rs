@@ -224,6 +224,7 @@ impl Replicator {
                     pos: None,
                     last_snapshot: None,
                     last_retention: None,
+                    shipped: 0,
                 };
                 (name, tokio::spawn(shipper.run(stop_replicas_rx.clone())))
             })
@@ -280,6 +281,19 @@ impl Replicator {
     }
 }
 
+/// Wakes the replicas only when there is something new for them; a round
+/// that copied nothing refreshes the copy time silently.
+fn publish(views: &watch::Sender<ShadowView>, view: ShadowView) {
+    views.send_if_modified(|current| {
+        let new = current.generation != view.generation
+            || current.index != view.index
+            || current.len != view.len
+            || current.first_index != view.first_index;
+        *current = view;
+        new
+    });
+}
+
 async fn db_loop(
     db: Arc<Mutex<db::Db>>,
     monitor: Duration,
@@ -299,19 +313,16 @@ async fn db_loop(
             tokio::task::spawn_blocking(move || {
                 let mut db = db.lock().unwrap_or_else(|p| p.into_inner());
                 let diverged = shared.diverged.swap(false, Ordering::SeqCst);
+                // Replicas see new frames before any checkpoint runs.
+                let mut result = db.sync(diverged);
+                publish(&views, db.view());
                 // A snapshot being read holds the gate: no checkpoint then.
-                let result = match gate.try_write() {
-                    Ok(_guard) => {
-                        let result = db.sync(diverged, true);
-                        views.send_replace(db.view());
-                        result
+                if result.is_ok() {
+                    if let Ok(_guard) = gate.try_write() {
+                        result = db.checkpoint_if_due();
+                        publish(&views, db.view());
                     }
-                    Err(_) => {
-                        let result = db.sync(diverged, false);
-                        views.send_replace(db.view());
-                        result
-                    }
-                };
+                }
                 let keep = shared
                     .positions
                     .lock()

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use replica_core::{
-    client::reader_stream, decompressed_len, lz4, Error, Pos, ReplicaClient, Result,
+    bytes_stream, client::reader_stream, decompressed_len, lz4, ByteStream, Error, Pos,
+    ReplicaClient, Result,
 };
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::{watch, RwLock};
@@ -29,6 +30,8 @@ pub(crate) struct Shipper {
     pub(crate) pos: Option<Pos>,
     pub(crate) last_snapshot: Option<DateTime<Utc>>,
     pub(crate) last_retention: Option<Instant>,
+    /// Segments shipped so far.
+    pub(crate) shipped: u64,
 }
 
 fn index_path(view: &ShadowView, index: u64) -> PathBuf {
@@ -197,16 +200,9 @@ impl Shipper {
                     .len()
             };
             if pos.offset < len {
-                let mut file = tokio::fs::File::open(&path)
-                    .await
-                    .map_err(io(format!("opening {}", path.display())))?;
-                file.seek(std::io::SeekFrom::Start(pos.offset))
-                    .await
-                    .map_err(io(format!("reading {}", path.display())))?;
-                let data = reader_stream(file.take(len - pos.offset), CHUNK);
-                self.client
-                    .write_wal_segment(&pos, lz4::compress_stream(data))
-                    .await?;
+                let data = read_range(path, pos.offset, len).await?;
+                self.client.write_wal_segment(&pos, data).await?;
+                self.shipped += 1;
                 let through = (pos.index == view.index && len == view.len).then(|| {
                     DateTime::<Utc>::from(view.copied_at)
                         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -307,13 +303,20 @@ impl Shipper {
         let mut failures = 0u32;
         loop {
             let started = Instant::now();
+            let shipped_before = self.shipped;
             let wait = match self.sync().await {
                 Ok(()) => {
                     if failures > 0 {
                         info!(replica = self.name(), "replica reachable again");
                     }
                     failures = 0;
-                    self.options.sync_interval.saturating_sub(started.elapsed())
+                    // At most one upload per sync interval; a round that
+                    // shipped nothing waits for news at once.
+                    if self.shipped == shipped_before {
+                        Duration::ZERO
+                    } else {
+                        self.options.sync_interval.saturating_sub(started.elapsed())
+                    }
                 }
                 Err(e) => {
                     failures += 1;
@@ -358,6 +361,37 @@ impl Shipper {
         }
         self.ship(&view).await
     }
+}
+
+/// Ranges up to this size are read and compressed in one blocking call;
+/// larger ones (a backlog after an outage) are streamed.
+const WHOLE: u64 = 8 << 20;
+
+/// `[offset, len)` of a shadow WAL file, LZ4-compressed.
+async fn read_range(path: PathBuf, offset: u64, len: u64) -> Result<ByteStream> {
+    let context = format!("reading {}", path.display());
+    if len - offset <= WHOLE {
+        let read = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+            use std::os::unix::fs::FileExt;
+            let file = std::fs::File::open(&path)?;
+            let mut plain = vec![0u8; (len - offset) as usize];
+            file.read_exact_at(&mut plain, offset)?;
+            Ok(lz4::compress(&plain))
+        })
+        .await
+        .map_err(|e| Error::io(context.clone(), std::io::Error::other(e)))?;
+        return Ok(bytes_stream(read.map_err(io(context))?));
+    }
+    let mut file = tokio::fs::File::open(&path)
+        .await
+        .map_err(io(context.clone()))?;
+    file.seek(std::io::SeekFrom::Start(offset))
+        .await
+        .map_err(io(context))?;
+    Ok(lz4::compress_stream(reader_stream(
+        file.take(len - offset),
+        CHUNK,
+    )))
 }
 
 fn backoff(base: Duration, failures: u32) -> Duration {

@@ -179,32 +179,48 @@ async fn open_replica(url: &str, layout: Option<Layout>) -> Result<Arc<dyn Repli
 /// Runs until SIGTERM or SIGINT, then syncs one last time.
 pub(crate) async fn run(args: Args, layout: Option<Layout>) -> Result<(), Exit> {
     let plans = plans(&args)?;
+    // Listening before anything starts: a signal during start-up is a stop.
+    let signals = Signals::new()?;
     let mut running = Vec::new();
+    let mut started = Ok(());
     for plan in plans {
-        let mut replicas = Vec::new();
-        for (options, url) in plan.replicas {
-            let client = open_replica(&url, layout).await?;
-            info!(db = %plan.path.display(), replica = %options.name, url = %redact(&url), layout = %client.layout(), "replica");
-            replicas.push(Replica { options, client });
+        match start(plan, layout).await {
+            Ok(one) => running.push(one),
+            Err(e) => {
+                started = Err(e);
+                break;
+            }
         }
-        let replicator = Replicator::start(&plan.path, plan.options, replicas)
-            .await
-            .map_err(|e| Exit::Error(describe(&e)))?;
-        info!(db = %plan.path.display(), generation = %replicator.generation(), "replicating");
-        running.push((plan.path, replicator));
     }
-    wait_for_signal().await?;
+    if started.is_ok() {
+        signals.wait().await;
+    }
     let mut failed = Vec::new();
     for (path, replicator) in running {
         if let Err(e) = replicator.stop().await {
             failed.push(format!("{}: {}", path.display(), describe(&e)));
         }
     }
+    started?;
     if failed.is_empty() {
         Ok(())
     } else {
         Err(Exit::Error(failed.join("; ")))
     }
+}
+
+async fn start(plan: Plan, layout: Option<Layout>) -> Result<(PathBuf, Replicator), Exit> {
+    let mut replicas = Vec::new();
+    for (options, url) in plan.replicas {
+        let client = open_replica(&url, layout).await?;
+        info!(db = %plan.path.display(), replica = %options.name, url = %redact(&url), layout = %client.layout(), "replica");
+        replicas.push(Replica { options, client });
+    }
+    let replicator = Replicator::start(&plan.path, plan.options, replicas)
+        .await
+        .map_err(|e| Exit::Error(format!("{}: {}", plan.path.display(), describe(&e))))?;
+    info!(db = %plan.path.display(), generation = %replicator.generation(), "replicating");
+    Ok((plan.path, replicator))
 }
 
 /// A URL without its credentials, for logs.
@@ -233,18 +249,39 @@ fn redact(url: &str) -> String {
     }
 }
 
-async fn wait_for_signal() -> Result<(), Exit> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())
-        .map_err(|e| Exit::Error(format!("cannot listen for SIGTERM: {e}")))?;
-    let mut int = signal(SignalKind::interrupt())
-        .map_err(|e| Exit::Error(format!("cannot listen for SIGINT: {e}")))?;
-    let name = tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    };
-    info!(signal = name, "stopping: a final sync, then exit");
-    Ok(())
+/// SIGTERM and SIGINT.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Signals, Exit> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())
+                .map_err(|e| Exit::Error(format!("cannot listen for SIGTERM: {e}")))?,
+            int: signal(SignalKind::interrupt())
+                .map_err(|e| Exit::Error(format!("cannot listen for SIGINT: {e}")))?,
+        })
+    }
+
+    async fn wait(mut self) {
+        let name = tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        };
+        info!(signal = name, "stopping: a final sync, then exit");
+        // A second signal while the final sync hangs ends the process.
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = self.term.recv() => {}
+                _ = self.int.recv() => {}
+            }
+            warn!("second signal: exiting without waiting for the final sync");
+            std::process::exit(1);
+        });
+    }
 }
 
 /// `replica snapshot DB URL`.

@@ -62,6 +62,32 @@ fn write_round(conn: &mut Connection, round: i64) {
     tx.commit().unwrap();
 }
 
+/// A small transaction touching a few pages: inserts, an update and a
+/// delete by key, as an application's.
+fn light_round(conn: &mut Connection, round: i64) {
+    let tx = conn.transaction().unwrap();
+    for i in 0..10 {
+        let id = round * 10 + i;
+        tx.execute(
+            "INSERT INTO items (id, name, qty) VALUES (?1, ?2, ?3)",
+            rusqlite::params![
+                id,
+                format!("item-{id}-{}", "y".repeat((id % 40) as usize)),
+                id
+            ],
+        )
+        .unwrap();
+    }
+    tx.execute(
+        "UPDATE items SET qty = qty + 1 WHERE id = ?1",
+        [round * 10 - 5],
+    )
+    .unwrap();
+    tx.execute("DELETE FROM items WHERE id = ?1", [round * 10 - 17])
+        .unwrap();
+    tx.commit().unwrap();
+}
+
 fn logs() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -463,4 +489,192 @@ async fn retention_never_deletes_what_a_restore_started_within_the_grace_could_n
         "the first index is kept"
     );
     assert_eq!(restored(&*client, dir.path(), "out.db").await, source);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_database_is_waited_for_never_recreated_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let mut conn = create(&db);
+    let (client, _) = file_replica(dir.path(), "r", Layout::Litestream03);
+    let replicator = Replicator::start(
+        &db,
+        quick_db(),
+        vec![Replica {
+            options: quick_replica("r"),
+            client: client.clone(),
+        }],
+    )
+    .await
+    .unwrap();
+    let g = replicator.generation();
+    for round in 0..20 {
+        write_round(&mut conn, round);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = rows(&db);
+    drop(conn);
+    // Moved away during maintenance.
+    std::fs::rename(&db, dir.path().join("moved.db")).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!db.exists(), "the replicator recreated the database");
+    assert_eq!(
+        replicator.generation(),
+        g,
+        "no new generation for a missing file"
+    );
+    replicator.stop().await.unwrap();
+    assert_eq!(client.generations().await.unwrap(), vec![g]);
+    assert_eq!(restored(&*client, dir.path(), "out.db").await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_replicator_of_the_same_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let _conn = create(&db);
+    let (client, _) = file_replica(dir.path(), "r", Layout::Litestream03);
+    let replica = || Replica {
+        options: quick_replica("r"),
+        client: client.clone(),
+    };
+    let first = Replicator::start(&db, quick_db(), vec![replica()])
+        .await
+        .unwrap();
+    let second = Replicator::start(&db, quick_db(), vec![replica()]).await;
+    let err = second.expect_err("a second replicator must not share the shadow WAL");
+    assert!(
+        err.to_string().contains("another replicator is running"),
+        "{err}"
+    );
+    first.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_readers_and_app_checkpoints_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    drop(create(&db));
+    let (client, _) = file_replica(dir.path(), "r", Layout::Litestream03);
+    let replicator = Replicator::start(
+        &db,
+        DbOptions {
+            min_checkpoint_page_count: 30,
+            max_checkpoint_page_count: 120,
+            ..quick_db()
+        },
+        vec![Replica {
+            options: quick_replica("r"),
+            client: client.clone(),
+        }],
+    )
+    .await
+    .unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut threads = Vec::new();
+    for writer in 0..3i64 {
+        let (db, stop) = (db.clone(), stop.clone());
+        threads.push(std::thread::spawn(move || {
+            let mut conn = Connection::open(&db).unwrap();
+            conn.busy_timeout(Duration::from_secs(10)).unwrap();
+            // The application checkpoints on its own, often.
+            conn.pragma_update(None, "wal_autocheckpoint", 25).unwrap();
+            let mut round = writer * 1_000_000;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                light_round(&mut conn, round);
+                round += 1;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }));
+    }
+    {
+        let (db, stop) = (db.clone(), stop.clone());
+        threads.push(std::thread::spawn(move || {
+            // Readers that hold snapshots across checkpoints.
+            let conn = Connection::open(&db).unwrap();
+            conn.busy_timeout(Duration::from_secs(10)).unwrap();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                conn.execute_batch("BEGIN; SELECT COUNT(*) FROM items;")
+                    .unwrap();
+                std::thread::sleep(Duration::from_millis(7));
+                conn.execute_batch("COMMIT").unwrap();
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    for t in threads {
+        t.join().unwrap();
+    }
+    replicator.stop().await.unwrap();
+    let source = rows(&db);
+    assert!(source.len() > 1000, "{} rows", source.len());
+    assert_eq!(restored(&*client, dir.path(), "out.db").await, source);
+    let g = client.generations().await.unwrap().pop().unwrap();
+    let segments = client
+        .wal_segments(&g)
+        .await
+        .unwrap()
+        .collect_all()
+        .await
+        .unwrap();
+    let indexes: std::collections::BTreeSet<u64> = segments.iter().map(|s| s.index).collect();
+    assert!(
+        indexes.len() >= 3,
+        "checkpoints restarted the WAL under load: {indexes:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wal_restarted_while_not_replicating_starts_a_new_generation() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let mut conn = create(&db);
+    conn.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
+    let (client, _) = file_replica(dir.path(), "r", Layout::Litestream03);
+    let start = || {
+        Replicator::start(
+            &db,
+            DbOptions {
+                min_checkpoint_page_count: 100_000,
+                max_checkpoint_page_count: 100_000,
+                checkpoint_interval: Duration::from_secs(3600),
+                ..quick_db()
+            },
+            vec![Replica {
+                options: quick_replica("r"),
+                client: client.clone(),
+            }],
+        )
+    };
+    let replicator = start().await.unwrap();
+    let g = replicator.generation();
+    for round in 0..30 {
+        light_round(&mut conn, round);
+    }
+    replicator.stop().await.unwrap();
+    // While nothing replicates: more transactions at the old WAL's tail,
+    // then the application's own RESTART checkpoint and one small write,
+    // which starts a new WAL.
+    for round in 30..60 {
+        light_round(&mut conn, round);
+    }
+    let (busy, _, _): (i64, i64, i64) = conn
+        .query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .unwrap();
+    assert_eq!(busy, 0);
+    conn.execute("UPDATE items SET qty = qty + 1 WHERE id = 3", [])
+        .unwrap();
+    // Whether the old WAL's last frames survived cannot be proved (SQLite
+    // may truncate the file when it restarts): a new generation.
+    let replicator = start().await.unwrap();
+    assert_ne!(replicator.generation(), g);
+    for round in 60..70 {
+        light_round(&mut conn, round);
+    }
+    replicator.stop().await.unwrap();
+    assert_eq!(client.generations().await.unwrap().len(), 2);
+    assert_eq!(restored(&*client, dir.path(), "out.db").await, rows(&db));
 }

@@ -67,6 +67,8 @@ pub(crate) struct Db {
     options: DbOptions,
     writer: Connection,
     reader: Connection,
+    /// Runs our checkpoints (the reader stays in its read transaction).
+    checkpointer: Connection,
     reading: bool,
     identity: (u64, u64),
     shadow: Option<Shadow>,
@@ -75,6 +77,24 @@ pub(crate) struct Db {
     first_index: u64,
     /// Read buffer of `copy_frames`, kept between rounds.
     buf: Vec<u8>,
+    /// Held while replicating: one replicator per shadow directory.
+    _lock: File,
+}
+
+/// Locks `<root>/lock`, so two replicators never share a shadow WAL.
+fn lock_shadow(root: &Path) -> Result<File, ReplicateError> {
+    let path = root.join("lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io(format!("opening {}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(ReplicateError::Busy(root.to_owned())),
+        Err(std::fs::TryLockError::Error(e)) => Err(io(format!("locking {}", path.display()))(e)),
+    }
 }
 
 fn io(context: String) -> impl FnOnce(std::io::Error) -> ReplicateError {
@@ -116,7 +136,11 @@ pub(crate) fn default_shadow_root(db: &Path) -> PathBuf {
 }
 
 fn open_connection(path: &Path, busy: Duration) -> Result<Connection, ReplicateError> {
-    let conn = Connection::open(path).map_err(sql("opening the database"))?;
+    // Never created: a missing database is not replicated as an empty one.
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+        | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | rusqlite::OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(path, flags).map_err(sql("opening the database"))?;
     conn.busy_timeout(busy)
         .map_err(sql("setting busy_timeout"))?;
     let mode: String = conn
@@ -145,6 +169,8 @@ impl Db {
             .shadow_dir
             .clone()
             .unwrap_or_else(|| default_shadow_root(&path));
+        fs::create_dir_all(&root).map_err(io(format!("creating {}", root.display())))?;
+        let lock = lock_shadow(&root)?;
         let writer = open_connection(&path, options.busy_timeout)?;
         writer
             .execute_batch(SCHEMA)
@@ -154,6 +180,7 @@ impl Db {
             .execute_batch("PRAGMA journal_size_limit = 0")
             .map_err(sql("setting journal_size_limit"))?;
         let reader = open_connection(&path, options.busy_timeout)?;
+        let checkpointer = open_connection(&path, options.busy_timeout)?;
         let mut wal_path = path.clone().into_os_string();
         wal_path.push("-wal");
         let mut db = Db {
@@ -164,17 +191,24 @@ impl Db {
             options,
             writer,
             reader,
+            checkpointer,
             reading: false,
             shadow: None,
             last_checkpoint: Instant::now(),
-            copied_at: SystemTime::now(),
+            copied_at: SystemTime::UNIX_EPOCH,
             first_index: 0,
             buf: Vec::new(),
+            _lock: lock,
         };
+        // A write first, so our read transaction holds a mark inside the WAL
+        // (a reader of a fully checkpointed WAL would not stop a restart).
+        db.writer
+            .execute_batch(BUMP)
+            .map_err(sql("writing _litestream_seq"))?;
         db.acquire_read()?;
-        match db.resume() {
-            Ok(()) => {}
-            Err(Discontinuity(why)) => db.new_generation(&why)?,
+        let resumed = db.resume().and_then(|()| db.copy_frames().map(|_| ()));
+        if let Err(Discontinuity(why)) = resumed {
+            db.new_generation(&why)?;
         }
         Ok(db)
     }
@@ -238,6 +272,7 @@ impl Db {
             .map_err(|_| lost("shadow WAL header unreadable"))?;
         let parsed = WalHeader::parse(&header).map_err(|_| lost("shadow WAL header invalid"))?;
         if self.read_wal_header() != Some(header) {
+            // Frames written meanwhile may be gone with the old WAL.
             return Err(lost(
                 "the WAL was restarted or replaced while not replicating",
             ));
@@ -370,12 +405,23 @@ impl Db {
     /// each checked by salt and running checksum, and makes them durable.
     fn copy_frames(&mut self) -> Result<u64, Discontinuity> {
         let header = self.read_wal_header();
-        let shadow = self.shadow.as_mut().expect("a shadow is open");
+        let shadow = self.shadow.as_ref().expect("a shadow is open");
         if header != Some(shadow.header) {
             return Err(Discontinuity(
                 "the WAL was restarted or truncated by another connection".into(),
             ));
         }
+        self.copy_tail()
+    }
+
+    /// The frames at the shadow's end that continue it (same salts, the
+    /// running checksum unbroken), up to the last commit, whatever header
+    /// the WAL file now has.
+    fn copy_tail(&mut self) -> Result<u64, Discontinuity> {
+        // Taken before anything is read: every transaction committed before
+        // this moment is in what is read below.
+        let started = SystemTime::now();
+        let shadow = self.shadow.as_mut().expect("a shadow is open");
         let wal = File::open(&self.wal_path)
             .map_err(|e| Discontinuity(format!("the WAL cannot be read: {e}")))?;
         let size = wal
@@ -446,7 +492,7 @@ impl Db {
         }
         shadow.len = committed.0;
         shadow.chain = committed.1;
-        self.copied_at = SystemTime::now();
+        self.copied_at = started;
         Ok(copied)
     }
 
@@ -454,28 +500,44 @@ impl Db {
     /// generation when continuity is lost.
     /// One round's first half: copy new frames, or start a new generation
     /// when continuity is lost. Publish after this, then [`Db::checkpoint_if_due`].
-    pub(crate) fn sync(&mut self, force_new_generation: bool) -> Result<(), ReplicateError> {
-        if force_new_generation {
+    pub(crate) fn sync(
+        &mut self,
+        force_new_generation: bool,
+        may_start_generation: bool,
+    ) -> Result<(), ReplicateError> {
+        if force_new_generation && may_start_generation {
             return self.new_generation("a replica cannot continue the generation");
         }
         match identity(&self.path) {
             Ok(id) if id == self.identity => {}
-            _ => {
+            Ok(_) if may_start_generation => {
                 warn!(path = %self.path.display(), "the database file was replaced; reopening it");
                 self.reopen()?;
                 return self.new_generation("the database file was replaced");
             }
+            Ok(_) => return Ok(()),
+            Err(_) => {
+                // Moved away or deleted: never recreate it (an empty
+                // database would become the newest generation); wait.
+                warn!(path = %self.path.display(), "the database file is missing; waiting for it");
+                return Ok(());
+            }
         }
         self.acquire_read()?;
-        match self.copy_frames() {
+        let why = match self.copy_frames() {
             Ok(copied) => {
                 if copied > 0 {
                     debug!(bytes = copied, "copied WAL frames");
                 }
-                Ok(())
+                return Ok(());
             }
-            Err(Discontinuity(why)) => self.new_generation(&why),
+            Err(Discontinuity(why)) => why,
+        };
+        if !may_start_generation {
+            // A snapshot is being read; decide on the next round.
+            return Ok(());
         }
+        self.new_generation(&why)
     }
 
     /// One round's second half: a checkpoint when the WAL holds enough
@@ -484,7 +546,8 @@ impl Db {
         let frames = self.shadow.as_ref().map_or(0, Shadow::frames);
         // Zero turns the interval and the forced checkpoint off, as in Litestream.
         let interval = self.options.checkpoint_interval;
-        let due = !interval.is_zero() && self.last_checkpoint.elapsed() >= interval && frames > 0;
+        // Our own `_litestream_seq` write is the one frame of an idle WAL.
+        let due = !interval.is_zero() && self.last_checkpoint.elapsed() >= interval && frames > 1;
         if frames >= u64::from(self.options.min_checkpoint_page_count) || due {
             let max = self.options.max_checkpoint_page_count;
             let force = max > 0 && frames >= u64::from(max);
@@ -503,14 +566,28 @@ impl Db {
             .execute_batch("PRAGMA journal_size_limit = 0")
             .map_err(sql("setting journal_size_limit"))?;
         self.reader = open_connection(&self.path, self.options.busy_timeout)?;
+        self.checkpointer = open_connection(&self.path, self.options.busy_timeout)?;
         self.identity = identity(&self.path)?;
         Ok(())
     }
 
-    /// Checkpoints and restarts the WAL without losing a frame: under our
-    /// write lock, copy every frame and checkpoint (PASSIVE; when `force`,
-    /// waiting for readers as RESTART would); then the next write restarts
-    /// the WAL, and the new WAL becomes the next index.
+    /// Checkpoints and restarts the WAL without losing a frame.
+    ///
+    /// Our read transaction keeps every other connection from restarting
+    /// the WAL (a restart needs every reader slot free), so only our own
+    /// write may restart it, and we copy every frame before that write:
+    ///
+    /// 1. under our write lock, copy every frame, and move the read
+    ///    transaction to the WAL's end (it then blocks no backfill);
+    /// 2. still under the lock, checkpoint (PASSIVE; when `force`, again
+    ///    until the backfill is complete, as long as the busy timeout
+    ///    allows: application readers may hold it back);
+    /// 3. take the write lock afresh, since SQLite restarts the WAL only for
+    ///    a writer whose read began after a complete backfill (a writer that
+    ///    slips in between appends, never restarts: our read holds it off);
+    ///    copy what it appended, end our read transaction, write, commit: if
+    ///    the backfill was complete, that write restarted the WAL, and the
+    ///    new WAL is the next index.
     pub(crate) fn checkpoint(&mut self, force: bool) -> Result<(), ReplicateError> {
         self.last_checkpoint = Instant::now();
         if let Err(e) = self.writer.execute_batch("BEGIN IMMEDIATE") {
@@ -518,15 +595,15 @@ impl Db {
             return Ok(());
         }
         let result = self.checkpoint_locked(force);
-        if self.writer.is_autocommit() {
-            result
+        let rollback = if self.writer.is_autocommit() {
+            Ok(())
         } else {
-            let rollback = self
-                .writer
+            self.writer
                 .execute_batch("ROLLBACK")
-                .map_err(sql("rolling back"));
-            result.and(rollback)
-        }
+                .map_err(sql("rolling back"))
+        };
+        let read = self.acquire_read();
+        result.and(rollback).and(read)
     }
 
     fn checkpoint_locked(&mut self, force: bool) -> Result<(), ReplicateError> {
@@ -537,31 +614,51 @@ impl Db {
             return self.new_generation(&why);
         }
         let before = self.shadow.as_ref().expect("a shadow is open").header;
+        // 1. The read transaction moves to the end of what was copied.
         self.release_read()?;
+        self.acquire_read()?;
+        // 2. Checkpoint, still under our write lock (nothing is appended,
+        //    and no one can restart the WAL while we read).
         let started = Instant::now();
         let (mut log, mut done);
         loop {
             (log, done) = self
-                .reader
+                .checkpointer
                 .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
                     Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
                 })
                 .map_err(sql("checkpointing"))?;
-            if log == done || !force || started.elapsed() >= self.options.busy_timeout {
+            // (-1, -1): another checkpoint holds the lock.
+            let complete = log >= 0 && log == done;
+            if complete || !force || started.elapsed() >= self.options.busy_timeout {
                 break;
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        // Every frame of this WAL is copied and nothing was appended since.
-        // SQLite restarts the WAL only for a writer whose read transaction
-        // began after the backfill, so the lock is taken afresh: a writer
-        // that comes first restarts it (its frames go to the new WAL), and
-        // otherwise our write does.
+        // 3. A fresh write lock at once (a writer that slips in between
+        //    only postpones the restart); what it appended is copied first.
         self.writer
             .execute_batch("ROLLBACK")
             .map_err(sql("rolling back"))?;
+        if self.writer.execute_batch("BEGIN IMMEDIATE").is_err() {
+            return Ok(());
+        }
+        if let Err(Discontinuity(why)) = self.copy_frames() {
+            self.writer
+                .execute_batch("ROLLBACK")
+                .map_err(sql("rolling back"))?;
+            return self.new_generation(&why);
+        }
+        self.release_read()?;
+        if force && log >= 0 && log == done {
+            // Readers that began before the backfill completed still hold
+            // the WAL (and so the restart) off; those that begin now read the
+            // database file only. Give them a moment to finish, as RESTART
+            // would, while nothing can be appended.
+            std::thread::sleep(self.options.busy_timeout.min(Duration::from_millis(50)));
+        }
         self.writer
-            .execute_batch(&format!("BEGIN IMMEDIATE; {BUMP}; COMMIT;"))
+            .execute_batch(&format!("{BUMP}; COMMIT;"))
             .map_err(sql("writing _litestream_seq"))?;
         self.acquire_read()?;
         let after = self.read_wal_header();
@@ -575,8 +672,9 @@ impl Db {
         }
         let shadow = self.shadow.as_ref().expect("a shadow is open");
         // A restart adds one to salt-1 (in the header all connections
-        // share); anything else means another restart or a truncation we
-        // did not see, and frames may be gone.
+        // share); anything else means another restart or a truncation in
+        // the moment between our commit and our new read, and frames of the
+        // new WAL may be gone.
         let expected_salt = be32(&before, 16).wrapping_add(1);
         match after {
             Some(header) if be32(&header, 16) == expected_salt => {

@@ -140,6 +140,9 @@ pub enum ReplicateError {
         #[source]
         source: rusqlite::Error,
     },
+    /// Another replicator holds the shadow directory.
+    #[error("another replicator is running for this database (it holds {0}/lock); stop it first")]
+    Busy(PathBuf),
     /// Replicas failed their final sync.
     #[error("the final sync failed for {0}")]
     FinalSync(String),
@@ -313,16 +316,21 @@ async fn db_loop(
             tokio::task::spawn_blocking(move || {
                 let mut db = db.lock().unwrap_or_else(|p| p.into_inner());
                 let diverged = shared.diverged.swap(false, Ordering::SeqCst);
+                // A snapshot being read holds the gate: then no checkpoint
+                // and no new generation (they wait for the next round).
+                let gate = gate.try_write();
+                let free = gate.is_ok();
                 // Replicas see new frames before any checkpoint runs.
-                let mut result = db.sync(diverged);
-                publish(&views, db.view());
-                // A snapshot being read holds the gate: no checkpoint then.
-                if result.is_ok() {
-                    if let Ok(_guard) = gate.try_write() {
-                        result = db.checkpoint_if_due();
-                        publish(&views, db.view());
-                    }
+                if diverged && !free {
+                    shared.diverged.store(true, Ordering::SeqCst);
                 }
+                let mut result = db.sync(diverged, free);
+                publish(&views, db.view());
+                if result.is_ok() && free {
+                    result = db.checkpoint_if_due();
+                    publish(&views, db.view());
+                }
+                drop(gate);
                 let keep = shared
                     .positions
                     .lock()
@@ -334,7 +342,7 @@ async fn db_loop(
                             .map(|p| p.index)
                     })
                     .collect::<Option<Vec<u64>>>()
-                    .and_then(|v| v.into_iter().min());
+                    .map(|v| v.into_iter().min().unwrap_or(u64::MAX));
                 if let Some(keep) = keep {
                     db.prune(keep);
                 }

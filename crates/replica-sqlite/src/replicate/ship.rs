@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use futures::FutureExt;
 use replica_core::{
     bytes_stream, client::reader_stream, decompressed_len, lz4, ByteStream, Error, Pos,
     ReplicaClient, Result,
@@ -50,11 +51,13 @@ impl Shipper {
     /// One round: position in the current generation if needed, ship every
     /// committed byte, snapshot and enforce retention when due.
     pub(crate) async fn sync(&mut self) -> Result<()> {
-        let view = self.views.borrow_and_update().clone();
+        let mut view = self.views.borrow_and_update().clone();
         if self.pos.as_ref().map(|p| &p.generation) != Some(&view.generation) {
             self.pos = None;
             self.publish();
             self.position(&view).await?;
+            // Positioning (a snapshot) may have taken a while.
+            view = self.views.borrow_and_update().clone();
         }
         self.ship(&view).await?;
         if let Some(interval) = self.options.snapshot_interval {
@@ -122,10 +125,6 @@ impl Shipper {
                 self.publish();
                 Ok(())
             }
-            _ if pos.index < view.first_index => {
-                // Shipped before the shadow we have; continue from a snapshot.
-                self.snapshot().await
-            }
             _ => {
                 self.shared
                     .diverged
@@ -134,8 +133,8 @@ impl Shipper {
                     backend: self.client.kind(),
                     source: None,
                     message: format!(
-                        "replica {} holds generation {g} up to index {} offset {}, beyond the \
-                         local shadow WAL; a new generation is started",
+                        "replica {} holds generation {g} up to index {} offset {}, which the \
+                         local shadow WAL does not continue; a new generation is started",
                         self.name(),
                         pos.index,
                         pos.offset
@@ -170,11 +169,14 @@ impl Shipper {
             "snapshot written"
         );
         self.last_snapshot = Some(info.created_at);
-        let behind = self
+        // Only a replica with no position in this generation starts at the
+        // snapshot; one that has a position ships the rest of its index first
+        // (a jump would leave that tail out of the WAL for good).
+        let unpositioned = self
             .pos
             .as_ref()
-            .is_none_or(|p| p.generation != view.generation || p.index < view.index);
-        if behind {
+            .is_none_or(|p| p.generation != view.generation);
+        if unpositioned {
             self.pos = Some(Pos::new(view.generation.clone(), view.index, 0)?);
             self.publish();
         }
@@ -187,7 +189,8 @@ impl Shipper {
             let Some(pos) = self.pos.clone() else {
                 return Ok(());
             };
-            if pos.generation != view.generation {
+            if pos.generation != view.generation || pos.index > view.index {
+                // The view is older than the position; the next round ships.
                 return Ok(());
             }
             let path = index_path(view, pos.index);
@@ -251,6 +254,10 @@ impl Shipper {
             self.snapshot().await?;
             snapshots = self.client.snapshots(&g).await?;
             snapshots.sort_by_key(|s| s.index);
+            if snapshots.is_empty() {
+                // A listing that lags its writes: try again next time.
+                return Ok(());
+            }
         }
         let mut keep = snapshots
             .iter()
@@ -304,7 +311,21 @@ impl Shipper {
         loop {
             let started = Instant::now();
             let shipped_before = self.shipped;
-            let wait = match self.sync().await {
+            let round = std::panic::AssertUnwindSafe(self.sync())
+                .catch_unwind()
+                .await;
+            let round = round.unwrap_or_else(|panic| {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                Err(Error::io(
+                    "a replica round panicked",
+                    std::io::Error::other(what),
+                ))
+            });
+            let wait = match round {
                 Ok(()) => {
                     if failures > 0 {
                         info!(replica = self.name(), "replica reachable again");

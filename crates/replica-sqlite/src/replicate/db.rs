@@ -90,10 +90,10 @@ fn lock_shadow(root: &Path) -> Result<File, ReplicateError> {
         .write(true)
         .open(&path)
         .map_err(io(format!("opening {}", path.display())))?;
-    match file.try_lock() {
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(ReplicateError::Busy(root.to_owned())),
-        Err(std::fs::TryLockError::Error(e)) => Err(io(format!("locking {}", path.display()))(e)),
+        Err(rustix::io::Errno::WOULDBLOCK) => Err(ReplicateError::Busy(root.to_owned())),
+        Err(e) => Err(io(format!("locking {}", path.display()))(e.into())),
     }
 }
 

@@ -88,6 +88,23 @@ fn light_round(conn: &mut Connection, round: i64) {
     tx.commit().unwrap();
 }
 
+/// Starts replicating `db` into `client` as replica "r".
+async fn start_one(
+    db: &Path,
+    options: DbOptions,
+    client: &Arc<dyn ReplicaClient>,
+) -> Result<Replicator, replica_sqlite::ReplicateError> {
+    Replicator::start(
+        db,
+        options,
+        vec![Replica {
+            options: quick_replica("r"),
+            client: client.clone(),
+        }],
+    )
+    .await
+}
+
 fn logs() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -186,16 +203,7 @@ async fn a_restart_continues_the_generation_and_loses_nothing() {
     let db = dir.path().join("app.db");
     let mut conn = create(&db);
     let (client, _) = file_replica(dir.path(), "r", Layout::Litestream03);
-    let start = || {
-        Replicator::start(
-            &db,
-            quick_db(),
-            vec![Replica {
-                options: quick_replica("r"),
-                client: client.clone(),
-            }],
-        )
-    };
+    let start = || start_one(&db, quick_db(), &client);
     let replicator = start().await.unwrap();
     let g = replicator.generation();
     for round in 0..40 {
@@ -222,16 +230,7 @@ async fn the_applications_own_truncate_checkpoints_never_corrupt_the_replica() {
     let db = dir.path().join("app.db");
     let mut conn = create(&db);
     let (client, _) = file_replica(dir.path(), "r", Layout::Litestream03);
-    let replicator = Replicator::start(
-        &db,
-        quick_db(),
-        vec![Replica {
-            options: quick_replica("r"),
-            client: client.clone(),
-        }],
-    )
-    .await
-    .unwrap();
+    let replicator = start_one(&db, quick_db(), &client).await.unwrap();
     let mut busy_seen = 0;
     for round in 0..120 {
         write_round(&mut conn, round);
@@ -262,16 +261,7 @@ async fn a_wal_truncated_while_not_replicating_starts_a_new_generation() {
     let db = dir.path().join("app.db");
     let mut conn = create(&db);
     let (client, _) = file_replica(dir.path(), "r", Layout::Litestream03);
-    let start = || {
-        Replicator::start(
-            &db,
-            quick_db(),
-            vec![Replica {
-                options: quick_replica("r"),
-                client: client.clone(),
-            }],
-        )
-    };
+    let start = || start_one(&db, quick_db(), &client);
     let replicator = start().await.unwrap();
     let first = replicator.generation();
     for round in 0..30 {
@@ -306,16 +296,7 @@ async fn a_replaced_database_file_starts_a_new_generation() {
     let db = dir.path().join("app.db");
     let mut conn = create(&db);
     let (client, _) = file_replica(dir.path(), "r", Layout::Litestream03);
-    let replicator = Replicator::start(
-        &db,
-        quick_db(),
-        vec![Replica {
-            options: quick_replica("r"),
-            client: client.clone(),
-        }],
-    )
-    .await
-    .unwrap();
+    let replicator = start_one(&db, quick_db(), &client).await.unwrap();
     let first = replicator.generation();
     for round in 0..20 {
         write_round(&mut conn, round);
@@ -497,16 +478,7 @@ async fn a_deleted_database_is_waited_for_never_recreated_empty() {
     let db = dir.path().join("app.db");
     let mut conn = create(&db);
     let (client, _) = file_replica(dir.path(), "r", Layout::Litestream03);
-    let replicator = Replicator::start(
-        &db,
-        quick_db(),
-        vec![Replica {
-            options: quick_replica("r"),
-            client: client.clone(),
-        }],
-    )
-    .await
-    .unwrap();
+    let replicator = start_one(&db, quick_db(), &client).await.unwrap();
     let g = replicator.generation();
     for round in 0..20 {
         write_round(&mut conn, round);
@@ -556,17 +528,14 @@ async fn concurrent_writers_readers_and_app_checkpoints_lose_nothing() {
     let db = dir.path().join("app.db");
     drop(create(&db));
     let (client, _) = file_replica(dir.path(), "r", Layout::Litestream03);
-    let replicator = Replicator::start(
+    let replicator = start_one(
         &db,
         DbOptions {
             min_checkpoint_page_count: 30,
             max_checkpoint_page_count: 120,
             ..quick_db()
         },
-        vec![Replica {
-            options: quick_replica("r"),
-            client: client.clone(),
-        }],
+        &client,
     )
     .await
     .unwrap();
@@ -633,7 +602,7 @@ async fn a_wal_restarted_while_not_replicating_starts_a_new_generation() {
     conn.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
     let (client, _) = file_replica(dir.path(), "r", Layout::Litestream03);
     let start = || {
-        Replicator::start(
+        start_one(
             &db,
             DbOptions {
                 min_checkpoint_page_count: 100_000,
@@ -641,10 +610,7 @@ async fn a_wal_restarted_while_not_replicating_starts_a_new_generation() {
                 checkpoint_interval: Duration::from_secs(3600),
                 ..quick_db()
             },
-            vec![Replica {
-                options: quick_replica("r"),
-                client: client.clone(),
-            }],
+            &client,
         )
     };
     let replicator = start().await.unwrap();

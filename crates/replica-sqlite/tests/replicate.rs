@@ -644,3 +644,48 @@ async fn a_wal_restarted_while_not_replicating_starts_a_new_generation() {
     assert_eq!(client.generations().await.unwrap().len(), 2);
     assert_eq!(restored(&*client, dir.path(), "out.db").await, rows(&db));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torn_shadow_append_is_cut_back_and_the_generation_continues() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let mut conn = create(&db);
+    let (client, _) = file_replica(dir.path(), "r", Layout::Litestream03);
+    let replicator = start_one(&db, quick_db(), &client).await.unwrap();
+    let g = replicator.generation();
+    for round in 0..10 {
+        light_round(&mut conn, round);
+    }
+    replicator.stop().await.unwrap();
+    // As a kill in the middle of an append leaves it: a frame and a half of
+    // bytes that are no valid continuation.
+    let wal_dir = dir
+        .path()
+        .join(".app.db-replica/generations")
+        .join(g.as_str())
+        .join("wal");
+    let newest = std::fs::read_dir(&wal_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max()
+        .unwrap();
+    let mut shadow = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&newest)
+        .unwrap();
+    shadow.write_all(&vec![0xa5; 4096 + 24 + 2000]).unwrap();
+    drop(shadow);
+    for round in 10..20 {
+        light_round(&mut conn, round);
+    }
+    let replicator = start_one(&db, quick_db(), &client).await.unwrap();
+    assert_eq!(
+        replicator.generation(),
+        g,
+        "the shadow is cut back, not abandoned"
+    );
+    replicator.stop().await.unwrap();
+    assert_eq!(client.generations().await.unwrap(), vec![g]);
+    assert_eq!(restored(&*client, dir.path(), "out.db").await, rows(&db));
+}

@@ -277,16 +277,13 @@ impl Db {
                 "the WAL was restarted or replaced while not replicating",
             ));
         }
-        let frame_len = FRAME_HEADER_LEN as u64 + u64::from(parsed.page_size);
-        let size = file
-            .metadata()
-            .map_err(|_| lost("shadow unreadable"))?
-            .len();
-        // Only whole frames count; the last copied frame must still be in the WAL.
-        let len = WAL_HEADER_LEN as u64
-            + (size.saturating_sub(WAL_HEADER_LEN as u64) / frame_len) * frame_len;
-        let mut chain = parsed.checksum;
+        // The shadow is checked frame by frame (salts, running checksum) and
+        // cut back to its last commit: a kill inside an append leaves a
+        // torn or uncommitted tail, which is copied again from the WAL.
+        let (len, chain) = committed_end(&file, &parsed).map_err(|_| lost("shadow unreadable"))?;
         if len > WAL_HEADER_LEN as u64 {
+            // The last frame kept must still be in the WAL, unchanged.
+            let frame_len = FRAME_HEADER_LEN as u64 + u64::from(parsed.page_size);
             let mut ours = [0u8; FRAME_HEADER_LEN];
             file.read_exact_at(&mut ours, len - frame_len)
                 .map_err(|_| lost("shadow unreadable"))?;
@@ -296,10 +293,6 @@ impl Db {
                 .map_err(|_| lost("the WAL is shorter than what was copied"))?;
             if ours != theirs {
                 return Err(lost("the WAL no longer holds the frames copied"));
-            }
-            chain = (be32(&ours, 16), be32(&ours, 20));
-            if ours[4..8] == [0; 4] {
-                return Err(lost("the shadow WAL ends inside a transaction"));
             }
         }
         file.set_len(len).map_err(|_| lost("shadow unwritable"))?;
@@ -732,6 +725,38 @@ impl Db {
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// Where the last committed frame of a shadow WAL ends, and the running
+/// checksum there; frames are checked by salts and checksum on the way.
+fn committed_end(file: &File, header: &WalHeader) -> std::io::Result<(u64, (u32, u32))> {
+    let frame_len = FRAME_HEADER_LEN + header.page_size as usize;
+    let size = file.metadata()?.len();
+    let mut frame = vec![0u8; frame_len];
+    let mut chain = header.checksum;
+    let mut at = WAL_HEADER_LEN as u64;
+    let mut committed = (at, chain);
+    while at + frame_len as u64 <= size {
+        file.read_exact_at(&mut frame, at)?;
+        let head = &frame[..FRAME_HEADER_LEN];
+        if (be32(head, 8), be32(head, 12)) != header.salts {
+            break;
+        }
+        let next = checksum(
+            checksum(chain, &head[..8], header.big_endian),
+            &frame[FRAME_HEADER_LEN..],
+            header.big_endian,
+        );
+        if next != (be32(head, 16), be32(head, 20)) {
+            break;
+        }
+        chain = next;
+        at += frame_len as u64;
+        if be32(head, 4) != 0 {
+            committed = (at, chain);
+        }
+    }
+    Ok(committed)
 }
 
 fn be32(bytes: &[u8], at: usize) -> u32 {

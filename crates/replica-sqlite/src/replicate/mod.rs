@@ -259,9 +259,13 @@ impl Replicator {
     /// Stops: one last copy of the WAL, then every replica ships it.
     pub async fn stop(self) -> Result<(), ReplicateError> {
         let _ = self.stop_db.send(true);
-        let _ = self.db_task.await;
+        let db_task = self.db_task.await;
         let _ = self.stop_replicas.send(true);
         let mut failed = Vec::new();
+        if let Err(e) = db_task {
+            error!(error = %e, "the database task failed");
+            failed.push("the database task".to_owned());
+        }
         for (name, task) in self.replica_tasks {
             match task.await {
                 Ok(Ok(())) => {}

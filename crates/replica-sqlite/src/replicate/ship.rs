@@ -29,7 +29,9 @@ pub(crate) struct Shipper {
     pub(crate) db_path: PathBuf,
     pub(crate) shared: Arc<Shared>,
     pub(crate) pos: Option<Pos>,
-    pub(crate) last_snapshot: Option<DateTime<Utc>>,
+    /// When the newest snapshot was written, on the local monotonic clock
+    /// (store times only seed it after a restart).
+    pub(crate) last_snapshot: Option<Instant>,
     pub(crate) last_retention: Option<Instant>,
     /// Segments shipped so far.
     pub(crate) shipped: u64,
@@ -61,10 +63,7 @@ impl Shipper {
         }
         self.ship(&view).await?;
         if let Some(interval) = self.options.snapshot_interval {
-            let due = self.last_snapshot.is_none_or(|at| {
-                Utc::now() - at
-                    >= chrono::Duration::from_std(interval).unwrap_or(chrono::Duration::MAX)
-            });
+            let due = self.last_snapshot.is_none_or(|at| at.elapsed() >= interval);
             if due {
                 self.snapshot().await?;
             }
@@ -98,9 +97,17 @@ impl Shipper {
         let Some(newest) = snapshots.iter().max_by_key(|s| s.index) else {
             return self.snapshot().await;
         };
-        self.last_snapshot = snapshots.iter().map(|s| s.created_at).max();
-        let segments = self.client.wal_segments(g).await?.collect_all().await?;
-        let pos = match segments.last() {
+        self.last_snapshot = snapshots.iter().map(|s| s.created_at).max().map(|at| {
+            let age = (Utc::now() - at).to_std().unwrap_or_default();
+            Instant::now().checked_sub(age).unwrap_or_else(Instant::now)
+        });
+        // Only the last segment matters: walk the listing, keep one.
+        let mut cursor = self.client.wal_segments(g).await?;
+        let mut last = None;
+        while let Some(segment) = cursor.next().await {
+            last = Some(segment?);
+        }
+        let pos = match last {
             Some(last) => {
                 let at = Pos::new(g.clone(), last.index, last.offset)?;
                 let len = decompressed_len(self.client.wal_segment_reader(&at).await?).await?;
@@ -168,7 +175,7 @@ impl Shipper {
             bytes = info.size,
             "snapshot written"
         );
-        self.last_snapshot = Some(info.created_at);
+        self.last_snapshot = Some(Instant::now());
         // Only a replica with no position in this generation starts at the
         // snapshot; one that has a position ships the rest of its index first
         // (a jump would leave that tail out of the WAL for good).
@@ -272,17 +279,28 @@ impl Shipper {
         for old in &snapshots[..keep] {
             self.client.delete_snapshot(&g, old.index).await?;
         }
-        let segments = self.client.wal_segments(&g).await?.collect_all().await?;
-        let old: Vec<Pos> = segments
-            .iter()
-            .filter(|s| s.index < floor)
-            .map(|s| Pos::new(g.clone(), s.index, s.offset))
-            .collect::<Result<_>>()?;
-        if !old.is_empty() {
-            self.client.delete_wal_segments(&old).await?;
+        // Segments below the floor, in batches (the listing is sorted).
+        let mut cursor = self.client.wal_segments(&g).await?;
+        let mut batch = Vec::new();
+        let mut deleted = 0usize;
+        while let Some(segment) = cursor.next().await {
+            let segment = segment?;
+            if segment.index >= floor {
+                break;
+            }
+            batch.push(Pos::new(g.clone(), segment.index, segment.offset)?);
+            if batch.len() == 1000 {
+                self.client.delete_wal_segments(&batch).await?;
+                deleted += batch.len();
+                batch.clear();
+            }
         }
-        if keep > 0 || !old.is_empty() {
-            info!(replica = self.name(), generation = %g, snapshots = keep, segments = old.len(), "retention: deleted before index {floor}");
+        if !batch.is_empty() {
+            self.client.delete_wal_segments(&batch).await?;
+            deleted += batch.len();
+        }
+        if keep > 0 || deleted > 0 {
+            info!(replica = self.name(), generation = %g, snapshots = keep, segments = deleted, "retention: deleted before index {floor}");
         }
         // Older generations, once a restore can no longer be reading them.
         if now - snapshots[0].created_at >= grace {

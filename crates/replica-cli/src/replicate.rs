@@ -123,6 +123,13 @@ fn plans(args: &Args) -> Result<Vec<Plan>, Exit> {
             for ignored in &parsed.ignored {
                 warn!(config = %path.display(), "ignored: {ignored}");
             }
+            for (i, db) in parsed.dbs.iter().enumerate() {
+                for (j, r) in db.replicas.iter().enumerate() {
+                    if r.validation_interval.is_some() {
+                        warn!(config = %path.display(), "ignored: dbs[{i}].replicas[{j}].validation-interval (run `replica verify` or a test restore instead)");
+                    }
+                }
+            }
             Ok(parsed
                 .dbs
                 .into_iter()

@@ -536,3 +536,21 @@ fn a_one_off_snapshot_is_restored_by_litestream() {
     drop(conn);
     assert_litestream_restores(&litestream, dir.path(), &url, &rows(&db));
 }
+
+#[test]
+fn a_missing_database_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("nope.db");
+    let url = format!("file://{}", dir.path().join("r").display());
+    let out = replica()
+        .args(["replicate", db.to_str().unwrap(), &url])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no database at") && err.contains("nope.db"),
+        "{err}"
+    );
+    assert!(!db.exists(), "nothing is created");
+}

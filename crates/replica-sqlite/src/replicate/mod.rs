@@ -169,7 +169,7 @@ pub(crate) struct Shared {
 pub struct Replicator {
     stop_db: watch::Sender<bool>,
     stop_replicas: watch::Sender<bool>,
-    db_task: JoinHandle<()>,
+    db_task: Option<JoinHandle<()>>,
     replica_tasks: Vec<(String, JoinHandle<replica_core::Result<()>>)>,
     views: watch::Receiver<ShadowView>,
     shared: Arc<Shared>,
@@ -235,7 +235,7 @@ impl Replicator {
         Ok(Replicator {
             stop_db,
             stop_replicas,
-            db_task,
+            db_task: Some(db_task),
             replica_tasks,
             views,
             shared,
@@ -257,16 +257,19 @@ impl Replicator {
     }
 
     /// Stops: one last copy of the WAL, then every replica ships it.
-    pub async fn stop(self) -> Result<(), ReplicateError> {
+    pub async fn stop(mut self) -> Result<(), ReplicateError> {
         let _ = self.stop_db.send(true);
-        let db_task = self.db_task.await;
+        let db_task = match self.db_task.take() {
+            Some(task) => task.await,
+            None => Ok(()),
+        };
         let _ = self.stop_replicas.send(true);
         let mut failed = Vec::new();
         if let Err(e) = db_task {
             error!(error = %e, "the database task failed");
             failed.push("the database task".to_owned());
         }
-        for (name, task) in self.replica_tasks {
+        for (name, task) in std::mem::take(&mut self.replica_tasks) {
             match task.await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
@@ -299,6 +302,15 @@ fn publish(views: &watch::Sender<ShadowView>, view: ShadowView) {
         *current = view;
         new
     });
+}
+
+impl Drop for Replicator {
+    /// Dropped without [`Replicator::stop`]: the tasks are told to stop
+    /// (each makes its final sync in the background while the runtime lives).
+    fn drop(&mut self) {
+        let _ = self.stop_db.send(true);
+        let _ = self.stop_replicas.send(true);
+    }
 }
 
 async fn db_loop(

@@ -77,6 +77,8 @@ pub(crate) struct Db {
     first_index: u64,
     /// Read buffer of `copy_frames`, kept between rounds.
     buf: Vec<u8>,
+    /// Root page of `_litestream_seq`: the page our restarting write changes.
+    seq_root: u32,
     /// Held while replicating: one replicator per shadow directory.
     _lock: File,
 }
@@ -198,8 +200,10 @@ impl Db {
             copied_at: SystemTime::UNIX_EPOCH,
             first_index: 0,
             buf: Vec::new(),
+            seq_root: 0,
             _lock: lock,
         };
+        db.seq_root = seq_root(&db.writer)?;
         // A write first, so our read transaction holds a mark inside the WAL
         // (a reader of a fully checkpointed WAL would not stop a restart).
         db.writer
@@ -215,9 +219,16 @@ impl Db {
 
     fn acquire_read(&mut self) -> Result<(), ReplicateError> {
         if !self.reading {
-            self.reader
-                .execute_batch("BEGIN; SELECT COUNT(1) FROM _litestream_seq;")
-                .map_err(sql("starting the read transaction"))?;
+            let begun = self
+                .reader
+                .execute_batch("BEGIN; SELECT COUNT(1) FROM _litestream_seq;");
+            if let Err(e) = begun {
+                // Never left inside a transaction that holds no read mark.
+                if !self.reader.is_autocommit() {
+                    let _ = self.reader.execute_batch("ROLLBACK");
+                }
+                return Err(sql("starting the read transaction")(e));
+            }
             self.reading = true;
         }
         Ok(())
@@ -489,8 +500,6 @@ impl Db {
         Ok(copied)
     }
 
-    /// One round: copy new frames, checkpoint when due, start a new
-    /// generation when continuity is lost.
     /// One round's first half: copy new frames, or start a new generation
     /// when continuity is lost. Publish after this, then [`Db::checkpoint_if_due`].
     pub(crate) fn sync(
@@ -561,6 +570,7 @@ impl Db {
         self.reader = open_connection(&self.path, self.options.busy_timeout)?;
         self.checkpointer = open_connection(&self.path, self.options.busy_timeout)?;
         self.identity = identity(&self.path)?;
+        self.seq_root = seq_root(&self.writer)?;
         Ok(())
     }
 
@@ -669,8 +679,18 @@ impl Db {
         // the moment between our commit and our new read, and frames of the
         // new WAL may be gone.
         let expected_salt = be32(&before, 16).wrapping_add(1);
+        let ours = |header: &[u8; WAL_HEADER_LEN]| {
+            // The restart is ours only if the new WAL begins with our write
+            // (salt-1 + 1 alone also fits a restart by another connection in
+            // the moment before our new read, after frames we never saw).
+            be32(header, 16) == expected_salt
+                && File::open(&self.wal_path)
+                    .ok()
+                    .and_then(|wal| first_transaction_pages(&wal, header))
+                    .is_some_and(|pages| pages.contains(&self.seq_root))
+        };
         match after {
-            Some(header) if be32(&header, 16) == expected_salt => {
+            Some(header) if ours(&header) => {
                 let (generation, index) = (shadow.generation.clone(), shadow.index + 1);
                 let next = self.create_index(&generation, index, header)?;
                 info!(generation = %generation, index, frames = log, "checkpoint: the WAL restarted, new index");
@@ -724,6 +744,47 @@ impl Db {
     /// The database file's path.
     pub(crate) fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// The root page of `_litestream_seq` (the one page our write changes).
+fn seq_root(conn: &Connection) -> Result<u32, ReplicateError> {
+    conn.query_row(
+        "SELECT rootpage FROM sqlite_master WHERE type = 'table' AND name = '_litestream_seq'",
+        [],
+        |r| r.get(0),
+    )
+    .map_err(sql("reading the schema"))
+}
+
+/// The pages the first transaction of the WAL `header` names writes, if its
+/// frames up to the first commit are valid (salts, running checksum).
+fn first_transaction_pages(wal: &File, header: &[u8; WAL_HEADER_LEN]) -> Option<Vec<u32>> {
+    let header = WalHeader::parse(header).ok()?;
+    let frame_len = FRAME_HEADER_LEN + header.page_size as usize;
+    let mut frame = vec![0u8; frame_len];
+    let mut chain = header.checksum;
+    let mut at = WAL_HEADER_LEN as u64;
+    let mut pages = Vec::new();
+    loop {
+        wal.read_exact_at(&mut frame, at).ok()?;
+        let head = &frame[..FRAME_HEADER_LEN];
+        if (be32(head, 8), be32(head, 12)) != header.salts {
+            return None;
+        }
+        chain = checksum(
+            checksum(chain, &head[..8], header.big_endian),
+            &frame[FRAME_HEADER_LEN..],
+            header.big_endian,
+        );
+        if chain != (be32(head, 16), be32(head, 20)) {
+            return None;
+        }
+        pages.push(be32(head, 0));
+        if be32(head, 4) != 0 {
+            return Some(pages);
+        }
+        at += frame_len as u64;
     }
 }
 

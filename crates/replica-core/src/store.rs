@@ -231,6 +231,9 @@ impl<S: KeyStore> ReplicaClient for StoreClient<S> {
         self.layout
     }
 
+    // One listing of `generations/`, then one (or two) per generation: a
+    // prefix (or directory) holding only junk must not be listed, so each
+    // is checked for a canonical object; replicas hold few generations.
     async fn generations(&self) -> Result<Vec<Generation>> {
         let listed = self.store.list(layout::GENERATIONS_DIR).await?;
         let mut found = Vec::new();

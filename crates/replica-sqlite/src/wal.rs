@@ -182,6 +182,25 @@ impl WalHeader {
             checksum: stored,
         })
     }
+
+    /// Checks that `frame` (header and page) continues this WAL after the
+    /// running checksum `chain`: the header's salts, and the checksum over
+    /// the frame's first 8 bytes and its page. Returns the new running
+    /// checksum.
+    pub fn continued_by(&self, chain: (u32, u32), frame: &[u8]) -> Result<(u32, u32), WalDefect> {
+        if (be32(frame, 8), be32(frame, 12)) != self.salts {
+            return Err(WalDefect::SaltMismatch);
+        }
+        let next = checksum(
+            checksum(chain, &frame[..8], self.big_endian),
+            &frame[FRAME_HEADER_LEN..],
+            self.big_endian,
+        );
+        if next != (be32(frame, 16), be32(frame, 20)) {
+            return Err(WalDefect::FrameChecksum);
+        }
+        Ok(next)
+    }
 }
 
 /// Where an applier writes pages: a database file (or anything positioned).
@@ -387,22 +406,9 @@ impl WalApplier {
                 .into());
             }
             let frame = &rest[..frame_len];
-            if (be32(frame, 8), be32(frame, 12)) != header.salts {
-                return Err(WalBreak {
-                    offset,
-                    defect: WalDefect::SaltMismatch,
-                }
-                .into());
-            }
-            running = checksum(running, &frame[..8], header.big_endian);
-            running = checksum(running, &frame[FRAME_HEADER_LEN..], header.big_endian);
-            if running != (be32(frame, 16), be32(frame, 20)) {
-                return Err(WalBreak {
-                    offset,
-                    defect: WalDefect::FrameChecksum,
-                }
-                .into());
-            }
+            running = header
+                .continued_by(running, frame)
+                .map_err(|defect| WalBreak { offset, defect })?;
             let pgno = be32(frame, 0);
             if pgno == 0 {
                 return Err(WalBreak {

@@ -21,7 +21,7 @@ use rusqlite::Connection;
 use tracing::{debug, info, warn};
 
 use super::{DbOptions, ReplicateError, ShadowView};
-use crate::wal::{checksum, WalHeader, FRAME_HEADER_LEN, WAL_HEADER_LEN};
+use crate::wal::{WalHeader, FRAME_HEADER_LEN, WAL_HEADER_LEN};
 
 /// Litestream's own tables, reused so a database that Litestream replicated
 /// gains nothing new: one row whose updates force a WAL restart, and a table
@@ -433,8 +433,7 @@ impl Db {
             .map_err(|e| Discontinuity(format!("the WAL cannot be read: {e}")))?
             .len();
         let frame_len = shadow.frame_len();
-        let salts = shadow.parsed.salts;
-        let big_endian = shadow.parsed.big_endian;
+        let parsed = shadow.parsed;
         let mut offset = shadow.len;
         let mut chain = shadow.chain;
         let mut committed = (shadow.len, shadow.chain);
@@ -453,17 +452,9 @@ impl Db {
             let mut valid = 0;
             for frame in batch.chunks_exact(frame_len as usize) {
                 let head = &frame[..FRAME_HEADER_LEN];
-                if (be32(head, 8), be32(head, 12)) != salts {
+                let Ok(next) = parsed.continued_by(chain, frame) else {
                     break;
-                }
-                let next = checksum(
-                    checksum(chain, &head[..8], big_endian),
-                    &frame[FRAME_HEADER_LEN..],
-                    big_endian,
-                );
-                if next != (be32(head, 16), be32(head, 20)) {
-                    break;
-                }
+                };
                 chain = next;
                 valid += 1;
                 if be32(head, 4) != 0 {
@@ -769,17 +760,7 @@ fn first_transaction_pages(wal: &File, header: &[u8; WAL_HEADER_LEN]) -> Option<
     loop {
         wal.read_exact_at(&mut frame, at).ok()?;
         let head = &frame[..FRAME_HEADER_LEN];
-        if (be32(head, 8), be32(head, 12)) != header.salts {
-            return None;
-        }
-        chain = checksum(
-            checksum(chain, &head[..8], header.big_endian),
-            &frame[FRAME_HEADER_LEN..],
-            header.big_endian,
-        );
-        if chain != (be32(head, 16), be32(head, 20)) {
-            return None;
-        }
+        chain = header.continued_by(chain, &frame).ok()?;
         pages.push(be32(head, 0));
         if be32(head, 4) != 0 {
             return Some(pages);
@@ -800,17 +781,9 @@ fn committed_end(file: &File, header: &WalHeader) -> std::io::Result<(u64, (u32,
     while at + frame_len as u64 <= size {
         file.read_exact_at(&mut frame, at)?;
         let head = &frame[..FRAME_HEADER_LEN];
-        if (be32(head, 8), be32(head, 12)) != header.salts {
+        let Ok(next) = header.continued_by(chain, &frame) else {
             break;
-        }
-        let next = checksum(
-            checksum(chain, &head[..8], header.big_endian),
-            &frame[FRAME_HEADER_LEN..],
-            header.big_endian,
-        );
-        if next != (be32(head, 16), be32(head, 20)) {
-            break;
-        }
+        };
         chain = next;
         at += frame_len as u64;
         if be32(head, 4) != 0 {

@@ -554,3 +554,48 @@ fn a_missing_database_is_a_clear_error() {
     );
     assert!(!db.exists(), "nothing is created");
 }
+
+#[test]
+fn writes_by_short_lived_sqlite3_processes_are_all_replicated() {
+    // Each `sqlite3` run opens, writes and closes: on close SQLite deletes
+    // the WAL if it thinks it is the last connection. The replicator's
+    // connections must keep it from thinking so, snapshots included.
+    let Some(litestream) = litestream() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    sqlite3(
+        &db,
+        "PRAGMA journal_mode=wal; CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1), (2), (3);",
+    );
+    let url = format!("file://{}", dir.path().join("backup").display());
+    let mut args = vec![db.to_str().unwrap(), url.as_str()];
+    args.extend_from_slice(QUICK);
+    let running = Running::start(dir.path(), &args);
+    running.wait_for("snapshot written");
+    for x in 4..=12 {
+        sqlite3(&db, &format!("INSERT INTO t VALUES ({x});"));
+        std::thread::sleep(Duration::from_millis(60));
+    }
+    let log = running.stop();
+    assert!(!log.contains("sync failed"), "{log}");
+    let expected = sqlite3(&db, "SELECT COUNT(*), SUM(x) FROM t");
+    assert_eq!(expected, "12|78\n");
+    let ours = dir.path().join("ours.db");
+    replica_restore(&url, &ours);
+    assert_eq!(sqlite3(&ours, "SELECT COUNT(*), SUM(x) FROM t"), expected);
+    let theirs = dir.path().join("theirs.db");
+    let out = Process::new(&litestream)
+        .args(["restore", "-o"])
+        .arg(&theirs)
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(sqlite3(&theirs, "SELECT COUNT(*), SUM(x) FROM t"), expected);
+}

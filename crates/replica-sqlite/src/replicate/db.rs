@@ -14,6 +14,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use replica_core::Generation;
@@ -81,6 +82,9 @@ pub(crate) struct Db {
     seq_root: u32,
     /// Held while replicating: one replicator per shadow directory.
     _lock: File,
+    /// The database file, opened once and kept open: closing any descriptor
+    /// of it would drop the POSIX locks of our SQLite connections.
+    db_file: Arc<File>,
 }
 
 /// Locks `<root>/lock`, so two replicators never share a shadow WAL.
@@ -185,6 +189,8 @@ impl Db {
         let checkpointer = open_connection(&path, options.busy_timeout)?;
         let mut wal_path = path.clone().into_os_string();
         wal_path.push("-wal");
+        let db_file =
+            Arc::new(File::open(&path).map_err(io(format!("opening {}", path.display())))?);
         let mut db = Db {
             identity: identity(&path)?,
             wal_path: PathBuf::from(wal_path),
@@ -202,6 +208,7 @@ impl Db {
             buf: Vec::new(),
             seq_root: 0,
             _lock: lock,
+            db_file,
         };
         db.seq_root = seq_root(&db.writer)?;
         // A write first, so our read transaction holds a mark inside the WAL
@@ -561,6 +568,9 @@ impl Db {
         self.reader = open_connection(&self.path, self.options.busy_timeout)?;
         self.checkpointer = open_connection(&self.path, self.options.busy_timeout)?;
         self.identity = identity(&self.path)?;
+        self.db_file = Arc::new(
+            File::open(&self.path).map_err(io(format!("opening {}", self.path.display())))?,
+        );
         self.seq_root = seq_root(&self.writer)?;
         Ok(())
     }
@@ -711,6 +721,7 @@ impl Db {
             index: shadow.index,
             len: shadow.len,
             copied_at: self.copied_at,
+            db_file: self.db_file.clone(),
         }
     }
 
@@ -730,11 +741,6 @@ impl Db {
             }
             self.first_index += 1;
         }
-    }
-
-    /// The database file's path.
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
     }
 }
 

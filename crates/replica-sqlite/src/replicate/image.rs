@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -61,14 +62,13 @@ fn overlay(shadow: &File, len: u64) -> std::io::Result<Overlay> {
 }
 
 fn produce(
-    db: PathBuf,
+    file: &File,
     shadow: PathBuf,
     len: u64,
     tx: &mpsc::Sender<replica_core::Result<Bytes>>,
 ) -> std::io::Result<()> {
     let shadow = File::open(&shadow)?;
     let overlay = overlay(&shadow, len)?;
-    let file = File::open(&db)?;
     let file_len = file.metadata()?.len();
     let page_size = overlay.page_size;
     let total = match overlay.db_pages {
@@ -103,12 +103,16 @@ fn produce(
     Ok(())
 }
 
-/// Streams the image of `db` with `shadow[..len]` laid over it.
-pub(crate) fn image(db: PathBuf, shadow: PathBuf, len: u64) -> ByteStream {
+/// Streams the image of the database open as `db` with `shadow[..len]`
+/// laid over it. `db` is the replicator's own long-lived descriptor of the
+/// database file: opening and closing another one would drop every POSIX
+/// lock this process's SQLite connections hold on it (then another process
+/// could take the database for its last connection and delete the WAL).
+pub(crate) fn image(db: Arc<File>, shadow: PathBuf, len: u64) -> ByteStream {
     let (tx, rx) = mpsc::channel(4);
-    let context = format!("reading a snapshot of {}", db.display());
+    let context = "reading a snapshot of the database".to_owned();
     tokio::task::spawn_blocking(move || {
-        if let Err(e) = produce(db, shadow, len, &tx) {
+        if let Err(e) = produce(&db, shadow, len, &tx) {
             let _ = tx.blocking_send(Err(Error::io(context, e)));
         }
     });

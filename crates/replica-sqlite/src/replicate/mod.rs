@@ -157,6 +157,8 @@ pub(crate) struct ShadowView {
     index: u64,
     len: u64,
     copied_at: SystemTime,
+    /// The database file, open for the replicator's lifetime.
+    db_file: Arc<std::fs::File>,
 }
 
 /// State shared between the tasks.
@@ -193,7 +195,6 @@ impl Replicator {
         let db = tokio::task::spawn_blocking(move || db::Db::open(&path, options))
             .await
             .expect("opening the database does not panic")?;
-        let db_path = db.path().to_owned();
         let (view_tx, views) = watch::channel(db.view());
         let gate = Arc::new(RwLock::new(()));
         let shared = Arc::new(Shared {
@@ -222,7 +223,6 @@ impl Replicator {
                     client: replica.client,
                     views: views.clone(),
                     gate: gate.clone(),
-                    db_path: db_path.clone(),
                     shared: shared.clone(),
                     pos: None,
                     last_snapshot: None,

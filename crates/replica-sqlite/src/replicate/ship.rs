@@ -26,7 +26,6 @@ pub(crate) struct Shipper {
     pub(crate) client: Arc<dyn ReplicaClient>,
     pub(crate) views: watch::Receiver<ShadowView>,
     pub(crate) gate: Arc<RwLock<()>>,
-    pub(crate) db_path: PathBuf,
     pub(crate) shared: Arc<Shared>,
     pub(crate) pos: Option<Pos>,
     /// When the newest snapshot was written, on the local monotonic clock
@@ -163,7 +162,7 @@ impl Shipper {
         let view = self.views.borrow().clone();
         let shadow = index_path(&view, view.index);
         let data =
-            lz4::compress_stream(super::image::image(self.db_path.clone(), shadow, view.len));
+            lz4::compress_stream(super::image::image(view.db_file.clone(), shadow, view.len));
         let info = self
             .client
             .write_snapshot(&view.generation, view.index, data)

@@ -32,7 +32,9 @@ fn encode(header: Header, pgnos: &[u32], seed: u64) -> (Vec<u8>, Trailer) {
     (bytes, trailer)
 }
 
-fn decode_all(bytes: &[u8]) -> Result<(Header, Vec<(u32, Vec<u8>)>, Trailer), LtxError> {
+type Decoded = (Header, Vec<(u32, Vec<u8>)>, Trailer);
+
+fn decode_all(bytes: &[u8]) -> Result<Decoded, LtxError> {
     let mut dec = Decoder::new(bytes)?;
     let header = *dec.header();
     let mut pages = Vec::new();

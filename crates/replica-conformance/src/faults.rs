@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
 use replica_core::{
-    async_trait, ByteStream, Error, KeyStore, Listing, ObjectMeta, Result, StoreClient,
+    async_trait, ByteStream, Error, KeyStore, Listing, ObjectMeta, PutOptions, Result, StoreClient,
 };
 
 /// Where faults may be injected.
@@ -136,17 +136,26 @@ impl KeyStore for FaultyStore {
         self.inner.kind()
     }
 
-    async fn put(&self, key: &str, data: ByteStream) -> Result<ObjectMeta> {
+    async fn put_opts(
+        &self,
+        key: &str,
+        data: ByteStream,
+        options: &PutOptions,
+    ) -> Result<ObjectMeta> {
         let data = if self.fault(FaultPoint::Write).await {
             cut(data)
         } else {
             data
         };
-        self.inner.put(key, data).await
+        self.inner.put_opts(key, data, options).await
     }
 
     async fn get(&self, key: &str) -> Result<ByteStream> {
-        let data = self.inner.get(key).await?;
+        self.get_range(key, 0..u64::MAX).await
+    }
+
+    async fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> Result<ByteStream> {
+        let data = self.inner.get_range(key, range).await?;
         Ok(if self.fault(FaultPoint::Read).await {
             cut(data)
         } else {

@@ -50,6 +50,17 @@ pub enum Error {
         found: String,
     },
 
+    /// An LTX replica lacks the files for TXIDs `first..=last`: no chain of
+    /// files reaches the target.
+    #[error("TXIDs {first:016x} to {last:016x} are missing: {detail}")]
+    TxidHole {
+        /// First missing TXID.
+        first: u64,
+        /// Last missing TXID.
+        last: u64,
+        /// What was found around the hole.
+        detail: String,
+    },
     /// Stored bytes could not be decoded (e.g. a corrupt or truncated LZ4 frame).
     #[error("corrupt data in {path}: {message}")]
     Corrupt {

@@ -1,8 +1,9 @@
 //! Core of replica: the types, the storage-client trait and the logic every
 //! backend shares.
 //!
-//! A replica stores SQLite replication data in the Litestream layout:
-//! generations of snapshots and WAL segments. This crate holds:
+//! A replica stores SQLite replication data in Litestream's layouts:
+//! generations of snapshots and WAL segments (0.3, 0.4), or LTX files in
+//! levels (0.5). This crate holds:
 //! - the value types [`Generation`], [`Pos`], [`SnapshotInfo`], [`WalSegmentInfo`];
 //! - [`layout`]: the [`Layout`]s (Litestream 0.3 and 0.4): names, keys, strict parsing;
 //! - [`store`]: the [`KeyStore`] trait backends implement, and [`StoreClient`],
@@ -10,6 +11,8 @@
 //! - the [`ReplicaClient`] trait (the contract the conformance suite checks), with data as [`ByteStream`]s;
 //! - the [`WalSegmentCursor`] with the append-validation rules;
 //! - [`lz4`]: streaming LZ4 frame adapters;
+//! - [`ltx`]: the Litestream 0.5 layout (LTX files in levels) over any key
+//!   store: [`LtxClient`](ltx::LtxClient), the restore plan, decoding;
 //! - [`copy()`]: a replica copied between any two clients (and layouts),
 //!   requests in flight;
 //! - [`ReplicaClientExt`]: operations over any client (latest generation,
@@ -25,6 +28,7 @@ pub mod copy;
 pub mod cursor;
 pub mod error;
 pub mod layout;
+pub mod ltx;
 pub mod lz4;
 pub mod ops;
 pub mod store;
@@ -42,7 +46,10 @@ pub use layout::Layout;
 pub use ops::{
     newest_generation, ReplicaClientExt, RestorePlan, RestoreSink, RestoreTarget, TimeBounds,
 };
-pub use store::{layouts_present, KeyStore, Listing, ObjectMeta, StoreClient};
+pub use store::{
+    layouts_present, slice_stream, KeyStore, Listing, ObjectMeta, PutOptions, StoreClient,
+    TIME_METADATA_KEY,
+};
 pub use types::{Generation, Pos, SnapshotInfo, WalSegmentInfo};
 
 /// Re-exported so backends implement [`ReplicaClient`] with the same macro version.

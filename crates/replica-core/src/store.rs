@@ -13,10 +13,12 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use futures::{StreamExt, TryStreamExt};
 
 use crate::client::{ByteStream, ReplicaClient, WalSegmentSource};
 use crate::cursor::WalSegmentCursor;
@@ -31,6 +33,33 @@ pub struct ObjectMeta {
     pub size: u64,
     /// When the store last wrote it (file mtime, object last-modified).
     pub modified: DateTime<Utc>,
+}
+
+/// How an object is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PutOptions {
+    /// The object's time, kept as the store can (see [`KeyStore::put_opts`]).
+    pub time: Option<DateTime<Utc>>,
+}
+
+/// The metadata key under which object stores keep [`PutOptions::time`]
+/// (as Litestream 0.5 does).
+pub const TIME_METADATA_KEY: &str = "litestream-timestamp";
+
+/// Bytes `range` of a stream (see [`KeyStore::get_range`]).
+pub fn slice_stream(stream: ByteStream, range: Range<u64>) -> ByteStream {
+    let mut at = 0u64;
+    stream
+        .try_filter_map(move |chunk| {
+            let start = at;
+            at += chunk.len() as u64;
+            let from = range.start.max(start);
+            let to = range.end.min(at);
+            futures::future::ready(Ok(
+                (from < to).then(|| chunk.slice((from - start) as usize..(to - start) as usize))
+            ))
+        })
+        .boxed()
 }
 
 /// One level of a directory: the names of its child directories and objects.
@@ -54,12 +83,35 @@ pub trait KeyStore: Send + Sync + fmt::Debug + 'static {
 
     /// Stores `data` under `key`, replacing what is there atomically: a reader
     /// sees the old object or the whole new one, and a failed input stream
-    /// leaves nothing new under `key`.
-    async fn put(&self, key: &str, data: ByteStream) -> Result<ObjectMeta>;
+    /// leaves nothing new under `key`. With [`PutOptions::time`] set, the
+    /// object carries that time: a file's mtime, an object's
+    /// `litestream-timestamp` metadata (RFC 3339, milliseconds), as
+    /// Litestream 0.5 keeps LTX file times.
+    async fn put_opts(
+        &self,
+        key: &str,
+        data: ByteStream,
+        options: &PutOptions,
+    ) -> Result<ObjectMeta>;
+
+    /// [`put_opts`](KeyStore::put_opts) without options.
+    async fn put(&self, key: &str, data: ByteStream) -> Result<ObjectMeta> {
+        self.put_opts(key, data, &PutOptions::default()).await
+    }
 
     /// Streams the object under `key`; a missing one is [`Error::NotFound`]
     /// from the call itself.
     async fn get(&self, key: &str) -> Result<ByteStream>;
+
+    /// Streams bytes `range` of the object under `key`: a range reaching past
+    /// the end gives the bytes up to the end, one starting at or past the end
+    /// gives none; a missing object is [`Error::NotFound`]. The provided
+    /// version reads the object from its start and drops what lies outside;
+    /// stores that can read a range natively should.
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<ByteStream> {
+        let whole = self.get(key).await?;
+        Ok(slice_stream(whole, range))
+    }
 
     /// Deletes the objects under `keys`; missing ones are `Ok`.
     async fn delete(&self, keys: &[String]) -> Result<()>;

@@ -34,11 +34,11 @@ use futures::TryStreamExt;
 use replica_core::layout::{self, Layout};
 use replica_core::{
     async_trait, read_head, reader_stream, ByteStream, Error, KeyStore, Listing, ObjectMeta,
-    Result, StoreClient,
+    PutOptions, Result, StoreClient,
 };
 use rustix::fs::{self as rfs, AtFlags, Mode, OFlags};
 use rustix::io::Errno;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod beneath;
 
@@ -200,7 +200,12 @@ impl FileStore {
     /// gathered first and written in one blocking call, so a small durable
     /// write costs about the syscalls a hand-written one does. Larger input
     /// streams into the temporary file chunk by chunk.
-    async fn write(&self, key: &str, mut data: ByteStream) -> Result<ObjectMeta> {
+    async fn write(
+        &self,
+        key: &str,
+        mut data: ByteStream,
+        time: Option<DateTime<Utc>>,
+    ) -> Result<ObjectMeta> {
         let key = key.to_owned();
         let head = read_head(&mut data, SMALL_WRITE).await?;
         if head.complete {
@@ -213,7 +218,7 @@ impl FileStore {
                         .try_for_each(|chunk| pending.file.write_all(chunk))
                         .map_err(|e| inner.error("writing", &key, e));
                     match written {
-                        Ok(()) => inner.commit(pending, &key),
+                        Ok(()) => inner.commit(pending, &key, time),
                         Err(e) => {
                             let _ = beneath::unlink(pending.dir.as_fd(), &pending.temp);
                             Err(e)
@@ -259,7 +264,7 @@ impl FileStore {
             file,
         };
         self.blocking(move |inner| match written {
-            Ok(()) => inner.commit(pending, &key),
+            Ok(()) => inner.commit(pending, &key, time),
             Err(e) => {
                 let _ = beneath::unlink(pending.dir.as_fd(), &pending.temp);
                 Err(e)
@@ -424,8 +429,16 @@ impl Inner {
 
     /// Makes a written temporary durable and moves it over its name: fsync,
     /// rename, fsync of the directory. Returns the size and modification time.
-    fn commit(&self, pending: Pending, key: &str) -> Result<ObjectMeta> {
+    fn commit(
+        &self,
+        pending: Pending,
+        key: &str,
+        time: Option<DateTime<Utc>>,
+    ) -> Result<ObjectMeta> {
         let done = (|| {
+            if let Some(time) = time {
+                pending.file.set_modified(time.into())?;
+            }
             pending.file.sync_all()?;
             let meta = pending.file.metadata()?;
             rfs::renameat(
@@ -519,7 +532,8 @@ fn is_temporary_name(name: &str) -> bool {
     };
     random.len() == 16
         && random.bytes().all(|b| b.is_ascii_hexdigit())
-        && Layout::ALL.iter().any(|l| l.is_object_name(final_name))
+        && (Layout::ALL.iter().any(|l| l.is_object_name(final_name))
+            || replica_core::ltx::parse_file_name(final_name).is_some())
 }
 
 fn stat_time(st: &rfs::Stat) -> DateTime<Utc> {
@@ -533,11 +547,20 @@ impl KeyStore for FileStore {
         "file"
     }
 
-    async fn put(&self, key: &str, data: ByteStream) -> Result<ObjectMeta> {
-        self.write(key, data).await
+    async fn put_opts(
+        &self,
+        key: &str,
+        data: ByteStream,
+        options: &PutOptions,
+    ) -> Result<ObjectMeta> {
+        self.write(key, data, options.time).await
     }
 
     async fn get(&self, key: &str) -> Result<ByteStream> {
+        self.get_range(key, 0..u64::MAX).await
+    }
+
+    async fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> Result<ByteStream> {
         let rel = key.to_owned();
         let opened = self
             .blocking(move |inner| {
@@ -551,7 +574,16 @@ impl KeyStore for FileStore {
             })
             .await?;
         match opened {
-            Some(file) => Ok(reader_stream(tokio::fs::File::from_std(file), READ_CHUNK)),
+            Some(mut file) => {
+                if range.start > 0 {
+                    use std::io::Seek;
+                    file.seek(io::SeekFrom::Start(range.start))
+                        .map_err(|e| self.inner.error("seeking in", key, e))?;
+                }
+                let file = tokio::fs::File::from_std(file);
+                let len = range.end.saturating_sub(range.start);
+                Ok(reader_stream(file.take(len), READ_CHUNK))
+            }
             None => Err(Error::not_found(key)),
         }
     }

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use replica_core::{
     async_trait, bytes_stream, collect_bytes, ByteStream, Error, KeyStore, Listing, ObjectMeta,
-    Result, StoreClient,
+    PutOptions, Result, StoreClient,
 };
 
 /// A replica held in memory, in any layout.
@@ -79,12 +79,17 @@ impl KeyStore for MemoryStore {
         "memory"
     }
 
-    async fn put(&self, key: &str, data: ByteStream) -> Result<ObjectMeta> {
+    async fn put_opts(
+        &self,
+        key: &str,
+        data: ByteStream,
+        options: &PutOptions,
+    ) -> Result<ObjectMeta> {
         // Collect first: a failed stream stores nothing.
         let data = collect_bytes(data).await?;
         let object = Object {
             data,
-            modified: Utc::now(),
+            modified: options.time.unwrap_or_else(Utc::now),
         };
         let meta = ObjectMeta {
             size: object.data.len() as u64,
@@ -95,9 +100,20 @@ impl KeyStore for MemoryStore {
     }
 
     async fn get(&self, key: &str) -> Result<ByteStream> {
+        self.get_range(key, 0..u64::MAX).await
+    }
+
+    async fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> Result<ByteStream> {
         let object = self.read_objects().get(key).cloned();
         match object {
-            Some(o) => Ok(bytes_stream(o.data)),
+            Some(o) => {
+                let len = o.data.len() as u64;
+                let (start, end) = (
+                    range.start.min(len),
+                    range.end.min(len).max(range.start.min(len)),
+                );
+                Ok(bytes_stream(o.data.slice(start as usize..end as usize)))
+            }
             None => Err(Error::not_found(key)),
         }
     }

@@ -28,10 +28,18 @@ use bytes::Bytes;
 use chrono::Utc;
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
-use replica_core::{
-    async_trait, read_head, ByteStream, Error, KeyStore, Listing, ObjectMeta, Result, StoreClient,
+use object_store::{
+    Attribute, Attributes, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload,
+    WriteMultipart,
 };
+use replica_core::{
+    async_trait, read_head, ByteStream, Error, KeyStore, Listing, ObjectMeta, PutOptions, Result,
+    StoreClient, TIME_METADATA_KEY,
+};
+
+fn empty_stream() -> ByteStream {
+    stream::empty().boxed()
+}
 
 mod url_open;
 pub use url_open::{open_url, OBJECT_STORE_SCHEMES, RETRY_TIMEOUT};
@@ -185,19 +193,44 @@ impl ObjectKeyStore {
         }
     }
 
-    async fn write(&self, key: &str, mut data: ByteStream) -> Result<ObjectMeta> {
+    /// The object's metadata: its time as `litestream-timestamp`, on stores
+    /// that keep metadata (`LocalFileSystem` keeps none and refuses any).
+    fn attributes(&self, time: Option<chrono::DateTime<Utc>>) -> Attributes {
+        let mut attributes = Attributes::new();
+        if let Some(time) = time.filter(|_| self.inner.kind != "object_store_local") {
+            attributes.insert(
+                Attribute::Metadata(TIME_METADATA_KEY.into()),
+                time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                    .into(),
+            );
+        }
+        attributes
+    }
+
+    async fn write(
+        &self,
+        key: &str,
+        mut data: ByteStream,
+        time: Option<chrono::DateTime<Utc>>,
+    ) -> Result<ObjectMeta> {
         let key = self.key(key);
         let threshold = self.inner.multipart_threshold;
         let head = read_head(&mut data, threshold).await?;
+        let attributes = self.attributes(time);
         let size = if head.complete {
+            let options = object_store::PutOptions {
+                attributes,
+                ..Default::default()
+            };
             self.inner
                 .store
-                .put(&key, PutPayload::from_iter(head.chunks))
+                .put_opts(&key, PutPayload::from_iter(head.chunks), options)
                 .await
                 .map_err(|e| self.error(&format!("writing {key}"), e))?;
             head.len as u64
         } else {
-            self.put_multipart(&key, head.chunks, data).await?
+            self.put_multipart(&key, head.chunks, data, attributes)
+                .await?
         };
         // The reply's created_at is the local time the write completed (as in
         // Litestream): asking the store for its own time would cost a request
@@ -213,11 +246,16 @@ impl ObjectKeyStore {
         key: &Path,
         head: Vec<Bytes>,
         mut rest: ByteStream,
+        attributes: Attributes,
     ) -> Result<u64> {
+        let options = object_store::PutMultipartOptions {
+            attributes,
+            ..Default::default()
+        };
         let upload = self
             .inner
             .store
-            .put_multipart(key)
+            .put_multipart_opts(key, options)
             .await
             .map_err(|e| self.error(&format!("starting upload of {key}"), e))?;
         let part_size = self.inner.multipart_threshold.max(MIN_PART_SIZE);
@@ -263,9 +301,27 @@ impl ObjectKeyStore {
         }
     }
 
-    async fn read(&self, path: &str) -> Result<ByteStream> {
+    async fn read(&self, path: &str, range: std::ops::Range<u64>) -> Result<ByteStream> {
         let key = self.key(path);
-        match self.inner.store.get(&key).await {
+        let whole = range == (0..u64::MAX);
+        let options = GetOptions {
+            range: (!whole).then(|| {
+                if range.end == u64::MAX {
+                    GetRange::Offset(range.start)
+                } else {
+                    GetRange::Bounded(range.clone())
+                }
+            }),
+            ..Default::default()
+        };
+        if range.start >= range.end {
+            return match self.inner.store.head(&key).await {
+                Ok(_) => Ok(empty_stream()),
+                Err(object_store::Error::NotFound { .. }) => Err(Error::not_found(path)),
+                Err(e) => Err(self.error(&format!("reading {key}"), e)),
+            };
+        }
+        match self.inner.store.get_opts(&key, options).await {
             Ok(result) => {
                 let client = self.clone();
                 Ok(result
@@ -274,6 +330,13 @@ impl ObjectKeyStore {
                     .boxed())
             }
             Err(object_store::Error::NotFound { .. }) => Err(Error::not_found(path)),
+            // A range starting at or past the end is refused by the store
+            // (HTTP 416); by the KeyStore contract it reads as nothing.
+            Err(e) if !whole => match self.inner.store.head(&key).await {
+                Ok(meta) if range.start >= meta.size => Ok(empty_stream()),
+                Err(object_store::Error::NotFound { .. }) => Err(Error::not_found(path)),
+                _ => Err(self.error(&format!("reading {key}"), e)),
+            },
             Err(e) => Err(self.error(&format!("reading {key}"), e)),
         }
     }
@@ -317,12 +380,21 @@ impl KeyStore for ObjectKeyStore {
         self.inner.kind
     }
 
-    async fn put(&self, key: &str, data: ByteStream) -> Result<ObjectMeta> {
-        self.write(key, data).await
+    async fn put_opts(
+        &self,
+        key: &str,
+        data: ByteStream,
+        options: &PutOptions,
+    ) -> Result<ObjectMeta> {
+        self.write(key, data, options.time).await
     }
 
     async fn get(&self, key: &str) -> Result<ByteStream> {
-        self.read(key).await
+        self.read(key, 0..u64::MAX).await
+    }
+
+    async fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> Result<ByteStream> {
+        self.read(key, range).await
     }
 
     async fn delete(&self, keys: &[String]) -> Result<()> {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use replica::{
     async_trait, bytes_stream, ByteStream, Generation, KeyStore, Listing, ObjectMeta, Pos,
-    ReplicaClient, Result, StoreClient,
+    PutOptions, ReplicaClient, Result, StoreClient,
 };
 use replica_memory::MemoryStore;
 
@@ -37,8 +37,13 @@ impl KeyStore for Slow {
     fn kind(&self) -> &'static str {
         "slow"
     }
-    async fn put(&self, key: &str, data: ByteStream) -> Result<ObjectMeta> {
-        self.delayed(self.inner.put(key, data)).await
+    async fn put_opts(
+        &self,
+        key: &str,
+        data: ByteStream,
+        options: &PutOptions,
+    ) -> Result<ObjectMeta> {
+        self.delayed(self.inner.put_opts(key, data, options)).await
     }
     async fn get(&self, key: &str) -> Result<ByteStream> {
         self.delayed(self.inner.get(key)).await

@@ -1,0 +1,321 @@
+//! The Litestream 0.5 layout: LTX files in levels, over any [`KeyStore`].
+//!
+//! ```text
+//! file, GCS, Azure, memory:  ltx/<level>/<min>-<max>.ltx      (level in decimal)
+//! S3:                        <level as 4 hex digits>/<min>-<max>.ltx
+//! ```
+//!
+//! No generations: one lineage of transaction IDs. Level 0 holds one file
+//! per sync, levels 1..=8 compactions, level 9 snapshots (min TXID 1).
+//! [`LtxClient`] is the one client of this layout, written once over any key
+//! store (so a backend author still writes one `KeyStore` and gets every
+//! layout): it names keys by the kind of store ([`KeyShape`]), lists a level
+//! sorted by TXID (junk skipped), reads whole files and byte ranges, writes
+//! with the file's time kept as Litestream keeps it, and deletes. The
+//! restore plan is [`plan_restore`]; decoding a stored file is
+//! [`decode_file`]. The format itself is the `replica-ltx` crate, re-exported
+//! as [`format`].
+
+mod decode;
+mod plan;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use futures::stream::{self, StreamExt, TryStreamExt};
+
+pub use decode::{decode_file, read_header, Decoded};
+pub use plan::{plan_restore, LtxPlan, LtxTarget};
+pub use replica_ltx as format;
+pub use replica_ltx::{file_name, parse_file_name, Header, TxId};
+
+use crate::client::{collect_bytes, ByteStream};
+use crate::error::{Error, Result};
+use crate::store::{KeyStore, PutOptions};
+
+/// The level of snapshots.
+pub const SNAPSHOT_LEVEL: u8 = 9;
+/// The highest level.
+pub const MAX_LEVEL: u8 = 9;
+/// The layout's name in URLs (`?layout=`), flags and listings.
+pub const LAYOUT_NAME: &str = "litestream-0.5";
+
+/// One LTX file as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LtxFileInfo {
+    /// Its level (0 ..= 9).
+    pub level: u8,
+    /// First TXID it holds.
+    pub min_txid: TxId,
+    /// Last TXID it holds.
+    pub max_txid: TxId,
+    /// Stored bytes.
+    pub size: u64,
+    /// The store's time for it: a file's mtime (Litestream sets it to the
+    /// header's timestamp), an object's last-modified (its upload time; the
+    /// header's timestamp is in its metadata, see [`LtxClient::with_header_times`]).
+    pub created_at: DateTime<Utc>,
+}
+
+impl LtxFileInfo {
+    /// `L<level> <min>-<max>`, as messages name a file.
+    pub fn name(&self) -> String {
+        format!("L{} {}-{}", self.level, self.min_txid, self.max_txid)
+    }
+}
+
+/// How a store names levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyShape {
+    /// `ltx/<level>/` (file, GCS, Azure, SFTP, WebDAV replicas of Litestream).
+    LtxDirs,
+    /// `<level as %04x>/` straight under the prefix (S3 and OSS replicas).
+    HexLevels,
+}
+
+impl KeyShape {
+    /// The shape Litestream 0.5 uses on a store of this
+    /// [`kind`](KeyStore::kind).
+    pub fn for_kind(kind: &str) -> KeyShape {
+        if kind == "s3" {
+            KeyShape::HexLevels
+        } else {
+            KeyShape::LtxDirs
+        }
+    }
+
+    /// The directory of `level`.
+    pub fn level_dir(self, level: u8) -> String {
+        match self {
+            KeyShape::LtxDirs => format!("ltx/{level}"),
+            KeyShape::HexLevels => format!("{level:04x}"),
+        }
+    }
+}
+
+/// A replica in the Litestream 0.5 layout over any key store.
+///
+/// Cheap to clone; clones share the store.
+#[derive(Debug, Clone)]
+pub struct LtxClient {
+    store: Arc<dyn KeyStore>,
+    shape: KeyShape,
+}
+
+fn check_level(level: u8) -> Result<u8> {
+    if level > MAX_LEVEL {
+        return Err(Error::invalid(format!(
+            "level {level} does not exist: levels are 0 to {MAX_LEVEL}"
+        )));
+    }
+    Ok(level)
+}
+
+fn check_range(min: TxId, max: TxId) -> Result<()> {
+    if min.0 == 0 || min > max {
+        return Err(Error::invalid(format!(
+            "bad TXID range {min}-{max}: TXIDs start at 1 and min must not exceed max"
+        )));
+    }
+    Ok(())
+}
+
+impl LtxClient {
+    /// A client over `store`, naming keys as Litestream does on its kind.
+    pub fn new(store: Arc<dyn KeyStore>) -> Self {
+        let shape = KeyShape::for_kind(store.kind());
+        Self::with_shape(store, shape)
+    }
+
+    /// A client over `store` with an explicit key shape.
+    pub fn with_shape(store: Arc<dyn KeyStore>, shape: KeyShape) -> Self {
+        LtxClient { store, shape }
+    }
+
+    /// The backend's kind (`file`, `s3`, ...).
+    pub fn kind(&self) -> &'static str {
+        self.store.kind()
+    }
+
+    /// How this client names levels.
+    pub fn shape(&self) -> KeyShape {
+        self.shape
+    }
+
+    /// The key store underneath.
+    pub fn store(&self) -> &Arc<dyn KeyStore> {
+        &self.store
+    }
+
+    /// The key of a file.
+    pub fn key(&self, level: u8, min: TxId, max: TxId) -> Result<String> {
+        check_level(level)?;
+        check_range(min, max)?;
+        Ok(format!(
+            "{}/{}",
+            self.shape.level_dir(level),
+            file_name(min, max)
+        ))
+    }
+
+    fn info_key(&self, info: &LtxFileInfo) -> Result<String> {
+        self.key(info.level, info.min_txid, info.max_txid)
+    }
+
+    /// The files of `level`, ascending by (min TXID, max TXID); names that
+    /// are not canonical are skipped; a missing level is empty.
+    pub async fn files(&self, level: u8) -> Result<Vec<LtxFileInfo>> {
+        let listed = self
+            .store
+            .list(&self.shape.level_dir(check_level(level)?))
+            .await?;
+        let mut files: Vec<LtxFileInfo> = listed
+            .objects
+            .into_iter()
+            .filter_map(|(name, meta)| {
+                let (min_txid, max_txid) = parse_file_name(&name)?;
+                Some(LtxFileInfo {
+                    level,
+                    min_txid,
+                    max_txid,
+                    size: meta.size,
+                    created_at: meta.modified,
+                })
+            })
+            .collect();
+        files.sort_by_key(|f| (f.min_txid, f.max_txid));
+        files.dedup_by_key(|f| (f.min_txid, f.max_txid));
+        Ok(files)
+    }
+
+    /// The files of `level` whose min TXID is at least `seek`.
+    pub async fn files_from(&self, level: u8, seek: TxId) -> Result<Vec<LtxFileInfo>> {
+        let mut files = self.files(level).await?;
+        let first = files.partition_point(|f| f.min_txid < seek);
+        files.drain(..first);
+        Ok(files)
+    }
+
+    /// Every file of every level, by level, then TXID.
+    pub async fn all_files(&self) -> Result<Vec<LtxFileInfo>> {
+        let mut all = Vec::new();
+        for level in 0..=MAX_LEVEL {
+            all.extend(self.files(level).await?);
+        }
+        Ok(all)
+    }
+
+    /// Whether any level holds a file (what opening by URL detects). With
+    /// `ltx/` directories: one listing of `ltx/`, then of the levels found;
+    /// with hex levels (no common parent): each level, snapshots and L0 first.
+    pub async fn holds_files(&self) -> Result<bool> {
+        let levels: Vec<u8> = match self.shape {
+            KeyShape::LtxDirs => {
+                let root = self.store.list("ltx").await?;
+                (0..=MAX_LEVEL)
+                    .filter(|l| root.dirs.iter().any(|d| *d == l.to_string()))
+                    .collect()
+            }
+            KeyShape::HexLevels => [SNAPSHOT_LEVEL, 0, 1, 2, 3, 4, 5, 6, 7, 8].to_vec(),
+        };
+        for level in levels {
+            if !self.files(level).await?.is_empty() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Streams a whole file; missing → [`Error::NotFound`].
+    pub async fn read(&self, info: &LtxFileInfo) -> Result<ByteStream> {
+        self.store.get(&self.info_key(info)?).await
+    }
+
+    /// Streams bytes `range` of a file (see [`KeyStore::get_range`]).
+    pub async fn read_range(
+        &self,
+        info: &LtxFileInfo,
+        range: std::ops::Range<u64>,
+    ) -> Result<ByteStream> {
+        self.store.get_range(&self.info_key(info)?, range).await
+    }
+
+    /// Stores a file at `level`, replacing any atomically, with `time` (its
+    /// header's timestamp) kept as the file's mtime or the object's
+    /// `litestream-timestamp` metadata.
+    pub async fn write(
+        &self,
+        level: u8,
+        min: TxId,
+        max: TxId,
+        data: ByteStream,
+        time: DateTime<Utc>,
+    ) -> Result<LtxFileInfo> {
+        let key = self.key(level, min, max)?;
+        let options = PutOptions { time: Some(time) };
+        let meta = self.store.put_opts(&key, data, &options).await?;
+        Ok(LtxFileInfo {
+            level,
+            min_txid: min,
+            max_txid: max,
+            size: meta.size,
+            created_at: meta.modified,
+        })
+    }
+
+    /// Deletes files; missing ones are `Ok`.
+    pub async fn delete(&self, files: &[LtxFileInfo]) -> Result<()> {
+        let keys = files
+            .iter()
+            .map(|f| self.info_key(f))
+            .collect::<Result<Vec<_>>>()?;
+        if keys.is_empty() {
+            return Ok(());
+        }
+        self.store.delete(&keys).await
+    }
+
+    /// Deletes every file of every level.
+    pub async fn delete_all(&self) -> Result<()> {
+        match self.shape {
+            KeyShape::LtxDirs => self.store.delete_all("ltx").await,
+            KeyShape::HexLevels => {
+                for level in 0..=MAX_LEVEL {
+                    self.store.delete_all(&self.shape.level_dir(level)).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The header of a file, read with one ranged request.
+    pub async fn header(&self, info: &LtxFileInfo) -> Result<Header> {
+        let key = self.info_key(info)?;
+        let head = collect_bytes(
+            self.read_range(info, 0..replica_ltx::HEADER_SIZE as u64)
+                .await?,
+        )
+        .await?;
+        read_header(&head, &key)
+    }
+
+    /// `files` with each `created_at` replaced by its header's timestamp
+    /// (what point-in-time restore goes by), headers read `parallelism` at
+    /// a time.
+    pub async fn with_header_times(
+        &self,
+        files: Vec<LtxFileInfo>,
+        parallelism: usize,
+    ) -> Result<Vec<LtxFileInfo>> {
+        stream::iter(files)
+            .map(|mut info| async move {
+                let header = self.header(&info).await?;
+                info.created_at =
+                    DateTime::from_timestamp_millis(header.timestamp).unwrap_or_default();
+                Ok::<_, Error>(info)
+            })
+            .buffered(parallelism.max(1))
+            .try_collect()
+            .await
+    }
+}

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::Exit;
 
-fn time(at: DateTime<Utc>) -> String {
+pub(crate) fn time(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
@@ -57,7 +57,7 @@ mod rfc3339 {
 }
 
 /// The first line of a table: which layout was read.
-fn layout_line(layout: replica::Layout) -> String {
+fn layout_line(layout: impl std::fmt::Display) -> String {
     format!("layout: {layout}")
 }
 
@@ -217,7 +217,7 @@ pub(crate) async fn wal(
 /// never held in memory: a table to stdout, or a JSON array written element
 /// by element into a temporary file and copied to stdout only once complete
 /// (`--json` output is all or nothing: a failure leaves stdout empty).
-struct Rows {
+pub(crate) struct Rows {
     json: bool,
     count: usize,
     out: Output,
@@ -230,7 +230,11 @@ enum Output {
 
 impl Rows {
     /// Starts the output: `[`, or the layout line and the table header.
-    fn start(json: bool, layout: replica::Layout, header: &str) -> Result<Rows, Exit> {
+    pub(crate) fn start(
+        json: bool,
+        layout: impl std::fmt::Display,
+        header: &str,
+    ) -> Result<Rows, Exit> {
         let out = if json {
             let spool = tempfile::tempfile()
                 .map_err(|e| format!("creating a temporary file for the JSON output: {e}"))?;
@@ -252,7 +256,11 @@ impl Rows {
         Ok(rows)
     }
 
-    fn row<T: Serialize>(&mut self, row: &T, line: impl FnOnce() -> String) -> Result<(), Exit> {
+    pub(crate) fn row<T: Serialize>(
+        &mut self,
+        row: &T,
+        line: impl FnOnce() -> String,
+    ) -> Result<(), Exit> {
         let text = if self.json {
             let element = serde_json::to_string(row).map_err(|e| format!("encoding JSON: {e}"))?;
             format!("{}  {element}", if self.count == 0 { "" } else { "," })
@@ -263,7 +271,7 @@ impl Rows {
         self.write(&text)
     }
 
-    fn finish(mut self) -> Result<(), Exit> {
+    pub(crate) fn finish(mut self) -> Result<(), Exit> {
         let failed = |e: std::io::Error| Exit::Error(format!("writing stdout: {e}"));
         if self.json {
             self.write("]")?;

@@ -16,6 +16,7 @@ mod config;
 mod copy;
 mod fixtures;
 mod listing;
+mod ltx;
 mod replicate;
 mod restore;
 mod verify;
@@ -27,12 +28,13 @@ mod verify;
     about = "Inspect SQLite replicas and test replica backends"
 )]
 struct Cli {
-    /// Replica layout: litestream-0.3 (released Litestream) or litestream-0.4
-    /// (its 0.4 betas). Default: the layout the replica's objects are in, or
+    /// Replica layout: litestream-0.3 (released Litestream 0.3), litestream-0.4
+    /// (its 0.4 betas) or litestream-0.5 (LTX files in levels, Litestream
+    /// 0.5). Default: the layout the replica's objects are in, or
     /// litestream-0.4 for an empty one. Same as `?layout=` on a URL; for
     /// `copy` it names the source's layout.
     #[arg(long, global = true, value_name = "L")]
-    layout: Option<replica::Layout>,
+    layout: Option<replica::AnyLayout>,
     #[command(subcommand)]
     command: Command,
 }
@@ -69,8 +71,22 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// One row per LTX file of a Litestream 0.5 replica (as `litestream
+    /// ltx`): level, TXID range, size, time.
+    Ltx {
+        /// Replica URL.
+        url: String,
+        /// Only this level (0 to 9), or `all`.
+        #[arg(long, default_value = "all", value_name = "N|all")]
+        level: ltx::Level,
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check every object: LZ4 frames decode, WAL contiguous, a snapshot to
-    /// start from. Exit code 1 on any defect.
+    /// start from (on an LTX replica: every file decodes whole with its
+    /// checksums, and a chain of files reaches the newest TXID). Exit code 1
+    /// on any defect.
     Verify {
         /// Replica URL.
         url: String,
@@ -118,8 +134,12 @@ enum Command {
         #[arg(long)]
         generation: Option<String>,
         /// Restore up to and including this WAL index (hex, as Litestream).
-        #[arg(long, conflicts_with = "timestamp", value_name = "HEX")]
+        #[arg(long, conflicts_with_all = ["timestamp", "txid"], value_name = "HEX")]
         index: Option<String>,
+        /// LTX replicas: restore to exactly this TXID (hex, as `replica ltx`
+        /// prints it).
+        #[arg(long, conflicts_with = "timestamp", value_name = "HEX")]
+        txid: Option<String>,
         /// Restore to this time (RFC 3339), by object times.
         #[arg(long, value_name = "RFC3339")]
         timestamp: Option<String>,
@@ -229,19 +249,50 @@ fn fail(message: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
-async fn open(url: &str, layout: Option<replica::Layout>) -> Result<Arc<dyn ReplicaClient>, Exit> {
-    let options = replica::OpenOptions {
+/// Opens a replica in any layout.
+async fn open_any(url: &str, layout: Option<replica::AnyLayout>) -> Result<replica::Replica, Exit> {
+    let options = replica::OpenAnyOptions {
         layout,
-        ..replica::OpenOptions::default()
+        ..replica::OpenAnyOptions::default()
     };
-    Ok(replica::open_with(url, options).await?)
+    Ok(replica::open_any(url, options).await?)
+}
+
+/// Opens a replica of generations; an LTX replica is an error saying which
+/// commands read it.
+async fn open(
+    url: &str,
+    layout: Option<replica::AnyLayout>,
+) -> Result<Arc<dyn ReplicaClient>, Exit> {
+    match open_any(url, layout).await? {
+        replica::Replica::Generations(client) => Ok(client),
+        replica::Replica::Ltx(_) => Err(Exit::Error(format!(
+            "{url} is a Litestream 0.5 (LTX) replica, which has no generations, snapshots or \
+             WAL segments: list its files with `replica ltx {url}`; `replica verify` and \
+             `replica restore` read it too"
+        ))),
+    }
+}
+
+/// The generation layout of `--layout`, for commands that only write those.
+fn generation_layout(
+    layout: Option<replica::AnyLayout>,
+    command: &str,
+) -> Result<Option<Layout>, Exit> {
+    match layout {
+        Some(replica::AnyLayout::Ltx) => Err(Exit::Error(format!(
+            "`replica {command}` does not write the litestream-0.5 (LTX) layout yet; use \
+             litestream-0.3 (restorable by Litestream 0.3 and 0.5) or litestream-0.4"
+        ))),
+        other => Ok(other.and_then(replica::AnyLayout::generations)),
+    }
 }
 
 fn generation_arg(g: Option<String>) -> Result<Option<Generation>, Exit> {
     Ok(g.map(|g| Generation::new(&g)).transpose()?)
 }
 
-async fn run(command: Command, layout: Option<replica::Layout>) -> Result<(), Exit> {
+async fn run(command: Command, layout: Option<replica::AnyLayout>) -> Result<(), Exit> {
     match command {
         Command::Generations { url, json } => {
             listing::generations(&*open(&url, layout).await?, json).await
@@ -262,10 +313,28 @@ async fn run(command: Command, layout: Option<replica::Layout>) -> Result<(), Ex
             let client = open(&url, layout).await?;
             listing::wal(&*client, generation_arg(generation)?, json).await
         }
-        Command::Verify { url, generation } => {
-            let client = open(&url, layout).await?;
-            verify(&*client, &url, generation_arg(generation)?).await
-        }
+        Command::Ltx { url, level, json } => match open_any(&url, layout).await? {
+            replica::Replica::Ltx(client) => ltx::list(&client, level, json).await,
+            replica::Replica::Generations(client) => Err(Exit::Error(format!(
+                "{url} holds no LTX files: it reads as a replica of generations in the {} \
+                 layout (list it with `replica generations`); pass --layout litestream-0.5 to \
+                 read it as LTX anyway",
+                client.layout()
+            ))),
+        },
+        Command::Verify { url, generation } => match open_any(&url, layout).await? {
+            replica::Replica::Ltx(client) => {
+                if generation.is_some() {
+                    return Err(Exit::Error(
+                        "--generation: an LTX replica has no generations".into(),
+                    ));
+                }
+                ltx::verify(&client, &url).await
+            }
+            replica::Replica::Generations(client) => {
+                verify(&*client, &url, generation_arg(generation)?).await
+            }
+        },
         Command::Copy {
             src,
             dst,
@@ -273,7 +342,15 @@ async fn run(command: Command, layout: Option<replica::Layout>) -> Result<(), Ex
             dst_layout,
             parallelism,
         } => {
-            let src = open(&src, layout).await?;
+            let src = match open_any(&src, layout).await? {
+                replica::Replica::Generations(client) => client,
+                replica::Replica::Ltx(_) => {
+                    return Err(Exit::Error(format!(
+                        "{src} is a Litestream 0.5 (LTX) replica: copying LTX replicas is not \
+                         built yet"
+                    )))
+                }
+            };
             let options = replica::OpenOptions {
                 layout: dst_layout,
                 empty_layout: Some(src.layout()),
@@ -297,13 +374,45 @@ async fn run(command: Command, layout: Option<replica::Layout>) -> Result<(), Ex
             output,
             generation,
             index,
+            txid,
             timestamp,
             parallelism,
             if_db_not_exists,
             if_replica_exists,
             integrity_check,
         } => {
-            let client = open(&url, layout).await?;
+            let client = match open_any(&url, layout).await? {
+                replica::Replica::Generations(client) => client,
+                replica::Replica::Ltx(client) => {
+                    if generation.is_some() || index.is_some() {
+                        return Err(Exit::Error(
+                            "an LTX replica has no generations or WAL indexes: restore to a \
+                             --txid or a --timestamp"
+                                .into(),
+                        ));
+                    }
+                    let at = match restore::target(None, timestamp.as_deref())? {
+                        replica::RestoreTarget::Timestamp(at) => Some(at),
+                        _ => None,
+                    };
+                    let options = replica_sqlite::LtxRestoreOptions {
+                        target: ltx::target(txid.as_deref(), at)?,
+                        parallelism: usize::from(parallelism),
+                        integrity_check,
+                        if_db_not_exists,
+                        if_replica_exists,
+                        ..replica_sqlite::LtxRestoreOptions::default()
+                    };
+                    return ltx::restore(&client, &output, options).await;
+                }
+            };
+            if txid.is_some() {
+                return Err(Exit::Error(format!(
+                    "--txid is for LTX (Litestream 0.5) replicas; this one is in the {} layout: \
+                     restore to an --index or a --timestamp",
+                    client.layout()
+                )));
+            }
             let target = restore::target(index.as_deref(), timestamp.as_deref())?;
             let options = replica_sqlite::RestoreOptions {
                 generation: generation_arg(generation)?,
@@ -340,11 +449,11 @@ async fn run(command: Command, layout: Option<replica::Layout>) -> Result<(), Ex
                 checkpoint_interval,
                 min_checkpoint_page_count,
             };
-            replicate::run(args, layout).await
+            replicate::run(args, generation_layout(layout, "replicate")?).await
         }
         Command::Snapshot { db, url } => {
             replicate::init_logs(replicate::LogFormat::Text);
-            replicate::snapshot(&db, &url, layout).await
+            replicate::snapshot(&db, &url, generation_layout(layout, "snapshot")?).await
         }
         Command::Conformance {
             urls,
@@ -492,7 +601,7 @@ async fn nothing_found(client: &dyn ReplicaClient, url: &str) -> String {
         client.layout()
     );
     for other in Layout::ALL.into_iter().filter(|l| *l != client.layout()) {
-        if let Ok(c) = open(url, Some(other)).await {
+        if let Ok(c) = open(url, Some(other.into())).await {
             if let Ok(found) = c.generations().await {
                 if !found.is_empty() {
                     message.push_str(&format!(
@@ -563,7 +672,7 @@ async fn conformance(
             reports.push(run_suite(&column("os-local"), &local, filter).await);
         }
         for url in &urls {
-            open(url, Some(layout)).await?;
+            open(url, Some(layout.into())).await?;
             let written =
                 fixtures::below(url, &format!("conformance-{:016x}", rand::random::<u64>()))?;
             let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));

@@ -68,21 +68,28 @@ impl Progress for Bar {
     }
 }
 
-pub(crate) async fn run(
-    client: &dyn ReplicaClient,
-    output: &Path,
-    mut options: RestoreOptions,
-) -> Result<(), Exit> {
+/// A progress bar on stderr (drawn only on a terminal) as restore progress.
+pub(crate) fn progress_bar() -> Result<(ProgressBar, Arc<dyn Progress>), Exit> {
     let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg}")
             .map_err(|e| format!("progress bar: {e}"))?,
     );
-    options.progress = Some(Arc::new(Bar {
+    let progress = Arc::new(Bar {
         bar: bar.clone(),
         objects: AtomicU64::new(0),
         done: AtomicU64::new(0),
-    }));
+    });
+    Ok((bar, progress))
+}
+
+pub(crate) async fn run(
+    client: &dyn ReplicaClient,
+    output: &Path,
+    mut options: RestoreOptions,
+) -> Result<(), Exit> {
+    let (bar, progress) = progress_bar()?;
+    options.progress = Some(progress);
     let outcome = replica_sqlite::restore(client, output, &options).await;
     bar.finish_and_clear();
     match outcome.map_err(|e| Exit::Error(crate::describe(&e)))? {

@@ -273,6 +273,73 @@ impl FromStr for Layout {
     }
 }
 
+/// Any layout a replica can be in: one of the generation [`Layout`]s, or
+/// Litestream 0.5's LTX files in levels (see [`crate::ltx`]). What `?layout=`
+/// and `--layout` name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AnyLayout {
+    /// Generations of snapshots and WAL segments (Litestream 0.3, 0.4).
+    Generations(Layout),
+    /// LTX files in levels (Litestream 0.5): `litestream-0.5`.
+    Ltx,
+}
+
+impl AnyLayout {
+    /// Every layout, generation layouts first.
+    pub const ALL: [AnyLayout; 3] = [
+        AnyLayout::Generations(Layout::Litestream04),
+        AnyLayout::Generations(Layout::Litestream03),
+        AnyLayout::Ltx,
+    ];
+
+    /// The name used in URLs, flags and listings.
+    pub fn name(self) -> &'static str {
+        match self {
+            AnyLayout::Generations(l) => l.name(),
+            AnyLayout::Ltx => crate::ltx::LAYOUT_NAME,
+        }
+    }
+
+    /// The generation layout, if this is one.
+    pub fn generations(self) -> Option<Layout> {
+        match self {
+            AnyLayout::Generations(l) => Some(l),
+            AnyLayout::Ltx => None,
+        }
+    }
+}
+
+impl From<Layout> for AnyLayout {
+    fn from(layout: Layout) -> Self {
+        AnyLayout::Generations(layout)
+    }
+}
+
+impl fmt::Display for AnyLayout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for AnyLayout {
+    type Err = Error;
+
+    /// Accepts `litestream-0.3`, `litestream-0.4`, `litestream-0.5` (also
+    /// `0.3`, `0.4`, `0.5`).
+    fn from_str(s: &str) -> Result<Self> {
+        AnyLayout::ALL
+            .into_iter()
+            .find(|l| s == l.name() || Some(s) == l.name().strip_prefix("litestream-"))
+            .ok_or_else(|| {
+                let known: Vec<&str> = AnyLayout::ALL.iter().map(|l| l.name()).collect();
+                Error::invalid(format!(
+                    "unknown layout {s:?}; known layouts: {}",
+                    known.join(", ")
+                ))
+            })
+    }
+}
+
 /// What a full key names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entry {

@@ -42,7 +42,7 @@ pub use contiguity::{decompressed_len, plain_len, WalContiguity};
 pub use copy::{copy, Copied, CopyProgress};
 pub use cursor::{WalAppender, WalSegmentCursor};
 pub use error::{AppendError, Error, Result};
-pub use layout::Layout;
+pub use layout::{AnyLayout, Layout};
 pub use ops::{
     newest_generation, ReplicaClientExt, RestorePlan, RestoreSink, RestoreTarget, TimeBounds,
 };

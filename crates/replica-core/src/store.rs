@@ -170,6 +170,11 @@ impl<S: KeyStore> StoreClient<S> {
         }
     }
 
+    /// A client over a store already shared, in `layout`.
+    pub fn from_shared(store: Arc<S>, layout: Layout) -> Self {
+        StoreClient { store, layout }
+    }
+
     /// The same store seen through another layout.
     pub fn in_layout(&self, layout: Layout) -> Self {
         StoreClient {

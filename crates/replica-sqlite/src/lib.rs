@@ -13,7 +13,8 @@
 //! - [`restore`](restore()): a database file from any
 //!   [`ReplicaClient`](replica_core::ReplicaClient), built in a temporary
 //!   file and put in place only when complete (and, if asked, when
-//!   `PRAGMA integrity_check` passes).
+//!   `PRAGMA integrity_check` passes); [`restore_ltx`] the same from a
+//!   Litestream 0.5 (LTX) replica, each page read and written once.
 //!
 //! Storage, layouts and LZ4 live in `replica-core`; this crate only adds
 //! what a database needs. `rusqlite` (bundled SQLite) serves the integrity
@@ -22,6 +23,7 @@
 
 pub mod replicate;
 pub mod restore;
+pub mod restore_ltx;
 pub mod wal;
 
 pub use replicate::{
@@ -31,3 +33,4 @@ pub use restore::{
     integrity_check, restore, Progress, RestoreError, RestoreOptions, RestoreSummary, Restored,
     Retry,
 };
+pub use restore_ltx::{restore_ltx, LtxRestoreOptions, LtxRestoreSummary};

@@ -144,9 +144,9 @@ pub trait Progress: Send + Sync {
 
 /// How a restore ended, when it did not fail.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Restored {
+pub enum Restored<S = RestoreSummary> {
     /// The database is at the output path.
-    Done(RestoreSummary),
+    Done(S),
     /// The output path exists and `if_db_not_exists` was set.
     SkippedDatabaseExists,
     /// Nothing to restore and `if_replica_exists` was set.
@@ -218,13 +218,13 @@ pub enum RestoreError {
     },
 }
 
-fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> RestoreError {
+pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> RestoreError {
     let context = context.into();
     move |source| RestoreError::Io { context, source }
 }
 
 /// The paths whose existence blocks a restore to `output`.
-fn occupied(output: &Path) -> Option<PathBuf> {
+pub(crate) fn occupied(output: &Path) -> Option<PathBuf> {
     let mut paths = vec![output.to_owned()];
     for suffix in ["-wal", "-shm"] {
         let mut p = output.as_os_str().to_owned();
@@ -456,7 +456,7 @@ async fn write_snapshot(
     Ok(())
 }
 
-fn read_page_size(file: &fs::File) -> Result<Option<u32>, RestoreError> {
+pub(crate) fn read_page_size(file: &fs::File) -> Result<Option<u32>, RestoreError> {
     use std::os::unix::fs::FileExt;
     let mut header = [0u8; 100];
     match file.read_exact_at(&mut header, 0) {
@@ -491,14 +491,14 @@ pub fn integrity_check(path: &Path) -> Result<(), RestoreError> {
 
 /// The database being built: a temporary file beside the output, removed
 /// unless [`commit`](TempDb::commit) puts it in place.
-struct TempDb {
-    path: PathBuf,
-    file: fs::File,
+pub(crate) struct TempDb {
+    pub(crate) path: PathBuf,
+    pub(crate) file: fs::File,
     committed: bool,
 }
 
 impl TempDb {
-    fn create(output: &Path) -> Result<TempDb, RestoreError> {
+    pub(crate) fn create(output: &Path) -> Result<TempDb, RestoreError> {
         let name = output
             .file_name()
             .ok_or_else(|| {
@@ -529,7 +529,7 @@ impl TempDb {
 
     /// Links the finished database at `output` (never over an existing
     /// file), removes the temporary name, and syncs the directory.
-    fn commit(mut self, output: &Path) -> Result<(), RestoreError> {
+    pub(crate) fn commit(mut self, output: &Path) -> Result<(), RestoreError> {
         fs::hard_link(&self.path, output).map_err(|e| {
             if e.kind() == std::io::ErrorKind::AlreadyExists {
                 RestoreError::OutputExists(output.to_owned())

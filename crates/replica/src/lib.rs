@@ -58,6 +58,44 @@ pub struct OpenOptions {
     pub empty_layout: Option<Layout>,
 }
 
+/// How [`open_any`] chooses the layout, LTX included.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OpenAnyOptions {
+    /// Read and write this layout (as `?layout=` does); `None` detects it.
+    pub layout: Option<AnyLayout>,
+    /// The layout of a store that holds no replica yet (default: the
+    /// default generation layout, Litestream 0.4).
+    pub empty_layout: Option<AnyLayout>,
+}
+
+impl From<OpenOptions> for OpenAnyOptions {
+    fn from(o: OpenOptions) -> Self {
+        OpenAnyOptions {
+            layout: o.layout.map(Into::into),
+            empty_layout: o.empty_layout.map(Into::into),
+        }
+    }
+}
+
+/// A replica opened by URL, in whichever layout it is.
+#[derive(Debug, Clone)]
+pub enum Replica {
+    /// Generations of snapshots and WAL segments (Litestream 0.3, 0.4).
+    Generations(Arc<dyn ReplicaClient>),
+    /// LTX files in levels (Litestream 0.5).
+    Ltx(ltx::LtxClient),
+}
+
+impl Replica {
+    /// The layout it is read in.
+    pub fn layout(&self) -> AnyLayout {
+        match self {
+            Replica::Generations(c) => c.layout().into(),
+            Replica::Ltx(_) => AnyLayout::Ltx,
+        }
+    }
+}
+
 /// Opens the backend a URL names (see the crate docs for the table), in the
 /// layout the URL's `?layout=` names, or else the one the store holds (see
 /// [`open_with`]).
@@ -73,9 +111,37 @@ pub async fn open(location: &str) -> Result<Arc<dyn ReplicaClient>> {
 /// Without a layout from the URL or `options`, the store decides: one
 /// holding only Litestream 0.3 names opens as 0.3, only 0.4 names as 0.4, an
 /// empty one as `options.empty_layout` (else the default), and one holding
-/// both is an error that names both and asks for `layout=`. A layout given
-/// twice, differently, is an error.
+/// several layouts is an error that names them and asks for `layout=`. A
+/// layout given twice, differently, is an error; so is a store holding a
+/// Litestream 0.5 (LTX) replica, which has no generations ([`open_any`]
+/// opens those).
 pub async fn open_with(location: &str, options: OpenOptions) -> Result<Arc<dyn ReplicaClient>> {
+    match open_any(location, options.into()).await? {
+        Replica::Generations(client) => Ok(client),
+        Replica::Ltx(_) => Err(Error::invalid(format!(
+            "{location} holds a Litestream 0.5 (LTX) replica, which has no generations, \
+             snapshots or WAL segments: list its files with `replica ltx`, check it with \
+             `replica verify`, restore it with `replica restore`"
+        ))),
+    }
+}
+
+/// Opens a replica in the Litestream 0.5 (LTX) layout, whatever the store
+/// holds (an empty store is an empty LTX replica).
+pub async fn open_ltx(location: &str) -> Result<ltx::LtxClient> {
+    let options = OpenAnyOptions {
+        layout: Some(AnyLayout::Ltx),
+        ..OpenAnyOptions::default()
+    };
+    match open_any(location, options).await? {
+        Replica::Ltx(client) => Ok(client),
+        Replica::Generations(_) => unreachable!("the LTX layout was asked for"),
+    }
+}
+
+/// Opens a replica in any layout: as [`open_with`], with the Litestream 0.5
+/// (LTX) layout among those detected (`?layout=litestream-0.5` chooses it).
+pub async fn open_any(location: &str, options: OpenAnyOptions) -> Result<Replica> {
     let known = || known_schemes().join(", ");
     if location.is_empty() {
         return Err(Error::invalid("replica path required"));
@@ -117,21 +183,20 @@ pub async fn open_with(location: &str, options: OpenOptions) -> Result<Arc<dyn R
 }
 
 /// Moves a `layout=` query option from the URL into the options.
-fn take_layout_option(url: &mut url::Url, mut options: OpenOptions) -> Result<OpenOptions> {
+fn take_layout_option(url: &mut url::Url, mut options: OpenAnyOptions) -> Result<OpenAnyOptions> {
     let mut from_url = None;
     let mut rest = Vec::new();
     for (k, v) in url.query_pairs() {
         if k == "layout" {
-            from_url = Some(v.parse::<Layout>()?);
+            from_url = Some(v.parse::<AnyLayout>()?);
         } else {
             rest.push((k.into_owned(), v.into_owned()));
         }
     }
     if let Some(layout) = from_url {
-        if options.layout.is_some_and(|l| l != layout) {
+        if let Some(asked) = options.layout.filter(|l| *l != layout) {
             return Err(Error::invalid(format!(
-                "the URL says layout={layout} but layout {} was asked for as well; give one",
-                options.layout.expect("checked")
+                "the URL says layout={layout} but layout {asked} was asked for as well; give one"
             )));
         }
         options.layout = Some(layout);
@@ -144,23 +209,53 @@ fn take_layout_option(url: &mut url::Url, mut options: OpenOptions) -> Result<Op
     Ok(options)
 }
 
-async fn detect<S: KeyStore>(store: S, options: OpenOptions) -> Result<Arc<dyn ReplicaClient>> {
-    let empty = options.empty_layout.unwrap_or_default();
-    Ok(Arc::new(
-        StoreClient::detect(store, options.layout, empty).await?,
-    ))
+fn opened<S: KeyStore>(store: Arc<S>, layout: AnyLayout) -> Replica {
+    match layout {
+        AnyLayout::Generations(l) => {
+            Replica::Generations(Arc::new(StoreClient::from_shared(store, l)))
+        }
+        AnyLayout::Ltx => Replica::Ltx(ltx::LtxClient::new(store)),
+    }
+}
+
+async fn detect<S: KeyStore>(store: S, options: OpenAnyOptions) -> Result<Replica> {
+    let store = Arc::new(store);
+    if let Some(layout) = options.layout {
+        return Ok(opened(store, layout));
+    }
+    let mut found: Vec<AnyLayout> = layouts_present(store.clone())
+        .await?
+        .into_iter()
+        .map(AnyLayout::from)
+        .collect();
+    if ltx::LtxClient::new(store.clone()).holds_files().await? {
+        found.push(AnyLayout::Ltx);
+    }
+    let layout = match found.as_slice() {
+        [] => options
+            .empty_layout
+            .unwrap_or(AnyLayout::Generations(Layout::default())),
+        [one] => *one,
+        several => {
+            let names: Vec<&str> = several.iter().map(|l| l.name()).collect();
+            return Err(Error::invalid(format!(
+                "the replica holds objects of several layouts ({}); choose one with \
+                 ?layout={} (or --layout)",
+                names.join(" and "),
+                names.join(" / ?layout=")
+            )));
+        }
+    };
+    Ok(opened(store, layout))
 }
 
 #[cfg(feature = "file")]
-async fn open_path(
-    path: std::path::PathBuf,
-    options: OpenOptions,
-) -> Result<Arc<dyn ReplicaClient>> {
+async fn open_path(path: std::path::PathBuf, options: OpenAnyOptions) -> Result<Replica> {
     detect(replica_file::FileStore::new(path), options).await
 }
 
 #[cfg(not(feature = "file"))]
-async fn open_path(path: std::path::PathBuf, _: OpenOptions) -> Result<Arc<dyn ReplicaClient>> {
+async fn open_path(path: std::path::PathBuf, _: OpenAnyOptions) -> Result<Replica> {
     Err(Error::invalid(format!(
         "{} is a file path, but this build has no file backend (feature `file`)",
         path.display()

@@ -205,9 +205,13 @@ impl LtxClient {
         Ok(all)
     }
 
-    /// Whether any level holds a file (what opening by URL detects). With
-    /// `ltx/` directories: one listing of `ltx/`, then of the levels found;
-    /// with hex levels (no common parent): each level, snapshots and L0 first.
+    /// Whether the store holds an LTX replica (what opening by URL detects).
+    /// With `ltx/` directories: one listing of `ltx/`, then of the levels
+    /// found, until one holds a file. With hex levels (no common parent to
+    /// list): L9, then L0 — every Litestream 0.5 replica has a snapshot or an
+    /// unsnapshotted L0 file, and two listings keep opening an S3 replica of
+    /// another layout cheap; a store holding only L1..L8 files opens as LTX
+    /// only when asked (`?layout=litestream-0.5`).
     pub async fn holds_files(&self) -> Result<bool> {
         let levels: Vec<u8> = match self.shape {
             KeyShape::LtxDirs => {
@@ -216,7 +220,7 @@ impl LtxClient {
                     .filter(|l| root.dirs.iter().any(|d| *d == l.to_string()))
                     .collect()
             }
-            KeyShape::HexLevels => [SNAPSHOT_LEVEL, 0, 1, 2, 3, 4, 5, 6, 7, 8].to_vec(),
+            KeyShape::HexLevels => vec![SNAPSHOT_LEVEL, 0],
         };
         for level in levels {
             if !self.files(level).await?.is_empty() {

@@ -27,7 +27,8 @@ use std::sync::Arc;
 
 use futures::stream::{self, StreamExt, TryStreamExt};
 use replica_core::ltx::{
-    decode_file, format, plan_restore, LtxClient, LtxFileInfo, LtxPlan, LtxTarget, TxId,
+    decode_file, format, plan_restore, read_header, Header, LtxClient, LtxFileInfo, LtxPlan,
+    LtxTarget, TxId,
 };
 use replica_core::{collect_bytes, Error};
 
@@ -100,18 +101,24 @@ fn corrupt(info: &LtxFileInfo, message: String) -> Error {
     }
 }
 
-/// The page numbers a file's page index lists, read from its tail (one
-/// ranged read, two when the index is larger than the first read).
-async fn page_index(client: &LtxClient, info: &LtxFileInfo) -> Result<Vec<u32>, Error> {
+/// A planned file's header and the page numbers its page index lists:
+/// one read of a small file, else its header and its tail (plus one more
+/// read when the index is larger than the tail).
+async fn file_map(client: &LtxClient, info: &LtxFileInfo) -> Result<(Header, Vec<u32>), Error> {
     const TAIL: u64 = 64 * 1024;
     let trailer = format::TRAILER_SIZE as u64;
-    if info.size < format::HEADER_SIZE as u64 + 6 + 8 + trailer {
+    let header_size = format::HEADER_SIZE as u64;
+    if info.size < header_size + 6 + 8 + trailer {
         return Err(corrupt(
             info,
             format!("{} bytes is too short for an LTX file", info.size),
         ));
     }
-    let from = info.size.saturating_sub(TAIL);
+    let from = if info.size <= TAIL {
+        0
+    } else {
+        info.size - TAIL
+    };
     let tail = collect_bytes(client.read_range(info, from..info.size).await?).await?;
     if tail.len() as u64 != info.size - from {
         return Err(corrupt(
@@ -122,12 +129,17 @@ async fn page_index(client: &LtxClient, info: &LtxFileInfo) -> Result<Vec<u32>, 
             ),
         ));
     }
+    let header = if from == 0 {
+        read_header(&tail, &info.name())?
+    } else {
+        client.header(info).await?
+    };
     let size_at = tail.len() - format::TRAILER_SIZE - 8;
     let index_len = u64::from_be_bytes(tail[size_at..size_at + 8].try_into().expect("8 bytes"));
     let index_end = info.size - trailer - 8;
     let Some(index_start) = index_end
         .checked_sub(index_len)
-        .filter(|s| *s >= format::HEADER_SIZE as u64 + 6)
+        .filter(|s| *s >= header_size + 6)
     else {
         return Err(corrupt(
             info,
@@ -173,7 +185,7 @@ async fn page_index(client: &LtxClient, info: &LtxFileInfo) -> Result<Vec<u32>, 
             "page index size does not match its entries".to_owned(),
         ));
     }
-    Ok(pgnos)
+    Ok((header, pgnos))
 }
 
 /// For every page 1..=commit, the plan position (1-based) of the file that
@@ -256,23 +268,21 @@ pub async fn restore_ltx(
             plan.files.iter().map(|f| f.size).sum(),
         );
     }
-    let last = plan.files.last().expect("a plan holds a file");
-    let last_header = retry
-        .run("reading the last file's header", progress, || {
-            client.header(last)
-        })
-        .await?;
-    let (page_size, commit) = (last_header.page_size, last_header.commit);
-    let indexes: Vec<Vec<u32>> = stream::iter(&plan.files)
+    let maps: Vec<(Header, Vec<u32>)> = stream::iter(&plan.files)
         .map(|info| async move {
-            let what = format!("reading the page index of {}", info.name());
+            let what = format!("reading the header and page index of {}", info.name());
             retry
-                .run(&what, progress, move || page_index(client, info))
+                .run(&what, progress, move || file_map(client, info))
                 .await
         })
         .buffered(parallelism)
         .try_collect()
         .await?;
+    let (headers, indexes): (Vec<Header>, Vec<Vec<u32>>) = maps.into_iter().unzip();
+    check_headers(&plan, &headers)?;
+    let last_header = headers.last().expect("a plan holds a file");
+    let (page_size, commit) = (last_header.page_size, last_header.commit);
+    let last = plan.files.last().expect("a plan holds a file");
     let owner = Arc::new(owners(&plan, &indexes, commit, page_size)?);
     drop(indexes);
 
@@ -286,6 +296,7 @@ pub async fn restore_ltx(
         .map(|(i, info)| {
             let owner = owner.clone();
             let file = file.clone();
+            let header = headers[i];
             let what = format!("fetching {}", info.name());
             async move {
                 let pages = retry
@@ -293,8 +304,8 @@ pub async fn restore_ltx(
                         apply_file(
                             client,
                             info,
+                            header,
                             i as u32 + 1,
-                            page_size,
                             owner.clone(),
                             file.clone(),
                         )
@@ -326,35 +337,24 @@ pub async fn restore_ltx(
     }))
 }
 
-/// Decodes one planned file whole, writing the pages it owns; returns how many.
+/// Decodes one planned file whole, writing the pages it owns; returns how
+/// many. Its header must be the one the plan was checked with.
 async fn apply_file(
     client: &LtxClient,
     info: &LtxFileInfo,
+    header: Header,
     position: u32,
-    page_size: u32,
     owner: Arc<Vec<u32>>,
     file: Arc<std::fs::File>,
 ) -> Result<u64, Error> {
     let stream = client.read(info).await?;
     let named = info.clone();
-    let check = move |h: &format::Header| {
-        if (h.min_txid, h.max_txid) != (named.min_txid, named.max_txid) {
+    let page_size = header.page_size;
+    let check = move |h: &Header| {
+        if *h != header {
             return Err(corrupt(
                 &named,
-                format!(
-                    "its header holds TXIDs {}-{}, not those of its name",
-                    h.min_txid, h.max_txid
-                ),
-            ));
-        }
-        if h.page_size != page_size {
-            return Err(corrupt(
-                &named,
-                format!(
-                    "page size {} differs from the last file's {page_size} (a page-size change \
-                     cannot be restored)",
-                    h.page_size
-                ),
+                "its header changed while the restore read it".to_owned(),
             ));
         }
         Ok(())
@@ -372,6 +372,67 @@ async fn apply_file(
     })
     .await?;
     Ok(counter.load(Ordering::Relaxed))
+}
+
+/// The planned files' headers must agree with their names, share one page
+/// size, and — between neighbours that both say which WAL they were made
+/// from — continue one another: the same salts and the next file starting
+/// where the previous one ended, or new salts and a file starting at the
+/// first frame of a new WAL. A file of another database put under a
+/// plausible name breaks the chain.
+fn check_headers(plan: &LtxPlan, headers: &[Header]) -> Result<(), Error> {
+    const FIRST_FRAME: i64 = 32;
+    let page_size = headers.last().map(|h| h.page_size).unwrap_or_default();
+    for (i, (info, h)) in plan.files.iter().zip(headers).enumerate() {
+        if (h.min_txid, h.max_txid) != (info.min_txid, info.max_txid) {
+            return Err(corrupt(
+                info,
+                format!(
+                    "its header holds TXIDs {}-{}, not those of its name",
+                    h.min_txid, h.max_txid
+                ),
+            ));
+        }
+        if h.page_size != page_size {
+            return Err(corrupt(
+                info,
+                format!(
+                    "page size {} differs from the last file's {page_size} (a page-size change \
+                     cannot be restored)",
+                    h.page_size
+                ),
+            ));
+        }
+        let Some(prev) = i.checked_sub(1).map(|p| &headers[p]) else {
+            continue;
+        };
+        if prev.wal_offset == 0 || h.wal_offset == 0 || h.min_txid.0 != prev.max_txid.0 + 1 {
+            continue;
+        }
+        let same_wal = (prev.wal_salt1, prev.wal_salt2) == (h.wal_salt1, h.wal_salt2);
+        let continues = if same_wal {
+            h.wal_offset == prev.wal_offset + prev.wal_size
+        } else {
+            h.wal_offset == FIRST_FRAME
+        };
+        if !continues {
+            return Err(corrupt(
+                info,
+                format!(
+                    "it does not continue {}: WAL salts {:08x}/{:08x} at offset {} after salts \
+                     {:08x}/{:08x} ending at offset {} (a file of another database?)",
+                    plan.files[i - 1].name(),
+                    h.wal_salt1,
+                    h.wal_salt2,
+                    h.wal_offset,
+                    prev.wal_salt1,
+                    prev.wal_salt2,
+                    prev.wal_offset + prev.wal_size
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The restored file's SQLite header must agree with the files: its page

@@ -114,11 +114,7 @@ async fn file_map(client: &LtxClient, info: &LtxFileInfo) -> Result<(Header, Vec
             format!("{} bytes is too short for an LTX file", info.size),
         ));
     }
-    let from = if info.size <= TAIL {
-        0
-    } else {
-        info.size - TAIL
-    };
+    let from = info.size.saturating_sub(TAIL);
     let tail = collect_bytes(client.read_range(info, from..info.size).await?).await?;
     if tail.len() as u64 != info.size - from {
         return Err(corrupt(

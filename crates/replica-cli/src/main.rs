@@ -106,9 +106,10 @@ enum Command {
         generation: Option<String>,
         /// The destination's layout (default: the one its objects are in, or
         /// the source's for an empty destination). Copying between layouts
-        /// rewrites the names.
+        /// rewrites the names; `litestream-0.5` converts a generation (the
+        /// latest, or --generation) into LTX files, every commit restorable.
         #[arg(long, value_name = "L")]
-        dst_layout: Option<replica::Layout>,
+        dst_layout: Option<replica::AnyLayout>,
         /// Objects copied at once.
         #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=256))]
         parallelism: u16,
@@ -342,30 +343,67 @@ async fn run(command: Command, layout: Option<replica::AnyLayout>) -> Result<(),
             dst_layout,
             parallelism,
         } => {
-            let src = match open_any(&src, layout).await? {
-                replica::Replica::Generations(client) => client,
-                replica::Replica::Ltx(_) => {
-                    return Err(Exit::Error(format!(
-                        "{src} is a Litestream 0.5 (LTX) replica: copying LTX replicas is not \
-                         built yet"
-                    )))
-                }
-            };
-            let options = replica::OpenOptions {
+            let src_url = src;
+            let src = open_any(&src_url, layout).await?;
+            let options = replica::OpenAnyOptions {
                 layout: dst_layout,
                 empty_layout: Some(src.layout()),
             };
-            let dst = replica::open_with(&dst, options).await?;
-            let generations = chosen(&*src, generation_arg(generation)?).await?;
-            let done = copy::copy(&*src, &*dst, generations, usize::from(parallelism)).await?;
-            println!(
-                "copied {} objects ({} bytes), skipped {} already present ({} to {})",
-                done.objects,
-                done.bytes,
-                done.skipped,
-                src.layout(),
-                dst.layout()
-            );
+            let dst_url = dst;
+            let dst = replica::open_any(&dst_url, options).await?;
+            use replica::Replica::{Generations, Ltx};
+            match (&src, &dst) {
+                (Generations(src), Generations(dst)) => {
+                    let generations = chosen(&**src, generation_arg(generation)?).await?;
+                    let done =
+                        copy::copy(&**src, &**dst, generations, usize::from(parallelism)).await?;
+                    println!(
+                        "copied {} objects ({} bytes), skipped {} already present ({} to {})",
+                        done.objects,
+                        done.bytes,
+                        done.skipped,
+                        src.layout(),
+                        dst.layout()
+                    );
+                }
+                (Generations(src), Ltx(dst)) => {
+                    let done =
+                        replica_sqlite::convert_to_ltx(&**src, generation_arg(generation)?, dst)
+                            .await
+                            .map_err(|e| Exit::Error(describe(&e)))?;
+                    println!(
+                        "converted generation {} ({}) to {}: {} L9 snapshots and {} L0 files \
+                         (one per transaction, TXIDs 0000000000000001 to {}), {} bytes",
+                        done.generation,
+                        src.layout(),
+                        replica::ltx::LAYOUT_NAME,
+                        done.snapshots,
+                        done.transactions,
+                        done.txid,
+                        done.bytes
+                    );
+                }
+                (Ltx(src), Ltx(dst)) => {
+                    if generation.is_some() {
+                        return Err(Exit::Error(
+                            "--generation: an LTX replica has no generations".into(),
+                        ));
+                    }
+                    let done = replica::ltx::copy_ltx(src, dst, usize::from(parallelism)).await?;
+                    println!(
+                        "copied {} LTX files ({} bytes), skipped {} already present",
+                        done.files, done.bytes, done.skipped
+                    );
+                }
+                (Ltx(_), Generations(dst)) => {
+                    return Err(Exit::Error(format!(
+                        "{src_url} is a Litestream 0.5 (LTX) replica; it cannot be turned into \
+                         the {} layout (generations): copy it to an empty location or one \
+                         holding LTX files",
+                        dst.layout()
+                    )))
+                }
+            }
             Ok(())
         }
         Command::Cat { url, object } => cat(&*open(&url, layout).await?, &object).await,

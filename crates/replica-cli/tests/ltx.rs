@@ -503,3 +503,93 @@ fn corrupt_ltx_replicas_are_refused_with_nothing_left() {
     let output = dir.path().join("good.db");
     run_ok(replica().args(["restore", &url_a, "-o"]).arg(&output));
 }
+
+#[test]
+fn a_litestream_03_replica_converts_to_ltx_that_litestream_05_restores_at_every_commit() {
+    let Some(bin) = litestream05() else { return };
+    let Some(bin03) = common::litestream() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let r03 = dir.path().join("replica-03");
+    let source = common::replicate_live(&bin03, dir.path(), &common::file_replica_yaml(&r03));
+    let (url03, url05) = (
+        format!("file://{}", r03.display()),
+        format!("file://{}", dir.path().join("replica-05").display()),
+    );
+    let out = run_ok(replica().args(["copy", &url03, &url05, "--dst-layout", "litestream-0.5"]));
+    assert!(out.contains("converted generation"), "{out}");
+    let files = listed(&url05);
+    let snapshots = files.iter().filter(|f| f.0 == 9).count();
+    assert!(
+        snapshots >= 2,
+        "every source snapshot an L9 file: {files:?}"
+    );
+
+    let latest = dir.path().join("theirs-latest.db");
+    theirs(&bin, &url05, &latest, &[]);
+    assert_eq!(sqlite3(&latest, "PRAGMA integrity_check"), "ok\n");
+    assert!(
+        rows(&latest) == source.rows,
+        "litestream 0.5's restore of the conversion differs from the source"
+    );
+
+    // Every commit: both tools restore the same state, one the source passed
+    // through, never going back.
+    let mut last_state = 0;
+    for (i, f) in files.iter().filter(|f| f.0 == 0).enumerate() {
+        let (a, b) = (
+            dir.path().join(format!("o{i}.db")),
+            dir.path().join(format!("t{i}.db")),
+        );
+        theirs(&bin, &url05, &b, &["-txid", &f.2]);
+        ours(&url05, &a, &["--txid", &f.2]);
+        let state = rows(&b);
+        assert!(rows(&a) == state, "TXID {}: the tools disagree", f.2);
+        let at = source
+            .states
+            .iter()
+            .enumerate()
+            .skip(last_state)
+            .find(|(_, s)| **s == state)
+            .map(|(n, _)| n)
+            .unwrap_or_else(|| {
+                panic!(
+                    "TXID {}: not a state the source passed through, or out of order",
+                    f.2
+                )
+            });
+        last_state = at;
+    }
+    assert_eq!(
+        last_state,
+        source.states.len() - 1,
+        "the last commit is the final state"
+    );
+
+    // Converting into a location that holds LTX files is refused; a copy of
+    // the LTX replica to S3 takes S3's key shape and litestream restores it.
+    let out = replica()
+        .args(["copy", &url03, &url05, "--dst-layout", "litestream-0.5"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    if let Some((bucket, endpoint)) = common::s3_settings() {
+        let prefix = format!("converted-{:08x}", rand::random::<u32>());
+        let s3 = format!("s3://{bucket}/{prefix}");
+        run_ok(replica().args(["copy", &url05, &s3]));
+        let keys = common::bucket_objects(&bucket, &prefix);
+        assert_eq!(
+            from_keys(&keys, true),
+            files,
+            "the S3 copy holds the same files, %04x levels"
+        );
+        let restored = dir.path().join("theirs-s3.db");
+        let theirs_url = format!("{s3}?endpoint={endpoint}&region=us-east-1&force-path-style=true");
+        theirs(&bin, &theirs_url, &restored, &[]);
+        assert!(
+            rows(&restored) == source.rows,
+            "litestream's restore of the S3 copy differs"
+        );
+    }
+}

@@ -21,11 +21,13 @@
 //! check and the replicator's connections; WAL is parsed and applied by this
 //! crate's own code.
 
+pub mod convert;
 pub mod replicate;
 pub mod restore;
 pub mod restore_ltx;
 pub mod wal;
 
+pub use convert::{convert_to_ltx, Converted};
 pub use replicate::{
     snapshot_once, DbOptions, Replica, ReplicaOptions, ReplicateError, Replicator, SnapshotError,
 };

@@ -387,7 +387,7 @@ fn finish(
         .map_err(|e| apply_error(generation, index, e))
 }
 
-fn apply_error(generation: &Generation, index: u64, e: ApplyError) -> RestoreError {
+pub(crate) fn apply_error(generation: &Generation, index: u64, e: ApplyError) -> RestoreError {
     match e {
         ApplyError::Wal(b) => RestoreError::Wal {
             pos: Pos {

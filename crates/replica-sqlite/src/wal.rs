@@ -275,6 +275,27 @@ impl PageSink for FilePages<'_> {
     }
 }
 
+/// One committed transaction of a WAL, as [`WalApplier::apply_segment_observed`]
+/// reports it.
+#[derive(Debug)]
+pub struct Transaction<'a> {
+    /// The WAL's salts.
+    pub salts: (u32, u32),
+    /// Its frames in WAL order: (WAL offset, page number, page).
+    pub frames: &'a [(u64, u32, bytes::Bytes)],
+    /// The WAL offset just past its commit frame.
+    pub end: u64,
+    /// The database's size in pages after it.
+    pub commit: u32,
+}
+
+impl Transaction<'_> {
+    /// The WAL offset of its first frame.
+    pub fn start(&self) -> u64 {
+        self.frames.first().map_or(self.end, |f| f.0)
+    }
+}
+
 /// Checks and applies one WAL index, segment by segment.
 #[derive(Debug)]
 pub struct WalApplier {
@@ -360,6 +381,18 @@ impl WalApplier {
         data: &bytes::Bytes,
         sink: &mut dyn PageSink,
     ) -> Result<(), ApplyError> {
+        self.apply_segment_observed(data, sink, &mut |_| Ok(()))
+    }
+
+    /// [`apply_segment`](Self::apply_segment), telling `on_commit` of each
+    /// transaction as its commit frame is taken in (before any of its pages
+    /// reach `sink`).
+    pub fn apply_segment_observed(
+        &mut self,
+        data: &bytes::Bytes,
+        sink: &mut dyn PageSink,
+        on_commit: &mut dyn FnMut(&Transaction<'_>) -> std::io::Result<()>,
+    ) -> Result<(), ApplyError> {
         let start = self.offset;
         let mut at = 0usize;
         let header = match self.header {
@@ -425,6 +458,13 @@ impl WalApplier {
             let page = data.slice(at + FRAME_HEADER_LEN..at + frame_len);
             self.uncommitted.push((offset, pgno, page));
             if commit != 0 {
+                on_commit(&Transaction {
+                    salts: header.salts,
+                    frames: &self.uncommitted,
+                    end: offset + frame_len as u64,
+                    commit,
+                })
+                .map_err(ApplyError::Io)?;
                 for (_, pgno, page) in self.uncommitted.drain(..) {
                     self.held += page.len();
                     if let Some(old) = self.committed.insert(pgno, page) {

@@ -1,0 +1,329 @@
+//! Conversion that keeps history: a generation of a Litestream 0.3 / 0.4
+//! replica turned into a Litestream 0.5 (LTX) replica that `litestream
+//! restore` 0.5 restores at every commit the source held.
+//!
+//! The generation's first snapshot becomes the L9 snapshot `1-1` (TXID 1);
+//! then every committed transaction of its WAL, in order, becomes one L0 file
+//! `T-T` holding the newest version of each page it wrote, with the WAL
+//! offset, size and salts it came from and the segment's time as its
+//! timestamp (so `-timestamp` restores work). At each later snapshot of the
+//! source, an L9 file `1-T` of the state reached is written (built from the
+//! converted history itself, not copied, so its TXID is exact). The WAL is
+//! checked as restore checks it (contiguity, salts, running checksums);
+//! frames after the last commit of the newest index (a transaction still
+//! being shipped) are left out. No compaction levels are written.
+//!
+//! A conversion that fails deletes every file it wrote; the destination must
+//! hold no LTX files to begin with.
+
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::{StreamExt, TryStreamExt};
+use replica_core::ltx::{format, LtxClient, LtxFileInfo, TxId, SNAPSHOT_LEVEL};
+use replica_core::{
+    lz4, ByteStream, Error, Generation, ReplicaClient, ReplicaClientExt, WalContiguity,
+};
+
+use crate::restore::{apply_error, io, read_page_size, RestoreError};
+use crate::wal::{FilePages, Transaction, WalApplier};
+
+/// What a conversion wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Converted {
+    /// The generation converted.
+    pub generation: Generation,
+    /// L9 snapshots written.
+    pub snapshots: u64,
+    /// L0 files written (one per transaction).
+    pub transactions: u64,
+    /// The newest TXID.
+    pub txid: TxId,
+    /// Stored bytes written.
+    pub bytes: u64,
+}
+
+/// A transaction of the source, ready to encode.
+struct Txn {
+    pages: std::collections::BTreeMap<u32, Bytes>,
+    commit: u32,
+    wal_offset: u64,
+    wal_size: u64,
+    salts: (u32, u32),
+}
+
+fn txn(t: &Transaction<'_>, lock: u32) -> Txn {
+    let mut pages = std::collections::BTreeMap::new();
+    for (_, pgno, page) in t.frames {
+        if *pgno <= t.commit && *pgno != lock {
+            pages.insert(*pgno, page.clone());
+        }
+    }
+    Txn {
+        pages,
+        commit: t.commit,
+        wal_offset: t.start(),
+        wal_size: t.end - t.start(),
+        salts: t.salts,
+    }
+}
+
+fn millis(at: DateTime<Utc>) -> i64 {
+    at.timestamp_millis()
+}
+
+/// Encodes one transaction as an L0 file.
+fn encode_l0(t: &Txn, txid: TxId, page_size: u32, at: DateTime<Utc>) -> Result<Bytes, Error> {
+    let mut header = format::Header::new(page_size, t.commit, txid.0, txid.0);
+    header.timestamp = millis(at);
+    header.wal_offset = t.wal_offset as i64;
+    header.wal_size = t.wal_size as i64;
+    (header.wal_salt1, header.wal_salt2) = t.salts;
+    let encode = || -> format::Result<Vec<u8>> {
+        let mut enc = format::Encoder::new(Vec::new(), header)?;
+        for (pgno, page) in &t.pages {
+            enc.encode_page(*pgno, page)?;
+        }
+        Ok(enc.finish(0)?.1)
+    };
+    encode()
+        .map(Bytes::from)
+        .map_err(|e| Error::invalid(format!("encoding TXID {txid}: {e}")))
+}
+
+/// Chunks of an encoder's output, sent to a stream as they fill.
+struct ChannelWriter {
+    tx: tokio::sync::mpsc::Sender<replica_core::Result<Bytes>>,
+    buf: Vec<u8>,
+}
+
+const CHUNK: usize = 1 << 20;
+
+impl std::io::Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::take(&mut self.buf));
+        self.tx
+            .blocking_send(Ok(chunk))
+            .map_err(|_| std::io::Error::other("the snapshot's reader went away"))
+    }
+}
+
+/// An L9 snapshot `1-txid` of the database in `image`, encoded on a
+/// blocking thread as the stream is read (one page and one chunk in memory).
+fn snapshot_stream(
+    image: Arc<std::fs::File>,
+    page_size: u32,
+    pages: u32,
+    txid: TxId,
+    at: DateTime<Utc>,
+) -> ByteStream {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let errors = tx.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut header = format::Header::new(page_size, pages, 1, txid.0);
+        header.timestamp = millis(at);
+        let lock = format::lock_pgno(page_size);
+        let run = || -> Result<(), Error> {
+            let fail = |e: format::LtxError| Error::invalid(format!("encoding a snapshot: {e}"));
+            let writer = ChannelWriter {
+                tx,
+                buf: Vec::with_capacity(CHUNK),
+            };
+            let mut enc = format::Encoder::new(writer, header).map_err(fail)?;
+            let mut page = vec![0u8; page_size as usize];
+            for pgno in (1..=pages).filter(|p| *p != lock) {
+                image
+                    .read_exact_at(&mut page, u64::from(pgno - 1) * u64::from(page_size))
+                    .map_err(|e| Error::io("reading the converted database", e))?;
+                enc.encode_page(pgno, &page).map_err(fail)?;
+            }
+            enc.finish(0).map_err(fail)?;
+            Ok(())
+        };
+        if let Err(e) = run() {
+            let _ = errors.blocking_send(Err(e));
+        }
+    });
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|i| (i, rx)) }).boxed()
+}
+
+/// Converts `generation` (default: the latest) of `src` into the empty LTX
+/// replica `dst`; see the module docs.
+pub async fn convert_to_ltx(
+    src: &dyn ReplicaClient,
+    generation: Option<Generation>,
+    dst: &LtxClient,
+) -> Result<Converted, RestoreError> {
+    if !dst.all_files().await?.is_empty() {
+        return Err(Error::invalid(
+            "the destination already holds LTX files: convert into an empty location (one \
+             lineage of TXIDs cannot take a second history)",
+        )
+        .into());
+    }
+    let generation = match generation {
+        Some(g) => g,
+        None => src.latest_generation().await?.ok_or_else(|| {
+            RestoreError::NoReplica(format!(
+                "no generations found (read as the {} layout)",
+                src.layout()
+            ))
+        })?,
+    };
+    let snapshots = src.snapshots(&generation).await?;
+    let Some(first) = snapshots.first().cloned() else {
+        return Err(Error::not_found(format!("a snapshot of generation {generation}")).into());
+    };
+    let mut written: Vec<LtxFileInfo> = Vec::new();
+    let outcome = convert(src, &generation, &snapshots, &first, dst, &mut written).await;
+    if outcome.is_err() && !written.is_empty() {
+        // Nothing half-converted is left behind.
+        let _ = dst.delete(&written).await;
+    }
+    outcome
+}
+
+async fn convert(
+    src: &dyn ReplicaClient,
+    generation: &Generation,
+    snapshots: &[replica_core::SnapshotInfo],
+    first: &replica_core::SnapshotInfo,
+    dst: &LtxClient,
+    written: &mut Vec<LtxFileInfo>,
+) -> Result<Converted, RestoreError> {
+    let image = tempfile::tempfile().map_err(io("creating a temporary database"))?;
+    let mut plain = src.snapshot_plain(generation, first.index).await?;
+    while let Some(chunk) = plain.try_next().await? {
+        use std::io::Write;
+        (&image)
+            .write_all(&chunk)
+            .map_err(io("writing a temporary database"))?;
+    }
+    let page_size = read_page_size(&image)?.ok_or_else(|| RestoreError::NotADatabase {
+        generation: generation.clone(),
+        index: first.index,
+    })?;
+    let image = Arc::new(image);
+    let pages_of = |image: &std::fs::File| -> Result<u32, RestoreError> {
+        let len = image
+            .metadata()
+            .map_err(io("sizing the temporary database"))?
+            .len();
+        Ok((len / u64::from(page_size)) as u32)
+    };
+    let mut summary = Converted {
+        generation: generation.clone(),
+        snapshots: 0,
+        transactions: 0,
+        txid: TxId(1),
+        bytes: 0,
+    };
+    let put_snapshot = |txid: TxId, at: DateTime<Utc>| {
+        let image = image.clone();
+        async move {
+            let pages = pages_of(&image)?;
+            let stream = snapshot_stream(image.clone(), page_size, pages, txid, at);
+            Ok::<_, RestoreError>(dst.write(SNAPSHOT_LEVEL, TxId(1), txid, stream, at).await?)
+        }
+    };
+    let info = put_snapshot(TxId(1), first.created_at).await?;
+    summary.snapshots += 1;
+    summary.bytes += info.size;
+    written.push(info);
+
+    let lock = format::lock_pgno(page_size);
+    let later: Vec<u64> = snapshots.iter().skip(1).map(|s| s.index).collect();
+    let mut contiguity = WalContiguity::from_snapshot(generation.clone(), first.index);
+    let mut cursor = src.wal_segments(generation).await?;
+    let mut current: Option<(u64, WalApplier)> = None;
+    let mut txid = TxId(1);
+    let mut l0_bytes = 0u64;
+    let mut l0_count = 0u64;
+    let mut pending_snapshot: Option<DateTime<Utc>> = None;
+    while let Some(info) = cursor.next().await {
+        let info = info?;
+        if info.index < first.index {
+            continue;
+        }
+        let key = src.layout().wal_segment_key(&info.pos())?;
+        let stored =
+            replica_core::collect_bytes(src.wal_segment_reader(&info.pos()).await?).await?;
+        let data = Bytes::from(lz4::decompress(&stored).map_err(|e| e.naming(&key))?);
+        contiguity.check(&info, data.len() as u64)?;
+        if current
+            .as_ref()
+            .is_none_or(|(index, _)| *index != info.index)
+        {
+            if let Some((index, done)) = current.take() {
+                done.finish(&mut FilePages::new(&image, page_size), false)
+                    .map_err(|e| apply_error(generation, index, e))?;
+            }
+            if let Some(at) = pending_snapshot.take() {
+                let info = put_snapshot(txid, at).await?;
+                summary.snapshots += 1;
+                summary.bytes += info.size;
+                written.push(info);
+            }
+            current = Some((info.index, WalApplier::new(page_size)));
+        }
+        let (index, applier) = current.as_mut().expect("set above");
+        let mut txns = Vec::new();
+        applier
+            .apply_segment_observed(&data, &mut FilePages::new(&image, page_size), &mut |t| {
+                txns.push(txn(t, lock));
+                Ok(())
+            })
+            .map_err(|e| apply_error(generation, *index, e))?;
+        for t in txns {
+            txid = TxId(txid.0 + 1);
+            let file = encode_l0(&t, txid, page_size, info.created_at)?;
+            let stored = dst
+                .write(
+                    0,
+                    txid,
+                    txid,
+                    replica_core::bytes_stream(file),
+                    info.created_at,
+                )
+                .await?;
+            l0_bytes += stored.size;
+            l0_count += 1;
+            written.push(stored);
+        }
+        // A later snapshot of the source is the state at the end of the
+        // index before its own: written once that index is finished.
+        if later.contains(&(info.index + 1)) {
+            pending_snapshot = snapshots
+                .iter()
+                .find(|s| s.index == info.index + 1)
+                .map(|s| s.created_at);
+        }
+    }
+    if let Some((index, done)) = current.take() {
+        done.finish(&mut FilePages::new(&image, page_size), true)
+            .map_err(|e| apply_error(generation, index, e))?;
+    }
+    if let Some(at) = pending_snapshot.take() {
+        let info = put_snapshot(txid, at).await?;
+        summary.snapshots += 1;
+        summary.bytes += info.size;
+        written.push(info);
+    }
+    summary.transactions = l0_count;
+    summary.bytes += l0_bytes;
+    summary.txid = txid;
+    Ok(summary)
+}

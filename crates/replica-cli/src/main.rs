@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use replica::{Generation, Layout, ReplicaClient, ReplicaClientExt};
-use replica_conformance::{report, run_suite, Report};
+use replica_conformance::{report, run_part, Part, Report};
 use replica_memory::MemoryStore;
 
 mod config;
@@ -694,20 +694,26 @@ async fn conformance(
 ) -> Result<(), Exit> {
     let filter = filter.as_deref();
     let mut reports: Vec<Report> = Vec::new();
-    for layout in Layout::ALL {
-        let column = |name: &str| format!("{name} {}", layout_short(layout));
+    // One column per backend and layout: the generation cases under 0.3 and
+    // 0.4, the LTX cases (over the same key stores) under 0.5.
+    let parts = Layout::ALL
+        .into_iter()
+        .map(|l| (l, layout_short(l), Part::Generations))
+        .chain([(Layout::default(), "0.5", Part::Ltx)]);
+    for (layout, short, part) in parts {
+        let column = |name: &str| format!("{name} {short}");
         if urls.is_empty() || builtin {
             let memory = move || async move {
                 Ok::<_, String>(fixtures::memory(MemoryStore::new(), layout))
             };
-            reports.push(run_suite(&column("memory"), &memory, filter).await);
+            reports.push(run_part(&column("memory"), &memory, filter, part).await);
             let file = move || async move {
                 let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
                 Ok::<_, String>(fixtures::file(dir.path().join("replica"), layout).keep(dir))
             };
-            reports.push(run_suite(&column("file"), &file, filter).await);
+            reports.push(run_part(&column("file"), &file, filter, part).await);
             let local = move || async move { fixtures::object_store_local(layout) };
-            reports.push(run_suite(&column("os-local"), &local, filter).await);
+            reports.push(run_part(&column("os-local"), &local, filter, part).await);
         }
         for url in &urls {
             open(url, Some(layout.into())).await?;
@@ -721,7 +727,7 @@ async fn conformance(
                     .unwrap_or_else(|_| format!("{run}/case-{n:03}"));
                 async move { fixtures::for_location(&location, layout).await }
             };
-            reports.push(run_suite(&column(url), &factory, filter).await);
+            reports.push(run_part(&column(url), &factory, filter, part).await);
             if !keep {
                 fixtures::remove_location(&written)
                     .await

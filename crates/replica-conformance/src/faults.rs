@@ -154,6 +154,10 @@ impl KeyStore for FaultyStore {
         self.get_range(key, 0..u64::MAX).await
     }
 
+    async fn object_time(&self, key: &str) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
+        self.inner.object_time(key).await
+    }
+
     async fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> Result<ByteStream> {
         let data = self.inner.get_range(key, range).await?;
         Ok(if self.fault(FaultPoint::Read).await {

@@ -37,7 +37,11 @@
 //!   lazy per-index reads, follow-mode wake-up;
 //! - `ops`: latest generation, time bounds, restore with and without gaps;
 //! - `model`: random operation sequences compared against a reference model
-//!   (proptest; shrinking gives a minimal failing sequence).
+//!   (proptest; shrinking gives a minimal failing sequence);
+//! - `ltx`: the Litestream 0.5 layout over the client's key store — levels
+//!   by TXID, seek, not-found from the call, ranged reads at and past the
+//!   end, overwrite, failed writes, a level beyond one listing page, junk
+//!   names, file times, deletes.
 //!
 //! [`mutants`] holds deliberately broken backends; the crate's own tests prove
 //! each is caught by a named case.
@@ -106,6 +110,20 @@ impl Fixture {
     pub fn keep(mut self, value: impl Any + Send + Sync) -> Self {
         self.keep.push(Box::new(value));
         self
+    }
+
+    /// The LTX (Litestream 0.5) client over the key store beneath the
+    /// client; a client not written over a [`replica_core::KeyStore`] skips
+    /// the LTX cases.
+    fn ltx(&self) -> Result<replica_core::ltx::LtxClient, CaseError> {
+        self.client
+            .key_store()
+            .map(replica_core::ltx::LtxClient::new)
+            .ok_or_else(|| {
+                CaseError::Skip(
+                    "the client is not written over a KeyStore, so it has no LTX layout".into(),
+                )
+            })
     }
 
     fn planter(&self) -> Result<Arc<dyn Planter>, CaseError> {
@@ -242,7 +260,27 @@ impl std::fmt::Debug for Case {
     }
 }
 
-for_each_case!(registry);
+for_each_case!(registry generation_cases);
+for_each_ltx_case!(registry ltx_cases);
+
+/// Every case of the suite, in order: the generation layouts' cases, then
+/// the LTX layout's.
+pub fn all_cases() -> Vec<Case> {
+    let mut all = generation_cases();
+    all.extend(ltx_cases());
+    all
+}
+
+/// Which cases a run takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// Every case.
+    All,
+    /// The cases of the generation layouts (Litestream 0.3, 0.4).
+    Generations,
+    /// The cases of the LTX layout (Litestream 0.5).
+    Ltx,
+}
 
 /// How a case ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -338,8 +376,23 @@ fn panic_message(join: tokio::task::JoinError) -> String {
 
 /// Runs every case (or those whose name contains `filter`) against a backend.
 pub async fn run_suite(backend: &str, factory: &dyn Factory, filter: Option<&str>) -> Report {
+    run_part(backend, factory, filter, Part::All).await
+}
+
+/// [`run_suite`] over one [`Part`] of the suite (a parity-matrix column).
+pub async fn run_part(
+    backend: &str,
+    factory: &dyn Factory,
+    filter: Option<&str>,
+    part: Part,
+) -> Report {
+    let chosen = match part {
+        Part::All => all_cases(),
+        Part::Generations => generation_cases(),
+        Part::Ltx => ltx_cases(),
+    };
     let mut cases = Vec::new();
-    for case in all_cases() {
+    for case in chosen {
         if filter.is_some_and(|f| !case.name.contains(f)) {
             continue;
         }
@@ -391,9 +444,12 @@ pub fn run_case_as_test(name: &str, factory: impl Factory) {
 /// - `conformance_tests!(factory)`: a module `conformance`, for a client in
 ///   one layout (the cases ask the client for its [`layout`](ReplicaClient::layout));
 ///   the argument is a [`Factory`] expression.
-/// - `conformance_tests!(layouts: factory)`: the suite once per [`Layout`], in
-///   modules `conformance::litestream_03` and `conformance::litestream_04`;
-///   `factory` is called with the layout (`|layout: Layout| async move { ... }`).
+/// - `conformance_tests!(layouts: factory)`: the generation cases once per
+///   [`Layout`], in modules `conformance::litestream_03` and
+///   `conformance::litestream_04`, and the LTX cases in
+///   `conformance::litestream_05` (over the key store of the client made
+///   for the default layout); `factory` is called with the layout
+///   (`|layout: Layout| async move { ... }`).
 ///
 /// The factory is evaluated inside the module, which sees the enclosing items.
 #[macro_export]
@@ -412,6 +468,11 @@ macro_rules! conformance_tests {
                 use super::*;
                 $crate::for_each_case!(tests || ($factory)($crate::Layout::Litestream04));
             }
+            mod litestream_05 {
+                #[allow(unused_imports)]
+                use super::*;
+                $crate::for_each_ltx_case!(tests || ($factory)($crate::Layout::default()));
+            }
         }
     };
     ($factory:expr) => {
@@ -419,6 +480,7 @@ macro_rules! conformance_tests {
             #[allow(unused_imports)]
             use super::*;
             $crate::for_each_case!(tests $factory);
+            $crate::for_each_ltx_case!(tests $factory);
         }
     };
 }
@@ -426,9 +488,9 @@ macro_rules! conformance_tests {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __expand_cases {
-    ([registry] $( $group:ident :: $name:ident ),* $(,)?) => {
-        /// Every case of the suite, in order.
-        pub fn all_cases() -> Vec<Case> {
+    ([registry $fn:ident] $( $group:ident :: $name:ident ),* $(,)?) => {
+        /// Cases of the suite, in order.
+        pub fn $fn() -> Vec<Case> {
             vec![$(Case {
                 name: stringify!($name),
                 group: stringify!($group),

@@ -325,3 +325,230 @@ impl ReplicaClient for Mutated {
         self.inner.delete_wal_segments(batch).await
     }
 }
+
+/// One way a key store can break the contract, below the layouts: a
+/// [`KeyStore`](replica_core::KeyStore) wrapper, so the fault reaches
+/// [`StoreClient`](replica_core::StoreClient) and the LTX client exactly as
+/// a buggy backend's would.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreMutant {
+    /// Lists only the first 1,000 objects of a directory (one S3 page).
+    ObjectsListedOnlyFirstPage,
+    /// A ranged read returns the whole object.
+    RangeIgnored,
+    /// A ranged read starting at or past the end is an error.
+    RangePastTheEndFails,
+    /// A missing object reads as empty.
+    MissingReadsAsEmpty,
+    /// A failed write leaves what arrived under the final name.
+    PartialWriteVisible,
+    /// An existing object is never replaced.
+    OverwriteIgnored,
+    /// The time a write asks for is dropped (the object gets "now").
+    TimeIgnored,
+    /// Listings name objects by their whole key, not their last part.
+    ListsWholeKeys,
+    /// Listings lower-case object names.
+    LowercasesNames,
+    /// Listings leave out the first object of a directory.
+    DropsFirstListed,
+    /// `delete_all` removes nothing.
+    DeleteAllIgnored,
+}
+
+impl StoreMutant {
+    /// Every store mutant.
+    pub const ALL: [StoreMutant; 11] = [
+        StoreMutant::ObjectsListedOnlyFirstPage,
+        StoreMutant::RangeIgnored,
+        StoreMutant::RangePastTheEndFails,
+        StoreMutant::MissingReadsAsEmpty,
+        StoreMutant::PartialWriteVisible,
+        StoreMutant::OverwriteIgnored,
+        StoreMutant::TimeIgnored,
+        StoreMutant::ListsWholeKeys,
+        StoreMutant::LowercasesNames,
+        StoreMutant::DropsFirstListed,
+        StoreMutant::DeleteAllIgnored,
+    ];
+
+    /// The case that must fail on this mutant.
+    pub fn caught_by(self) -> &'static str {
+        match self {
+            StoreMutant::ObjectsListedOnlyFirstPage => {
+                "more_than_a_thousand_ltx_files_in_a_level_list_complete"
+            }
+            StoreMutant::RangeIgnored | StoreMutant::RangePastTheEndFails => {
+                "ltx_ranged_reads_at_and_past_the_end"
+            }
+            StoreMutant::MissingReadsAsEmpty => "ltx_missing_file_is_not_found_from_the_call",
+            StoreMutant::PartialWriteVisible => "ltx_failed_write_stores_nothing",
+            StoreMutant::OverwriteIgnored => "ltx_overwrite_replaces_content",
+            StoreMutant::TimeIgnored => "ltx_file_times_are_kept",
+            StoreMutant::ListsWholeKeys => "ltx_levels_list_by_txid",
+            StoreMutant::LowercasesNames => "junk_ltx_names_are_skipped",
+            StoreMutant::DropsFirstListed => "ltx_seek_starts_at_the_txid",
+            StoreMutant::DeleteAllIgnored => "ltx_delete_removes_only_the_files_named",
+        }
+    }
+
+    /// Words the failure of [`caught_by`](Self::caught_by) must contain.
+    pub fn failure_says(self) -> &'static str {
+        match self {
+            StoreMutant::ObjectsListedOnlyFirstPage => {
+                "every file of a level beyond one listing page"
+            }
+            StoreMutant::RangeIgnored => "a range at the start",
+            StoreMutant::RangePastTheEndFails => "range starts past the end",
+            StoreMutant::MissingReadsAsEmpty => "reading a missing file",
+            StoreMutant::PartialWriteVisible => "a failed write is listed",
+            StoreMutant::OverwriteIgnored => "read after overwrite",
+            StoreMutant::TimeIgnored => "the time given to the write",
+            StoreMutant::ListsWholeKeys => "level 0 by TXID",
+            StoreMutant::LowercasesNames => "only the canonical name is listed",
+            StoreMutant::DropsFirstListed => "seek before all",
+            StoreMutant::DeleteAllIgnored => "delete_all leaves nothing",
+        }
+    }
+
+    /// Wraps a working key store so that it breaks this rule.
+    pub fn wrap<S: replica_core::KeyStore>(self, inner: S) -> MutatedStore<S> {
+        MutatedStore {
+            inner,
+            mutant: self,
+        }
+    }
+}
+
+/// A key store broken by a [`StoreMutant`].
+#[derive(Debug)]
+pub struct MutatedStore<S> {
+    inner: S,
+    mutant: StoreMutant,
+}
+
+#[async_trait]
+impl<S: replica_core::KeyStore> replica_core::KeyStore for MutatedStore<S> {
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+
+    async fn put_opts(
+        &self,
+        key: &str,
+        data: ByteStream,
+        options: &replica_core::PutOptions,
+    ) -> Result<replica_core::ObjectMeta> {
+        match self.mutant {
+            StoreMutant::PartialWriteVisible => {
+                let mut got = BytesMut::new();
+                let mut data = data;
+                let outcome = loop {
+                    match data.next().await {
+                        Some(Ok(chunk)) => got.extend_from_slice(&chunk),
+                        Some(Err(e)) => break Err(e),
+                        None => break Ok(()),
+                    }
+                };
+                let meta = self
+                    .inner
+                    .put_opts(key, bytes_stream(got.freeze()), options)
+                    .await?;
+                outcome.map(|()| meta)
+            }
+            StoreMutant::OverwriteIgnored if self.inner.get(key).await.is_ok() => {
+                let meta = self.inner.object_time(key).await?;
+                Ok(replica_core::ObjectMeta {
+                    size: collect_len(data).await?,
+                    modified: meta.unwrap_or_default(),
+                })
+            }
+            StoreMutant::TimeIgnored => {
+                self.inner
+                    .put_opts(key, data, &replica_core::PutOptions::default())
+                    .await
+            }
+            _ => self.inner.put_opts(key, data, options).await,
+        }
+    }
+
+    async fn get(&self, key: &str) -> Result<ByteStream> {
+        match self.inner.get(key).await {
+            Err(e) if e.is_not_found() && self.mutant == StoreMutant::MissingReadsAsEmpty => {
+                Ok(bytes_stream(bytes::Bytes::new()))
+            }
+            other => other,
+        }
+    }
+
+    async fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> Result<ByteStream> {
+        match self.mutant {
+            StoreMutant::RangeIgnored => self.get(key).await,
+            StoreMutant::RangePastTheEndFails => {
+                let len = collect_len(self.inner.get(key).await?).await?;
+                if range.start >= len && range.start < range.end {
+                    return Err(Error::invalid(
+                        "the range starts past the end of the object",
+                    ));
+                }
+                self.inner.get_range(key, range).await
+            }
+            StoreMutant::MissingReadsAsEmpty => match self.inner.get_range(key, range).await {
+                Err(e) if e.is_not_found() => Ok(bytes_stream(bytes::Bytes::new())),
+                other => other,
+            },
+            _ => self.inner.get_range(key, range).await,
+        }
+    }
+
+    async fn object_time(&self, key: &str) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
+        self.inner.object_time(key).await
+    }
+
+    async fn delete(&self, keys: &[String]) -> Result<()> {
+        self.inner.delete(keys).await
+    }
+
+    async fn list(&self, dir: &str) -> Result<replica_core::Listing> {
+        let mut listed = self.inner.list(dir).await?;
+        match self.mutant {
+            StoreMutant::ObjectsListedOnlyFirstPage => {
+                listed.objects.sort_by(|a, b| a.0.cmp(&b.0));
+                listed.objects.truncate(1000);
+            }
+            StoreMutant::ListsWholeKeys => {
+                for (name, _) in &mut listed.objects {
+                    *name = format!("{dir}/{name}");
+                }
+            }
+            StoreMutant::LowercasesNames => {
+                for (name, _) in &mut listed.objects {
+                    *name = name.to_lowercase();
+                }
+            }
+            StoreMutant::DropsFirstListed => {
+                listed.objects.sort_by(|a, b| a.0.cmp(&b.0));
+                if !listed.objects.is_empty() {
+                    listed.objects.remove(0);
+                }
+            }
+            _ => {}
+        }
+        Ok(listed)
+    }
+
+    async fn delete_all(&self, dir: &str) -> Result<()> {
+        if self.mutant == StoreMutant::DeleteAllIgnored {
+            return Ok(());
+        }
+        self.inner.delete_all(dir).await
+    }
+}
+
+async fn collect_len(mut data: ByteStream) -> Result<u64> {
+    let mut len = 0u64;
+    while let Some(chunk) = data.try_next().await? {
+        len += chunk.len() as u64;
+    }
+    Ok(len)
+}

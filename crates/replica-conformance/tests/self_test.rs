@@ -73,3 +73,68 @@ async fn the_model_check_catches_and_shrinks_a_mutant() {
         case.message
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_store_mutant_is_caught_by_its_named_case() {
+    use replica_conformance::mutants::StoreMutant;
+    use replica_conformance::FnPlanter;
+    use replica_core::{KeyStore, StoreClient};
+    use replica_memory::MemoryStore;
+    for mutant in StoreMutant::ALL {
+        let factory = move || async move {
+            let store = MemoryStore::new();
+            let raw = store.clone();
+            let client = StoreClient::new(mutant.wrap(store));
+            Ok::<_, String>(Fixture::new(client).with_planter(FnPlanter(
+                move |path: String, data: bytes::Bytes| {
+                    let raw = raw.clone();
+                    async move {
+                        raw.put(&path, replica_core::bytes_stream(data))
+                            .await
+                            .map(|_| ())
+                    }
+                },
+            )))
+        };
+        let case = all_cases()
+            .into_iter()
+            .find(|c| c.name == mutant.caught_by())
+            .unwrap_or_else(|| panic!("{mutant:?} names a case that does not exist"));
+        let report = run_case(&case, &factory).await;
+        assert_eq!(
+            report.outcome,
+            Outcome::Fail,
+            "{mutant:?} was not caught by {}",
+            case.name
+        );
+        assert!(
+            report.message.contains(mutant.failure_says()),
+            "{mutant:?} made {} fail, but not for its rule (expected {:?} in): {}",
+            case.name,
+            mutant.failure_says(),
+            report.message
+        );
+        let sound = || async {
+            let store = MemoryStore::new();
+            let raw = store.clone();
+            Ok::<_, String>(
+                Fixture::new(StoreClient::new(store)).with_planter(FnPlanter(
+                    move |path: String, data: bytes::Bytes| {
+                        let raw = raw.clone();
+                        async move {
+                            raw.put(&path, replica_core::bytes_stream(data))
+                                .await
+                                .map(|_| ())
+                        }
+                    },
+                )),
+            )
+        };
+        assert_eq!(
+            run_case(&case, &sound).await.outcome,
+            Outcome::Pass,
+            "{}",
+            case.name
+        );
+    }
+}

@@ -76,6 +76,13 @@ pub trait ReplicaClient: Send + Sync + fmt::Debug {
 
     /// Deletes each listed segment; missing ones are `Ok`.
     async fn delete_wal_segments(&self, positions: &[Pos]) -> Result<()>;
+
+    /// The key store beneath, when the client is written over one
+    /// ([`StoreClient`](crate::StoreClient)): the same objects in any other
+    /// layout, Litestream 0.5's LTX included. `None` for clients that are not.
+    fn key_store(&self) -> Option<std::sync::Arc<dyn crate::KeyStore>> {
+        None
+    }
 }
 
 /// The lazy source of WAL segments behind a [`WalSegmentCursor`].

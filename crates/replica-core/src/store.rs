@@ -113,6 +113,22 @@ pub trait KeyStore: Send + Sync + fmt::Debug + 'static {
         Ok(slice_stream(whole, range))
     }
 
+    /// The time the object under `key` carries ([`PutOptions::time`], or
+    /// when it was written), `None` when the store keeps no time of its
+    /// own for objects; a missing object is [`Error::NotFound`]. The
+    /// provided version reads it from the listing of the object's directory
+    /// (a file's mtime); stores that keep times as metadata read that.
+    async fn object_time(&self, key: &str) -> Result<Option<DateTime<Utc>>> {
+        let (dir, name) = key.rsplit_once('/').unwrap_or(("", key));
+        let listed = self.list(dir).await?;
+        listed
+            .objects
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, meta)| Some(meta.modified))
+            .ok_or_else(|| Error::not_found(key))
+    }
+
     /// Deletes the objects under `keys`; missing ones are `Ok`.
     async fn delete(&self, keys: &[String]) -> Result<()>;
 
@@ -381,6 +397,10 @@ impl<S: KeyStore> ReplicaClient for StoreClient<S> {
             return Ok(());
         }
         self.store.delete(&keys).await
+    }
+
+    fn key_store(&self) -> Option<Arc<dyn KeyStore>> {
+        Some(self.store.clone())
     }
 }
 

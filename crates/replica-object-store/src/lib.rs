@@ -65,6 +65,9 @@ struct Inner {
     prefix: String,
     kind: &'static str,
     multipart_threshold: usize,
+    /// Whether the store keeps object metadata: `LocalFileSystem` refuses
+    /// any (object_store offers no other way to ask than its name).
+    metadata: bool,
 }
 
 impl fmt::Debug for ObjectKeyStore {
@@ -83,6 +86,7 @@ impl ObjectKeyStore {
     pub fn new(store: Arc<dyn ObjectStore>, prefix: &str) -> Self {
         ObjectKeyStore {
             inner: Arc::new(Inner {
+                metadata: !store.to_string().starts_with("LocalFileSystem"),
                 store,
                 prefix: prefix.trim_matches('/').to_owned(),
                 kind: "object_store",
@@ -109,6 +113,7 @@ impl ObjectKeyStore {
             prefix: self.inner.prefix.clone(),
             kind: self.inner.kind,
             multipart_threshold: self.inner.multipart_threshold,
+            metadata: self.inner.metadata,
         };
         change(&mut inner);
         ObjectKeyStore {
@@ -197,7 +202,7 @@ impl ObjectKeyStore {
     /// that keep metadata (`LocalFileSystem` keeps none and refuses any).
     fn attributes(&self, time: Option<chrono::DateTime<Utc>>) -> Attributes {
         let mut attributes = Attributes::new();
-        if let Some(time) = time.filter(|_| self.inner.kind != "object_store_local") {
+        if let Some(time) = time.filter(|_| self.inner.metadata) {
             attributes.insert(
                 Attribute::Metadata(TIME_METADATA_KEY.into()),
                 time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -395,6 +400,30 @@ impl KeyStore for ObjectKeyStore {
 
     async fn get_range(&self, key: &str, range: std::ops::Range<u64>) -> Result<ByteStream> {
         self.read(key, range).await
+    }
+
+    /// The `litestream-timestamp` metadata of one HEAD request; without it,
+    /// the store's last-modified. `LocalFileSystem` keeps no metadata: `None`.
+    async fn object_time(&self, key: &str) -> Result<Option<chrono::DateTime<Utc>>> {
+        if !self.inner.metadata {
+            return Ok(None);
+        }
+        let path = self.key(key);
+        let options = GetOptions {
+            head: true,
+            ..Default::default()
+        };
+        let result = match self.inner.store.get_opts(&path, options).await {
+            Ok(r) => r,
+            Err(object_store::Error::NotFound { .. }) => return Err(Error::not_found(key)),
+            Err(e) => return Err(self.error(&format!("reading the metadata of {path}"), e)),
+        };
+        let stamped = result
+            .attributes
+            .get(&Attribute::Metadata(TIME_METADATA_KEY.into()))
+            .and_then(|v| chrono::DateTime::parse_from_rfc3339(v.as_ref()).ok())
+            .map(|t| t.with_timezone(&Utc));
+        Ok(Some(stamped.unwrap_or(result.meta.last_modified)))
     }
 
     async fn delete(&self, keys: &[String]) -> Result<()> {

@@ -6,6 +6,7 @@ pub(crate) mod concurrency;
 pub(crate) mod cursor;
 pub(crate) mod generations;
 pub(crate) mod junk;
+pub(crate) mod ltx;
 pub(crate) mod model;
 pub(crate) mod ops;
 pub(crate) mod snapshots;
@@ -101,6 +102,27 @@ macro_rules! for_each_case {
             ops::restore_with_a_missing_index_fails,
             ops::restore_without_a_snapshot_is_not_found,
             model::random_operations_match_the_reference_model,
+        }
+    };
+}
+
+/// Expands `__expand_cases!` with the LTX layout's cases.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! for_each_ltx_case {
+    ($($mode:tt)*) => {
+        $crate::__expand_cases! {
+            [$($mode)*]
+            ltx::ltx_levels_list_by_txid,
+            ltx::ltx_seek_starts_at_the_txid,
+            ltx::ltx_missing_file_is_not_found_from_the_call,
+            ltx::ltx_ranged_reads_at_and_past_the_end,
+            ltx::ltx_overwrite_replaces_content,
+            ltx::ltx_failed_write_stores_nothing,
+            ltx::more_than_a_thousand_ltx_files_in_a_level_list_complete,
+            ltx::junk_ltx_names_are_skipped,
+            ltx::ltx_file_times_are_kept,
+            ltx::ltx_delete_removes_only_the_files_named,
         }
     };
 }

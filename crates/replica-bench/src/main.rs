@@ -31,6 +31,7 @@ use serde::Serialize;
 
 mod replicate;
 mod restore;
+mod restore_ltx;
 mod workload;
 
 /// One line of the report.
@@ -679,6 +680,14 @@ async fn main() {
             tokio::task::spawn_blocking(move || restore::restore(&dir, &sizes))
                 .await
                 .expect("benchmark 7"),
+        );
+    }
+    if run("9") {
+        let (dir, sizes) = (scratch.path().to_owned(), sizes.restore);
+        figures.extend(
+            tokio::task::spawn_blocking(move || restore_ltx::restore_ltx(&dir, &sizes))
+                .await
+                .expect("benchmark 9"),
         );
     }
     figures.sort_by(|a, b| a.bench.cmp(&b.bench));

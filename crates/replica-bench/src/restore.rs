@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use crate::{median, Figure};
 
 /// Sizes of the restore benchmark.
+#[derive(Clone, Copy)]
 pub(crate) struct RestoreSizes {
     /// Stop writing once the database is this large.
     pub(crate) database_bytes: u64,
@@ -27,9 +28,9 @@ pub(crate) struct RestoreSizes {
 }
 
 /// A finished child: wall time and peak RSS.
-struct Run {
-    secs: f64,
-    max_rss_mib: f64,
+pub(crate) struct Run {
+    pub(crate) secs: f64,
+    pub(crate) max_rss_mib: f64,
 }
 
 /// Runs a command to completion, measuring wall time and its peak RSS.
@@ -38,7 +39,7 @@ struct Run {
 /// command: `wait4` here would report at least this benchmark's own RSS,
 /// since Linux carries a process's pre-`exec` high-water mark into its
 /// `ru_maxrss`, and `time` forks from a small process.
-fn measured(cmd: &Command) -> Run {
+pub(crate) fn measured(cmd: &Command) -> Run {
     let rss = tempfile::NamedTempFile::new().expect("a temporary file");
     let mut timed = Command::new("/usr/bin/time");
     timed
@@ -75,7 +76,7 @@ fn measured(cmd: &Command) -> Run {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -83,13 +84,13 @@ fn free_port() -> u16 {
 }
 
 /// A moto S3 server on 127.0.0.1, stopped (by PID) on drop.
-struct Moto {
+pub(crate) struct Moto {
     child: std::process::Child,
-    endpoint: String,
+    pub(crate) endpoint: String,
 }
 
 impl Moto {
-    fn start() -> Option<Moto> {
+    pub(crate) fn start() -> Option<Moto> {
         let port = free_port();
         let child = Command::new("moto_server")
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
@@ -124,7 +125,7 @@ impl Drop for Moto {
 /// One round of realistic writes: 200 orders, a few earlier orders
 /// changed and a few cancelled (by id, as an application does: an update
 /// that scanned the whole table would rewrite every page in every round).
-fn write_round(conn: &mut rusqlite::Connection, round: u64) {
+pub(crate) fn write_round(conn: &mut rusqlite::Connection, round: u64) {
     let tx = conn.transaction().expect("begin");
     crate::workload::insert_orders(&tx, round * 200, 200);
     let earlier = ((round * 7919) % (round * 200 + 1)) as i64;
@@ -223,7 +224,7 @@ fn replicate(litestream: &Path, dir: &Path, replicas_yaml: &str, s: &RestoreSize
     }
 }
 
-fn rows_digest(db: &Path) -> (i64, i64, f64) {
+pub(crate) fn rows_digest(db: &Path) -> (i64, i64, f64) {
     let conn = rusqlite::Connection::open(db).expect("open restored");
     conn.query_row(
         "SELECT count(*), sum(qty), sum(price) FROM orders",
@@ -233,17 +234,25 @@ fn rows_digest(db: &Path) -> (i64, i64, f64) {
     .expect("digest")
 }
 
-/// Times both tools on one replica, alternating; returns the figures.
-fn compare(
+/// Medians of both tools' restores of one replica.
+pub(crate) struct Comparison {
+    pub(crate) ours_secs: f64,
+    pub(crate) theirs_secs: f64,
+    pub(crate) ours_rss: f64,
+    pub(crate) theirs_rss: f64,
+}
+
+/// Times both tools on one replica, alternating (each restore checked to
+/// hold the same rows as the other's).
+pub(crate) fn compare(
     name: &str,
     dir: &Path,
-    s: &RestoreSizes,
+    reps: usize,
     ours: &dyn Fn(&Path) -> Command,
     theirs: &dyn Fn(&Path) -> Command,
-    detail: &str,
-) -> Vec<Figure> {
+) -> Comparison {
     let (mut ours_t, mut theirs_t, mut ours_rss, mut theirs_rss) = (vec![], vec![], vec![], vec![]);
-    for rep in 0..s.reps {
+    for rep in 0..reps {
         let a = dir.join(format!("{name}-ours-{rep}.db"));
         let b = dir.join(format!("{name}-litestream-{rep}.db"));
         let run_ours = |t: &mut Vec<f64>, r: &mut Vec<f64>| {
@@ -272,29 +281,37 @@ fn compare(
         let _ = std::fs::remove_file(&a);
         let _ = std::fs::remove_file(&b);
     }
-    let (o, t) = (median(ours_t), median(theirs_t));
-    let (o_rss, t_rss) = (median(ours_rss), median(theirs_rss));
-    let speedup = t / o;
-    vec![
-        Figure {
-            bench: format!(
-                "7. restore from a {name} replica ({detail}): replica vs litestream 0.3.13"
-            ),
-            ours: format!("{o:.2} s"),
-            baseline: format!("{t:.2} s"),
-            ratio: speedup,
-            target: ">= 2 (speed-up)".into(),
-            met: Some(speedup >= 2.0),
-        },
-        Figure {
-            bench: format!("7b. peak RSS of that restore ({name})"),
-            ours: format!("{o_rss:.1} MiB"),
-            baseline: format!("{t_rss:.1} MiB"),
-            ratio: o_rss / t_rss,
-            target: "report".into(),
-            met: None,
-        },
-    ]
+    Comparison {
+        ours_secs: median(ours_t),
+        theirs_secs: median(theirs_t),
+        ours_rss: median(ours_rss),
+        theirs_rss: median(theirs_rss),
+    }
+}
+
+impl Comparison {
+    /// The speed-up figure and the peak-RSS figure, numbered `n`.
+    pub(crate) fn figures(&self, n: &str, what: &str, peer: &str, name: &str) -> Vec<Figure> {
+        let speedup = self.theirs_secs / self.ours_secs;
+        vec![
+            Figure {
+                bench: format!("{n}. {what}: replica vs {peer}"),
+                ours: format!("{:.2} s", self.ours_secs),
+                baseline: format!("{:.2} s", self.theirs_secs),
+                ratio: speedup,
+                target: ">= 2 (speed-up)".into(),
+                met: Some(speedup >= 2.0),
+            },
+            Figure {
+                bench: format!("{n}b. peak RSS of that restore ({name})"),
+                ours: format!("{:.1} MiB", self.ours_rss),
+                baseline: format!("{:.1} MiB", self.theirs_rss),
+                ratio: self.ours_rss / self.theirs_rss,
+                target: "report".into(),
+                met: None,
+            },
+        ]
+    }
 }
 
 /// Benchmark 7. Needs `litestream` (`REPLICA_LITESTREAM` or `PATH`) and the
@@ -371,7 +388,7 @@ pub(crate) fn restore(scratch: &Path, s: &RestoreSizes) -> Vec<Figure> {
     let mut figures = compare(
         "file",
         &dir,
-        s,
+        s.reps,
         &|out| {
             let mut c = Command::new(&ours);
             c.args(["restore", &file_url, "-o"]).arg(out);
@@ -382,7 +399,12 @@ pub(crate) fn restore(scratch: &Path, s: &RestoreSizes) -> Vec<Figure> {
             c.args(["restore", "-o"]).arg(out).arg(&file_url);
             c
         },
-        &detail,
+    )
+    .figures(
+        "7",
+        &format!("restore from a file replica ({detail})"),
+        "litestream 0.3.13",
+        "file",
     );
     match &moto {
         Some(m) => {
@@ -391,7 +413,7 @@ pub(crate) fn restore(scratch: &Path, s: &RestoreSizes) -> Vec<Figure> {
             figures.extend(compare(
                 "moto S3",
                 &dir,
-                s,
+                s.reps,
                 &|out| {
                     let mut c = Command::new(&ours);
                     c.args(["restore", &s3_url, "-o"])
@@ -422,7 +444,12 @@ pub(crate) fn restore(scratch: &Path, s: &RestoreSizes) -> Vec<Figure> {
                     c.args(["restore", "-config"]).arg(&config).arg(out);
                     c
                 },
-                "same database, its S3 replica",
+            )
+            .figures(
+                "7",
+                "restore from a moto S3 replica (same database, its S3 replica)",
+                "litestream 0.3.13",
+                "moto S3",
             ));
         }
         None => figures.extend(missing("no moto_server for the S3 half")),

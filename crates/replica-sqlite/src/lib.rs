@@ -7,13 +7,15 @@
 //!   frame checksum across segments, frames applied only once their
 //!   transaction's commit frame is checked) and writes the committed pages
 //!   into the database file directly.
+//! - [`convert`]: a generation of a 0.3/0.4 replica turned into an LTX
+//!   replica that keeps every commit restorable ([`convert_to_ltx`]).
 //! - [`replicate`]: live replication of a database into any number of
 //!   replicas, as Litestream 0.3 does it ([`Replicator`]), and one-off
 //!   snapshots ([`snapshot_once`]).
 //! - [`restore`](restore()): a database file from any
 //!   [`ReplicaClient`](replica_core::ReplicaClient), built in a temporary
 //!   file and put in place only when complete (and, if asked, when
-//!   `PRAGMA integrity_check` passes); [`restore_ltx`] the same from a
+//!   `PRAGMA integrity_check` passes); [`restore_ltx()`] the same from a
 //!   Litestream 0.5 (LTX) replica, each page read and written once.
 //!
 //! Storage, layouts and LZ4 live in `replica-core`; this crate only adds

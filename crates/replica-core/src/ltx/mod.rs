@@ -14,7 +14,7 @@
 //! with the file's time kept as Litestream keeps it, and deletes. The
 //! restore plan is [`plan_restore`]; decoding a stored file is
 //! [`decode_file`]. The format itself is the `replica-ltx` crate, re-exported
-//! as [`format`].
+//! as [`format`](mod@format).
 
 mod decode;
 mod plan;

@@ -354,11 +354,19 @@ pub enum StoreMutant {
     DropsFirstListed,
     /// `delete_all` removes nothing.
     DeleteAllIgnored,
+    /// Lists only the first 1,000 child directories (S3 pages common
+    /// prefixes separately from objects).
+    DirsListedOnlyFirstPage,
+    /// The same, only in `wal/` directories (the 0.4 layout's index
+    /// directories).
+    WalDirsListedOnlyFirstPage,
+    /// `delete_all` removes only the first 1,000 objects below the directory.
+    DeleteAllOnlyFirstBatch,
 }
 
 impl StoreMutant {
     /// Every store mutant.
-    pub const ALL: [StoreMutant; 11] = [
+    pub const ALL: [StoreMutant; 14] = [
         StoreMutant::ObjectsListedOnlyFirstPage,
         StoreMutant::RangeIgnored,
         StoreMutant::RangePastTheEndFails,
@@ -370,6 +378,9 @@ impl StoreMutant {
         StoreMutant::LowercasesNames,
         StoreMutant::DropsFirstListed,
         StoreMutant::DeleteAllIgnored,
+        StoreMutant::DirsListedOnlyFirstPage,
+        StoreMutant::WalDirsListedOnlyFirstPage,
+        StoreMutant::DeleteAllOnlyFirstBatch,
     ];
 
     /// The case that must fail on this mutant.
@@ -389,6 +400,15 @@ impl StoreMutant {
             StoreMutant::LowercasesNames => "junk_ltx_names_are_skipped",
             StoreMutant::DropsFirstListed => "ltx_seek_starts_at_the_txid",
             StoreMutant::DeleteAllIgnored => "ltx_delete_removes_only_the_files_named",
+            StoreMutant::DirsListedOnlyFirstPage => {
+                "more_than_a_thousand_generations_list_complete_and_sorted"
+            }
+            StoreMutant::WalDirsListedOnlyFirstPage => {
+                "more_than_a_thousand_wal_indexes_list_complete_and_restore_across"
+            }
+            StoreMutant::DeleteAllOnlyFirstBatch => {
+                "deleting_a_generation_of_more_than_a_thousand_objects_leaves_nothing"
+            }
         }
     }
 
@@ -408,6 +428,9 @@ impl StoreMutant {
             StoreMutant::LowercasesNames => "only the canonical name is listed",
             StoreMutant::DropsFirstListed => "seek before all",
             StoreMutant::DeleteAllIgnored => "delete_all leaves nothing",
+            StoreMutant::DirsListedOnlyFirstPage => "beyond one listing page of directories",
+            StoreMutant::WalDirsListedOnlyFirstPage => "beyond one listing page of directories",
+            StoreMutant::DeleteAllOnlyFirstBatch => "left 101 segments readable",
         }
     }
 
@@ -532,16 +555,36 @@ impl<S: replica_core::KeyStore> replica_core::KeyStore for MutatedStore<S> {
                     listed.objects.remove(0);
                 }
             }
+            StoreMutant::DirsListedOnlyFirstPage => {
+                listed.dirs.sort();
+                listed.dirs.truncate(1000);
+            }
+            StoreMutant::WalDirsListedOnlyFirstPage if dir.ends_with("/wal") => {
+                listed.dirs.sort();
+                listed.dirs.truncate(1000);
+            }
             _ => {}
         }
         Ok(listed)
     }
 
     async fn delete_all(&self, dir: &str) -> Result<()> {
-        if self.mutant == StoreMutant::DeleteAllIgnored {
-            return Ok(());
+        match self.mutant {
+            StoreMutant::DeleteAllIgnored => Ok(()),
+            StoreMutant::DeleteAllOnlyFirstBatch => {
+                let mut keys = Vec::new();
+                let mut dirs = vec![dir.to_owned()];
+                while let Some(d) = dirs.pop() {
+                    let listed = self.inner.list(&d).await?;
+                    keys.extend(listed.objects.into_iter().map(|(n, _)| format!("{d}/{n}")));
+                    dirs.extend(listed.dirs.into_iter().map(|n| format!("{d}/{n}")));
+                }
+                keys.sort();
+                keys.truncate(1000);
+                self.inner.delete(&keys).await
+            }
+            _ => self.inner.delete_all(dir).await,
         }
-        self.inner.delete_all(dir).await
     }
 }
 

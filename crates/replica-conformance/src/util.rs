@@ -177,3 +177,43 @@ pub(crate) fn assert_invalid<T: std::fmt::Debug>(result: Result<T>, what: &str) 
         other => panic!("{what}: expected InvalidArgument, got {other:?}"),
     }
 }
+
+/// How long a case waits for something that should happen at once: `base`
+/// times `REPLICA_CONFORMANCE_WAIT_SCALE` (default 1; raise it for slow
+/// stores), so a broken store fails in seconds, never by the harness's
+/// timeout.
+pub(crate) fn wait_limit(base: std::time::Duration) -> std::time::Duration {
+    let scale = std::env::var("REPLICA_CONFORMANCE_WAIT_SCALE")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|s| *s > 0.0)
+        .unwrap_or(1.0);
+    base.mul_f64(scale)
+}
+
+/// `fut`, or a failure saying what was waited for and how long.
+pub(crate) async fn within<T>(
+    what: &str,
+    fut: impl std::future::Future<Output = T>,
+) -> Result<T, crate::CaseError> {
+    let limit = wait_limit(std::time::Duration::from_secs(5));
+    tokio::time::timeout(limit, fut).await.map_err(|_| {
+        crate::CaseError::Fail(format!(
+            "waited {limit:?} for {what} (REPLICA_CONFORMANCE_WAIT_SCALE scales the wait for slow stores)"
+        ))
+    })
+}
+
+/// Writes `n` copies of `data` through `write`, 32 requests in flight (a
+/// real bucket takes seconds, not minutes).
+pub(crate) async fn write_many<F, Fut, T>(n: u64, write: F) -> Result<Vec<T>>
+where
+    F: Fn(u64) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    stream::iter(0..n)
+        .map(write)
+        .buffer_unordered(32)
+        .try_collect()
+        .await
+}

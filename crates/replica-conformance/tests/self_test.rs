@@ -138,3 +138,35 @@ async fn every_store_mutant_is_caught_by_its_named_case() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suite_run_on_a_store_with_broken_listings_ends_in_seconds() {
+    use replica_conformance::mutants::StoreMutant;
+    use replica_core::StoreClient;
+    use replica_memory::MemoryStore;
+    // Listings that name objects by their whole key: almost nothing is
+    // found, and every case that waits for a listed object must give up on
+    // its own within seconds.
+    let factory = || async {
+        let store = StoreMutant::ListsWholeKeys.wrap(MemoryStore::new());
+        Ok::<_, String>(Fixture::new(StoreClient::new(store)))
+    };
+    let started = std::time::Instant::now();
+    let report = run_suite("broken listings", &factory, None).await;
+    let took = started.elapsed();
+    let failed = report.failures().count();
+    assert!(
+        failed >= 20,
+        "only {failed} cases failed on broken listings"
+    );
+    assert!(
+        took < std::time::Duration::from_secs(60),
+        "the run took {took:?}: some case waits for what never comes"
+    );
+    let follow = report
+        .cases
+        .iter()
+        .find(|c| c.case == "cursor_follow_wakes_on_append")
+        .expect("the case ran");
+    assert!(follow.message.contains("waited"), "{}", follow.message);
+}

@@ -309,12 +309,19 @@ impl<S: KeyStore> ReplicaClient for StoreClient<S> {
     // is checked for a canonical object; replicas hold few generations.
     async fn generations(&self) -> Result<Vec<Generation>> {
         let listed = self.store.list(layout::GENERATIONS_DIR).await?;
-        let mut found = Vec::new();
-        for g in listed.dirs.iter().filter_map(|d| Generation::new(d).ok()) {
-            if self.holds_objects(&g).await? {
-                found.push(g);
-            }
-        }
+        // The per-generation checks run 16 at a time: on an object store
+        // each is a request, and a replica may hold many generations.
+        let candidates: Vec<Generation> = listed
+            .dirs
+            .iter()
+            .filter_map(|d| Generation::new(d).ok())
+            .collect();
+        let checked: Vec<Option<Generation>> = futures::stream::iter(candidates)
+            .map(|g| async move { Ok::<_, Error>(self.holds_objects(&g).await?.then_some(g)) })
+            .buffered(16)
+            .try_collect()
+            .await?;
+        let mut found: Vec<Generation> = checked.into_iter().flatten().collect();
         found.sort();
         found.dedup();
         Ok(found)

@@ -195,7 +195,12 @@ pub(crate) async fn cursor_reads_each_index_lazily(f: Fixture) -> CaseResult {
 pub(crate) async fn cursor_follow_wakes_on_append(f: Fixture) -> CaseResult {
     let mut cursor = stored(&f, &[(0, 0)]).await?.follow();
     let appender = cursor.appender();
-    cursor.next().await.expect("a segment")?;
+    within(
+        "a following cursor to yield the stored segment (0, 0) (does the listing show it?)",
+        cursor.next(),
+    )
+    .await?
+    .expect("a segment")?;
     let reader = tokio::spawn(async move {
         let next = cursor.next().await;
         (next.map(|r| r.map(|s| (s.index, s.offset))), cursor)
@@ -207,12 +212,12 @@ pub(crate) async fn cursor_follow_wakes_on_append(f: Fixture) -> CaseResult {
     );
     put_segment(&*f.client, &gen(1), 0, 4, &content("w", 4)).await?;
     appender.append(info(&gen(1), 0, 4))?;
-    let (next, mut cursor) = tokio::time::timeout(Duration::from_secs(10), reader)
-        .await
-        .expect("the append woke the reader")
+    let (next, mut cursor) = within("the append to wake the following cursor", reader)
+        .await?
         .expect("reader task");
     assert_eq!(next.expect("an item")?, (0, 4));
     appender.close();
-    assert!(cursor.next().await.is_none(), "close ends the follow");
+    let end = within("close to end the following cursor", cursor.next()).await?;
+    assert!(end.is_none(), "close ends the follow");
     Ok(())
 }

@@ -1,3 +1,5 @@
+use replica_core::bytes_stream;
+
 use crate::util::*;
 use crate::{CaseResult, Fixture};
 
@@ -95,5 +97,79 @@ pub(crate) async fn a_generation_emptied_object_by_object_is_not_listed(f: Fixtu
     );
     c.delete_wal_segments(&[pos(&g, 1, 0)]).await?;
     assert_eq!(c.generations().await?, vec![gen(4)]);
+    Ok(())
+}
+
+pub(crate) async fn more_than_a_thousand_generations_list_complete_and_sorted(
+    f: Fixture,
+) -> CaseResult {
+    // S3 pages common prefixes 1,000 at a time, like objects.
+    let c = std::sync::Arc::clone(&f.client);
+    let data = content("g", 8);
+    let n = 1_100u64;
+    write_many(n, |k| {
+        let (c, data) = (c.clone(), data.clone());
+        async move { put_snapshot(&*c, &gen(n - k), 0, &data).await }
+    })
+    .await?;
+    let listed = c.generations().await?;
+    assert_eq!(
+        listed.len() as u64,
+        n,
+        "generations beyond one listing page of directories are missing"
+    );
+    assert!(
+        listed.iter().zip(1..).all(|(g, k)| *g == gen(k)),
+        "generations are not listed ascending"
+    );
+    Ok(())
+}
+
+pub(crate) async fn deleting_a_generation_of_more_than_a_thousand_objects_leaves_nothing(
+    f: Fixture,
+) -> CaseResult {
+    // A delete below a directory that sends one batch of 1,000 leaves the
+    // rest: checked by reading each object, not only by listing.
+    let c = std::sync::Arc::clone(&f.client);
+    let g = gen(3);
+    let data = content("d", 8);
+    put_snapshot(&*c, &g, 0, &data).await?;
+    let positions: Vec<_> = (0..1_100u64)
+        .map(|k| pos(&g, k / 300, (k % 300) * 8))
+        .collect();
+    write_many(positions.len() as u64, |k| {
+        let (c, data, p) = (c.clone(), data.clone(), positions[k as usize].clone());
+        async move { c.write_wal_segment(&p, bytes_stream(data)).await }
+    })
+    .await?;
+    c.delete_generation(&g).await?;
+    let readable: Vec<u64> = write_many(positions.len() as u64, |k| {
+        let (c, p) = (c.clone(), positions[k as usize].clone());
+        async move {
+            match c.wal_segment_reader(&p).await {
+                Err(e) if e.is_not_found() => Ok(None),
+                Err(e) => Err(e),
+                Ok(_) => Ok(Some(k)),
+            }
+        }
+    })
+    .await?
+    .into_iter()
+    .flatten()
+    .collect();
+    assert!(
+        readable.is_empty(),
+        "delete_generation of 1,101 objects left {} segments readable",
+        readable.len()
+    );
+    assert_not_found(
+        read_snapshot(&*c, &g, 0).await,
+        "the snapshot after delete_generation",
+    );
+    assert_eq!(
+        c.generations().await?,
+        vec![],
+        "the generation is still listed"
+    );
     Ok(())
 }

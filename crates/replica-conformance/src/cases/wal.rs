@@ -326,3 +326,39 @@ pub(crate) async fn the_write_reply_time_is_the_listed_time(f: Fixture) -> CaseR
     }
     Ok(())
 }
+
+pub(crate) async fn more_than_a_thousand_wal_indexes_list_complete_and_restore_across(
+    f: Fixture,
+) -> CaseResult {
+    // The nested layout keeps one directory per index: a day of a busy
+    // database passes 1,000 of them, beyond one listing page.
+    let c = std::sync::Arc::clone(&f.client);
+    let g = gen(1);
+    let n = 1_100u64;
+    put_snapshot(&*c, &g, 0, &content("s", 8)).await?;
+    let data = content("w", 8);
+    write_many(n, |i| {
+        let (c, g, data) = (c.clone(), g.clone(), data.clone());
+        async move { put_segment(&*c, &g, i, 0, &data).await }
+    })
+    .await?;
+    let listed: Vec<u64> = segments(&*c, &g).await?.iter().map(|s| s.index).collect();
+    assert_eq!(
+        listed.len() as u64,
+        n,
+        "WAL indexes beyond one listing page of directories are missing"
+    );
+    assert!(
+        listed.iter().zip(0..).all(|(i, k)| *i == k),
+        "indexes out of order"
+    );
+    let plan =
+        replica_core::ReplicaClientExt::list_restore(&*c, &g, replica_core::RestoreTarget::End)
+            .await?;
+    assert_eq!(
+        plan.wal.len() as u64,
+        n,
+        "a restore plan must cross every index"
+    );
+    Ok(())
+}

@@ -1,7 +1,10 @@
 //! `replica verify`: every object decodes completely, the WAL is contiguous,
 //! and each generation has a snapshot to start from.
 
-use replica::{layout, plain_len, Generation, ReplicaClient, ReplicaClientExt, WalContiguity};
+use replica::{
+    layout, plain_len, snapshot_index_gap, Generation, ReplicaClient, ReplicaClientExt,
+    WalContiguity,
+};
 
 use crate::Exit;
 
@@ -34,9 +37,11 @@ pub(crate) async fn generation(
     let mut contiguity = WalContiguity::new(g.clone());
     let mut cursor = client.wal_segments(g).await?;
     let mut segments = 0;
+    let mut indexes = std::collections::BTreeSet::new();
     while let Some(info) = cursor.next().await {
         let info = info?;
         segments += 1;
+        indexes.insert(info.index);
         let path = client.layout().wal_segment_key(&info.pos())?;
         match plain_len(client.wal_segment_plain(&info.pos()).await?).await {
             Ok(len) => {
@@ -45,6 +50,14 @@ pub(crate) async fn generation(
                 }
             }
             Err(e) => defects.push(defect(&path, &e)),
+        }
+    }
+    // A restore from each snapshot needs the WAL from its own index on (the
+    // rule restore applies, in core).
+    for s in &snapshots {
+        let first = indexes.range(s.index..).next().copied();
+        if let Some(gap) = snapshot_index_gap(g, s.index, first) {
+            defects.push(defect(&client.layout().snapshot_key(g, s.index)?, &gap));
         }
     }
     Ok(Verdict {

@@ -160,7 +160,7 @@ fn conformance_prints_the_parity_matrix_of_the_builtin_backends() {
         "{text}"
     );
     for backend in ["memory", "file", "os-local"] {
-        for layout in ["0.3", "0.4"] {
+        for layout in ["0.3", "0.4", "0.5"] {
             assert!(
                 text.contains(&format!("{backend} {layout}: ")),
                 "{backend} {layout} missing: {text}"
@@ -168,7 +168,7 @@ fn conformance_prints_the_parity_matrix_of_the_builtin_backends() {
         }
     }
     let report = json(&std::fs::read(out_dir.path().join("report.json")).unwrap());
-    assert_eq!(report.as_array().unwrap().len(), 6);
+    assert_eq!(report.as_array().unwrap().len(), 9);
     assert!(out_dir.path().join("report.md").exists());
 }
 

@@ -15,8 +15,10 @@ use crate::types::{Generation, Pos, WalSegmentInfo};
 /// the previous offset plus the previous segment's decompressed length; no
 /// index between the first and the last is missing. Started
 /// [from a snapshot](WalContiguity::from_snapshot) at index S, the first
-/// segment must be at S or S+1 (the snapshot's own index may have none). A
-/// hole is [`Error::Gap`] naming the missing position.
+/// segment must be at (S, 0): a snapshot whose own index has no segments
+/// while a later index does has lost that index (Litestream 0.3.13 refuses
+/// such a restore too: "missing WAL index"). A hole is [`Error::Gap`]
+/// naming the missing position.
 #[derive(Debug, Clone)]
 pub struct WalContiguity {
     generation: Generation,
@@ -64,8 +66,7 @@ impl WalContiguity {
         let (index, offset) = match (self.next, self.start) {
             (Some((index, offset)), _) if info.index == index => (index, offset),
             (Some((index, _)), _) => (index + 1, 0),
-            (None, Some(start)) if info.index <= start => (start, 0),
-            (None, Some(start)) => (start + 1, 0),
+            (None, Some(start)) => (start, 0),
             (None, None) => (info.index, 0),
         };
         let result = if (info.index, info.offset) == (index, offset) {
@@ -90,6 +91,31 @@ impl WalContiguity {
             None => Err(self.gap(target, 0, "no WAL segments at all".to_owned())),
         }
     }
+}
+
+/// The rule of [`WalContiguity::from_snapshot`] on listings alone: a snapshot
+/// at `snapshot_index` followed by WAL whose first index (at or after the
+/// snapshot's) is `first_wal_index` has lost the snapshot's own index unless
+/// the two are equal. `None` when nothing is missing.
+pub fn snapshot_index_gap(
+    generation: &Generation,
+    snapshot_index: u64,
+    first_wal_index: Option<u64>,
+) -> Option<Error> {
+    let first = first_wal_index?;
+    (first > snapshot_index).then(|| Error::Gap {
+        expected: Pos {
+            generation: generation.clone(),
+            index: snapshot_index,
+            offset: 0,
+        },
+        found: format!(
+            "no segments for the snapshot's own index {} while index {} follows (a missing \
+             WAL index: the snapshot's own transactions after it are lost)",
+            format_index(snapshot_index),
+            format_index(first)
+        ),
+    })
 }
 
 /// Decompresses an LZ4 stream to count its bytes, holding one chunk at a time.
@@ -151,15 +177,22 @@ mod tests {
     }
 
     #[test]
-    fn after_a_snapshot_the_wal_starts_at_its_index_or_the_next() {
-        for first in [7, 8] {
-            let mut c = WalContiguity::from_snapshot(g(), 7);
-            c.check(&seg(first, 0), 1).unwrap();
-        }
+    fn after_a_snapshot_the_wal_starts_at_its_own_index() {
         let mut c = WalContiguity::from_snapshot(g(), 7);
-        assert_eq!(expected(c.check(&seg(9, 0), 1).unwrap_err()), (8, 0));
+        c.check(&seg(7, 0), 1).unwrap();
+        // Index 7 missing while 8 follows: its transactions are lost.
+        for first in [8, 9] {
+            let mut c = WalContiguity::from_snapshot(g(), 7);
+            assert_eq!(expected(c.check(&seg(first, 0), 1).unwrap_err()), (7, 0));
+        }
         let c = WalContiguity::from_snapshot(g(), 7);
         c.check_reaches(7).unwrap();
         assert_eq!(expected(c.check_reaches(8).unwrap_err()), (8, 0));
+        assert!(snapshot_index_gap(&g(), 7, None).is_none());
+        assert!(snapshot_index_gap(&g(), 7, Some(7)).is_none());
+        assert_eq!(
+            expected(snapshot_index_gap(&g(), 7, Some(8)).unwrap()),
+            (7, 0)
+        );
     }
 }

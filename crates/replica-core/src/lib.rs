@@ -38,7 +38,7 @@ pub use client::{
     bytes_stream, collect_bytes, read_head, reader_stream, ByteStream, Head, ReplicaClient,
     WalSegmentSource,
 };
-pub use contiguity::{decompressed_len, plain_len, WalContiguity};
+pub use contiguity::{decompressed_len, plain_len, snapshot_index_gap, WalContiguity};
 pub use copy::{copy, Copied, CopyProgress};
 pub use cursor::{WalAppender, WalSegmentCursor};
 pub use error::{AppendError, Error, Result};

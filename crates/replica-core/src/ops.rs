@@ -210,15 +210,17 @@ pub trait ReplicaClientExt: ReplicaClient {
                 _ => by_index.push((info.index, vec![info])),
             }
         }
-        // The snapshot's own index may have no segments; from the first
-        // index on, every index must be there.
+        // From the snapshot's own index on, every index must be there.
+        if let Some(gap) = crate::contiguity::snapshot_index_gap(
+            generation,
+            snapshot.index,
+            by_index.first().map(|(i, _)| *i),
+        ) {
+            return Err(gap);
+        }
         let mut next = None;
         for (index, _) in &by_index {
-            let expected = next.unwrap_or(if *index <= snapshot.index + 1 {
-                *index
-            } else {
-                snapshot.index + 1
-            });
+            let expected = next.unwrap_or(*index);
             if *index != expected {
                 return Err(Error::Gap {
                     expected: Pos::new(generation.clone(), expected, 0)?,
@@ -248,7 +250,7 @@ pub trait ReplicaClientExt: ReplicaClient {
     /// The rule is [`WalContiguity`]: within an index the first segment is at
     /// offset 0 and each next offset is the previous offset plus the previous
     /// segment's decompressed length; every index after the snapshot's up to
-    /// the target has segments (the snapshot's own index may have none). A hole
+    /// the target has segments, the snapshot's own included. A hole
     /// is [`Error::Gap`].
     async fn plan_restore(
         &self,

@@ -1,9 +1,13 @@
 //! Conversion that keeps history: a generation of a Litestream 0.3 / 0.4
 //! replica turned into a Litestream 0.5 (LTX) replica that `litestream
-//! restore` 0.5 restores at every commit the source held.
+//! restore` 0.5 restores at every commit after the first snapshot's index.
 //!
-//! The generation's first snapshot becomes the L9 snapshot `1-1` (TXID 1);
-//! then every committed transaction of its WAL, in order, becomes one L0 file
+//! The state at the end of the generation's first snapshot's index becomes
+//! the L9 snapshot `1-1` (TXID 1): Litestream 0.3 takes a snapshot while
+//! that index is written, so the snapshot alone may already hold some of its
+//! transactions, and only the index's end is a state a restore could reach.
+//! Then every committed transaction of the following WAL indexes, in order,
+//! becomes one L0 file
 //! `T-T` holding the newest version of each page it wrote, with the WAL
 //! offset, size and salts it came from and the segment's time as its
 //! timestamp (so `-timestamp` restores work). At each later snapshot of the
@@ -189,11 +193,21 @@ pub async fn convert_to_ltx(
     };
     let mut written: Vec<LtxFileInfo> = Vec::new();
     let outcome = convert(src, &generation, &snapshots, &first, dst, &mut written).await;
-    if outcome.is_err() && !written.is_empty() {
-        // Nothing half-converted is left behind.
-        let _ = dst.delete(&written).await;
+    match outcome {
+        Err(e) if !written.is_empty() => {
+            // Nothing half-converted is left behind; a cleanup that fails
+            // is said, with what to remove.
+            match dst.delete(&written).await {
+                Ok(()) => Err(e),
+                Err(cleanup) => Err(RestoreError::Replica(Error::invalid(format!(
+                    "{e}; removing the {} LTX files already written failed too ({cleanup}): \
+                     delete the destination's ltx files by hand before converting again",
+                    written.len()
+                )))),
+            }
+        }
+        other => other,
     }
-    outcome
 }
 
 async fn convert(
@@ -231,6 +245,15 @@ async fn convert(
         txid: TxId(1),
         bytes: 0,
     };
+    // Every file is recorded before its write starts, so a write that
+    // fails after the object became visible is cleaned up too.
+    let planned = |level: u8, min: TxId, max: TxId, at: DateTime<Utc>| LtxFileInfo {
+        level,
+        min_txid: min,
+        max_txid: max,
+        size: 0,
+        created_at: at,
+    };
     let put_snapshot = |txid: TxId, at: DateTime<Utc>| {
         let image = image.clone();
         async move {
@@ -239,10 +262,6 @@ async fn convert(
             Ok::<_, RestoreError>(dst.write(SNAPSHOT_LEVEL, TxId(1), txid, stream, at).await?)
         }
     };
-    let info = put_snapshot(TxId(1), first.created_at).await?;
-    summary.snapshots += 1;
-    summary.bytes += info.size;
-    written.push(info);
 
     let lock = format::lock_pgno(page_size);
     let later: Vec<u64> = snapshots.iter().skip(1).map(|s| s.index).collect();
@@ -252,6 +271,14 @@ async fn convert(
     let mut txid = TxId(1);
     let mut l0_bytes = 0u64;
     let mut l0_count = 0u64;
+    // A Litestream 0.3 snapshot named after index k is taken while index k
+    // is being written, so it may already hold some of k's transactions:
+    // TXID 1 is the state at the *end* of the first snapshot's index (the
+    // snapshot with that index's WAL laid over it), and L0 files begin with
+    // the next index. Later snapshots are built the same way, from the
+    // replayed image at the end of the index before theirs.
+    let mut base_written = false;
+    let mut last_time = first.created_at;
     let mut pending_snapshot: Option<DateTime<Utc>> = None;
     while let Some(info) = cursor.next().await {
         let info = info?;
@@ -270,12 +297,20 @@ async fn convert(
             if let Some((index, done)) = current.take() {
                 done.finish(&mut FilePages::new(&image, page_size), false)
                     .map_err(|e| apply_error(generation, index, e))?;
-            }
-            if let Some(at) = pending_snapshot.take() {
-                let info = put_snapshot(txid, at).await?;
-                summary.snapshots += 1;
-                summary.bytes += info.size;
-                written.push(info);
+                // An index ended: the base snapshot, or a later one, is due.
+                let snapshot_at = if base_written {
+                    pending_snapshot.take()
+                } else {
+                    Some(last_time)
+                };
+                if let Some(at) = snapshot_at {
+                    let at = at.max(last_time);
+                    written.push(planned(SNAPSHOT_LEVEL, TxId(1), txid, at));
+                    let stored = put_snapshot(txid, at).await?;
+                    summary.snapshots += 1;
+                    summary.bytes += stored.size;
+                    base_written = true;
+                }
             }
             current = Some((info.index, WalApplier::new(page_size)));
         }
@@ -287,9 +322,15 @@ async fn convert(
                 Ok(())
             })
             .map_err(|e| apply_error(generation, *index, e))?;
+        last_time = last_time.max(info.created_at);
+        if *index == first.index {
+            // Part of TXID 1, not transactions of their own.
+            continue;
+        }
         for t in txns {
             txid = TxId(txid.0 + 1);
             let file = encode_l0(&t, txid, page_size, info.created_at)?;
+            written.push(planned(0, txid, txid, info.created_at));
             let stored = dst
                 .write(
                     0,
@@ -301,7 +342,6 @@ async fn convert(
                 .await?;
             l0_bytes += stored.size;
             l0_count += 1;
-            written.push(stored);
         }
         // A later snapshot of the source is the state at the end of the
         // index before its own: written once that index is finished.
@@ -316,11 +356,17 @@ async fn convert(
         done.finish(&mut FilePages::new(&image, page_size), true)
             .map_err(|e| apply_error(generation, index, e))?;
     }
-    if let Some(at) = pending_snapshot.take() {
-        let info = put_snapshot(txid, at).await?;
+    let snapshot_at = if base_written {
+        pending_snapshot.take()
+    } else {
+        Some(last_time)
+    };
+    if let Some(at) = snapshot_at {
+        let at = at.max(last_time);
+        written.push(planned(SNAPSHOT_LEVEL, TxId(1), txid, at));
+        let stored = put_snapshot(txid, at).await?;
         summary.snapshots += 1;
-        summary.bytes += info.size;
-        written.push(info);
+        summary.bytes += stored.size;
     }
     summary.transactions = l0_count;
     summary.bytes += l0_bytes;

@@ -104,7 +104,18 @@ fn corrupt(info: &LtxFileInfo, message: String) -> Error {
 /// A planned file's header and the page numbers its page index lists:
 /// one read of a small file, else its header and its tail (plus one more
 /// read when the index is larger than the tail).
-async fn file_map(client: &LtxClient, info: &LtxFileInfo) -> Result<(Header, Vec<u32>), Error> {
+/// What the header and tail of a planned file said.
+struct FileMap {
+    header: Header,
+    /// Page numbers its page index lists.
+    pgnos: Vec<u32>,
+    /// The file checksum its trailer holds: the decode must find the same,
+    /// or the file changed (or the listing lied about its size) between the
+    /// two reads.
+    file_checksum: u64,
+}
+
+async fn file_map(client: &LtxClient, info: &LtxFileInfo) -> Result<FileMap, Error> {
     const TAIL: u64 = 64 * 1024;
     let trailer = format::TRAILER_SIZE as u64;
     let header_size = format::HEADER_SIZE as u64;
@@ -181,7 +192,12 @@ async fn file_map(client: &LtxClient, info: &LtxFileInfo) -> Result<(Header, Vec
             "page index size does not match its entries".to_owned(),
         ));
     }
-    Ok((header, pgnos))
+    let file_checksum = u64::from_be_bytes(tail[tail.len() - 8..].try_into().expect("8 bytes"));
+    Ok(FileMap {
+        header,
+        pgnos,
+        file_checksum,
+    })
 }
 
 /// For every page 1..=commit, the plan position (1-based) of the file that
@@ -264,7 +280,7 @@ pub async fn restore_ltx(
             plan.files.iter().map(|f| f.size).sum(),
         );
     }
-    let maps: Vec<(Header, Vec<u32>)> = stream::iter(&plan.files)
+    let maps: Vec<FileMap> = stream::iter(&plan.files)
         .map(|info| async move {
             let what = format!("reading the header and page index of {}", info.name());
             retry
@@ -274,13 +290,19 @@ pub async fn restore_ltx(
         .buffered(parallelism)
         .try_collect()
         .await?;
-    let (headers, indexes): (Vec<Header>, Vec<Vec<u32>>) = maps.into_iter().unzip();
+    let headers: Vec<Header> = maps.iter().map(|m| m.header).collect();
+    let sums: Vec<u64> = maps.iter().map(|m| m.file_checksum).collect();
+    let indexes: Vec<Vec<u32>> = maps.into_iter().map(|m| m.pgnos).collect();
     check_headers(&plan, &headers)?;
     let last_header = headers.last().expect("a plan holds a file");
     let (page_size, commit) = (last_header.page_size, last_header.commit);
     let last = plan.files.last().expect("a plan holds a file");
     let owner = Arc::new(owners(&plan, &indexes, commit, page_size)?);
     drop(indexes);
+    let mut owned = vec![0u64; plan.files.len() + 1];
+    for o in owner.iter() {
+        owned[*o as usize] += 1;
+    }
 
     let temp = TempDb::create(output)?;
     let db_bytes = u64::from(commit) * u64::from(page_size);
@@ -292,7 +314,11 @@ pub async fn restore_ltx(
         .map(|(i, info)| {
             let owner = owner.clone();
             let file = file.clone();
-            let header = headers[i];
+            let expect = Expected {
+                header: headers[i],
+                file_checksum: sums[i],
+                pages: owned[i + 1],
+            };
             let what = format!("fetching {}", info.name());
             async move {
                 let pages = retry
@@ -300,7 +326,7 @@ pub async fn restore_ltx(
                         apply_file(
                             client,
                             info,
-                            header,
+                            expect,
                             i as u32 + 1,
                             owner.clone(),
                             file.clone(),
@@ -333,18 +359,29 @@ pub async fn restore_ltx(
     }))
 }
 
+/// What the plan read of a file before its pages count.
+#[derive(Clone, Copy)]
+struct Expected {
+    header: Header,
+    file_checksum: u64,
+    /// Pages it owns.
+    pages: u64,
+}
+
 /// Decodes one planned file whole, writing the pages it owns; returns how
-/// many. Its header must be the one the plan was checked with.
+/// many. Its header and file checksum must be those the plan was made with,
+/// and it must write every page the plan gave it.
 async fn apply_file(
     client: &LtxClient,
     info: &LtxFileInfo,
-    header: Header,
+    expect: Expected,
     position: u32,
     owner: Arc<Vec<u32>>,
     file: Arc<std::fs::File>,
 ) -> Result<u64, Error> {
     let stream = client.read(info).await?;
     let named = info.clone();
+    let header = expect.header;
     let page_size = header.page_size;
     let check = move |h: &Header| {
         if *h != header {
@@ -358,7 +395,7 @@ async fn apply_file(
     use std::sync::atomic::{AtomicU64, Ordering};
     let counter = Arc::new(AtomicU64::new(0));
     let count = counter.clone();
-    decode_file(stream, &info.name(), check, move |_, pgno, page| {
+    let decoded = decode_file(stream, &info.name(), check, move |_, pgno, page| {
         if owner.get(pgno as usize - 1) == Some(&position) {
             file.write_all_at(page, u64::from(pgno - 1) * u64::from(page_size))
                 .map_err(|e| Error::io("writing a page of the restored database", e))?;
@@ -367,15 +404,30 @@ async fn apply_file(
         Ok(())
     })
     .await?;
-    Ok(counter.load(Ordering::Relaxed))
+    let written = counter.load(Ordering::Relaxed);
+    if decoded.trailer.file_checksum != expect.file_checksum || written != expect.pages {
+        return Err(corrupt(
+            info,
+            format!(
+                "it is not the file its page index was read from (file checksum {:016x}, then \
+                 {:016x}; {written} of its {} pages found): it changed during the restore, or \
+                 the listing gives a wrong size",
+                expect.file_checksum, decoded.trailer.file_checksum, expect.pages
+            ),
+        ));
+    }
+    Ok(written)
 }
 
 /// The planned files' headers must agree with their names, share one page
 /// size, and — between neighbours that both say which WAL they were made
 /// from — continue one another: the same salts and the next file starting
 /// where the previous one ended, or new salts and a file starting at the
-/// first frame of a new WAL. A file of another database put under a
-/// plausible name breaks the chain.
+/// first frame of a new WAL. An L0 file of another database put under a
+/// plausible name breaks the chain; compactions carry no WAL fields, and
+/// snapshots before Litestream 0.5.15 recorded more WAL than they held, so
+/// neither is checked (a heuristic, not a proof: `--integrity-check` and
+/// database checksums, where files carry them, are the proofs).
 fn check_headers(plan: &LtxPlan, headers: &[Header]) -> Result<(), Error> {
     const FIRST_FRAME: i64 = 32;
     let page_size = headers.last().map(|h| h.page_size).unwrap_or_default();
@@ -402,12 +454,19 @@ fn check_headers(plan: &LtxPlan, headers: &[Header]) -> Result<(), Error> {
         let Some(prev) = i.checked_sub(1).map(|p| &headers[p]) else {
             continue;
         };
-        if prev.wal_offset == 0 || h.wal_offset == 0 || h.min_txid.0 != prev.max_txid.0 + 1 {
+        // Litestream's snapshots record the WAL too, but before 0.5.15 its
+        // whole extent, not the part synced: nothing to check after one.
+        if prev.wal_offset == 0
+            || h.wal_offset == 0
+            || plan.files[i - 1].level == replica_core::ltx::SNAPSHOT_LEVEL
+            || h.min_txid.0 != prev.max_txid.0 + 1
+        {
             continue;
         }
+        let prev_end = prev.wal_offset.checked_add(prev.wal_size);
         let same_wal = (prev.wal_salt1, prev.wal_salt2) == (h.wal_salt1, h.wal_salt2);
         let continues = if same_wal {
-            h.wal_offset == prev.wal_offset + prev.wal_size
+            prev_end == Some(h.wal_offset)
         } else {
             h.wal_offset == FIRST_FRAME
         };
@@ -423,7 +482,7 @@ fn check_headers(plan: &LtxPlan, headers: &[Header]) -> Result<(), Error> {
                     h.wal_offset,
                     prev.wal_salt1,
                     prev.wal_salt2,
-                    prev.wal_offset + prev.wal_size
+                    prev_end.unwrap_or(i64::MAX)
                 ),
             ));
         }

@@ -314,14 +314,21 @@ impl LtxClient {
         stream::iter(files)
             .map(|mut info| async move {
                 let header = self.header(&info).await?;
-                info.created_at =
-                    DateTime::from_timestamp_millis(header.timestamp).unwrap_or_default();
+                info.created_at = header_time(&header, &info)?;
                 Ok::<_, Error>(info)
             })
             .buffered(parallelism.max(1))
             .try_collect()
             .await
     }
+}
+
+/// A header's timestamp as a time; one no calendar holds is corrupt.
+fn header_time(header: &Header, info: &LtxFileInfo) -> Result<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(header.timestamp).ok_or_else(|| Error::Corrupt {
+        path: info.name(),
+        message: format!("header timestamp {} ms is out of range", header.timestamp),
+    })
 }
 
 /// What [`copy_ltx`] did.
@@ -361,7 +368,7 @@ pub async fn copy_ltx(src: &LtxClient, dst: &LtxClient, parallelism: usize) -> R
     let sizes: Vec<u64> = stream::iter(todo)
         .map(|info| async move {
             let header = src.header(&info).await?;
-            let time = DateTime::from_timestamp_millis(header.timestamp).unwrap_or_default();
+            let time = header_time(&header, &info)?;
             let data = src.read(&info).await?;
             let stored = dst
                 .write(info.level, info.min_txid, info.max_txid, data, time)

@@ -56,6 +56,9 @@ fn better(candidate: &LtxFileInfo, than: &LtxFileInfo) -> bool {
 /// naming the missing TXIDs; a TXID past the replica's end, or one no chain
 /// of files ends at, is [`Error::NotFound`] naming what can be restored.
 pub fn plan_restore(files: &[LtxFileInfo], target: LtxTarget) -> Result<LtxPlan> {
+    if target == LtxTarget::Txid(TxId(0)) {
+        return Err(Error::invalid("TXID 0: TXIDs start at 1"));
+    }
     let eligible = |f: &LtxFileInfo| match target {
         LtxTarget::Latest => true,
         LtxTarget::Txid(t) => f.max_txid <= t,
@@ -266,6 +269,13 @@ mod tests {
         assert!(plan_restore(&[], LtxTarget::Latest)
             .unwrap_err()
             .is_not_found());
+    }
+
+    #[test]
+    fn txid_0_is_an_invalid_target() {
+        assert!(plan_restore(&replica(), LtxTarget::Txid(TxId(0)))
+            .unwrap_err()
+            .is_invalid_argument());
     }
 
     #[test]

@@ -164,6 +164,22 @@ fn snapshot_stream(
     futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|i| (i, rx)) }).boxed()
 }
 
+/// The time of the snapshot due when an index ends: the base snapshot until
+/// it is written, then a later source snapshot's if one is pending; never
+/// before the newest segment already converted.
+fn due(
+    base_written: bool,
+    pending: &mut Option<DateTime<Utc>>,
+    last_time: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let at = if base_written {
+        pending.take()
+    } else {
+        Some(last_time)
+    };
+    at.map(|at| at.max(last_time))
+}
+
 /// Converts `generation` (default: the latest) of `src` into the empty LTX
 /// replica `dst`; see the module docs.
 pub async fn convert_to_ltx(
@@ -298,13 +314,7 @@ async fn convert(
                 done.finish(&mut FilePages::new(&image, page_size), false)
                     .map_err(|e| apply_error(generation, index, e))?;
                 // An index ended: the base snapshot, or a later one, is due.
-                let snapshot_at = if base_written {
-                    pending_snapshot.take()
-                } else {
-                    Some(last_time)
-                };
-                if let Some(at) = snapshot_at {
-                    let at = at.max(last_time);
+                if let Some(at) = due(base_written, &mut pending_snapshot, last_time) {
                     written.push(planned(SNAPSHOT_LEVEL, TxId(1), txid, at));
                     let stored = put_snapshot(txid, at).await?;
                     summary.snapshots += 1;
@@ -356,13 +366,7 @@ async fn convert(
         done.finish(&mut FilePages::new(&image, page_size), true)
             .map_err(|e| apply_error(generation, index, e))?;
     }
-    let snapshot_at = if base_written {
-        pending_snapshot.take()
-    } else {
-        Some(last_time)
-    };
-    if let Some(at) = snapshot_at {
-        let at = at.max(last_time);
+    if let Some(at) = due(base_written, &mut pending_snapshot, last_time) {
         written.push(planned(SNAPSHOT_LEVEL, TxId(1), txid, at));
         let stored = put_snapshot(txid, at).await?;
         summary.snapshots += 1;

@@ -48,7 +48,7 @@ pub use ops::{
 };
 pub use store::{
     layouts_present, slice_stream, KeyStore, Listing, ObjectMeta, PutOptions, StoreClient,
-    TIME_METADATA_KEY,
+    AZURE_TIME_METADATA_KEY, TIME_METADATA_KEY,
 };
 pub use types::{Generation, Pos, SnapshotInfo, WalSegmentInfo};
 

@@ -46,6 +46,10 @@ pub struct PutOptions {
 /// (as Litestream 0.5 does).
 pub const TIME_METADATA_KEY: &str = "litestream-timestamp";
 
+/// The same key on Azure, whose metadata names must be C# identifiers (no
+/// hyphen): Litestream 0.5's `abs` client uses this one.
+pub const AZURE_TIME_METADATA_KEY: &str = "litestreamtimestamp";
+
 /// Bytes `range` of a stream (see [`KeyStore::get_range`]).
 pub fn slice_stream(stream: ByteStream, range: Range<u64>) -> ByteStream {
     let mut at = 0u64;

@@ -34,7 +34,7 @@ use object_store::{
 };
 use replica_core::{
     async_trait, read_head, ByteStream, Error, KeyStore, Listing, ObjectMeta, PutOptions, Result,
-    StoreClient, TIME_METADATA_KEY,
+    StoreClient, AZURE_TIME_METADATA_KEY, TIME_METADATA_KEY,
 };
 
 fn empty_stream() -> ByteStream {
@@ -198,13 +198,22 @@ impl ObjectKeyStore {
         }
     }
 
+    /// The metadata key of object times, as Litestream names it on this store.
+    fn time_key(&self) -> &'static str {
+        if self.inner.kind == "azure" {
+            AZURE_TIME_METADATA_KEY
+        } else {
+            TIME_METADATA_KEY
+        }
+    }
+
     /// The object's metadata: its time as `litestream-timestamp`, on stores
     /// that keep metadata (`LocalFileSystem` keeps none and refuses any).
     fn attributes(&self, time: Option<chrono::DateTime<Utc>>) -> Attributes {
         let mut attributes = Attributes::new();
         if let Some(time) = time.filter(|_| self.inner.metadata) {
             attributes.insert(
-                Attribute::Metadata(TIME_METADATA_KEY.into()),
+                Attribute::Metadata(self.time_key().into()),
                 time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
                     .into(),
             );
@@ -420,7 +429,7 @@ impl KeyStore for ObjectKeyStore {
         };
         let stamped = result
             .attributes
-            .get(&Attribute::Metadata(TIME_METADATA_KEY.into()))
+            .get(&Attribute::Metadata(self.time_key().into()))
             .and_then(|v| chrono::DateTime::parse_from_rfc3339(v.as_ref()).ok())
             .map(|t| t.with_timezone(&Utc));
         Ok(Some(stamped.unwrap_or(result.meta.last_modified)))

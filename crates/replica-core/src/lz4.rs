@@ -15,7 +15,9 @@ use std::io::{Read, Write};
 
 use bytes::Bytes;
 use futures::stream::{self, StreamExt, TryStreamExt};
-use lz4_flex::frame::{BlockMode, BlockSize, FrameDecoder, FrameEncoder, FrameInfo};
+use std::hash::Hasher;
+
+use lz4_flex::frame::{BlockMode, BlockSize, FrameEncoder, FrameInfo};
 
 use crate::client::ByteStream;
 use crate::error::{Error, Result};
@@ -94,8 +96,8 @@ fn start_decoder(input: ByteStream) -> ByteStream {
     let reader = tokio_util::io::StreamReader::new(input.map_err(std::io::Error::other));
     let reader = tokio_util::io::SyncIoBridge::new(reader);
     let decoder = tokio::task::spawn_blocking(move || {
-        let mut counting = CountingReader::new(reader);
-        let result = decode_into(&mut counting, |chunk| tx.blocking_send(Ok(chunk)).is_ok());
+        let mut frames = FrameReader::new(reader);
+        let result = decode_into(&mut frames, |chunk| tx.blocking_send(Ok(chunk)).is_ok());
         if let Err(err) = result {
             let _ = tx.blocking_send(Err(err));
         }
@@ -118,61 +120,22 @@ fn start_decoder(input: ByteStream) -> ByteStream {
     chunks.chain(end).boxed()
 }
 
-/// Decodes every frame of `reader`, handing decompressed chunks to `emit`
-/// until it returns false (the consumer went away).
+/// Decodes every frame of `frames`, handing decompressed chunks of up to
+/// [`OUTPUT_CHUNK`] bytes to `emit` until it returns false (the consumer
+/// went away).
 fn decode_into<R: Read>(
-    reader: &mut CountingReader<R>,
+    frames: &mut FrameReader<R>,
     mut emit: impl FnMut(Bytes) -> bool,
 ) -> Result<()> {
-    let mut decoder = FrameDecoder::new(reader);
     loop {
-        let mut buf = vec![0u8; OUTPUT_CHUNK];
-        let mut filled = 0;
-        while filled < buf.len() {
-            match decoder.read(&mut buf[filled..]) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(decode_error(e)),
-            }
-        }
-        if filled == 0 {
-            let reader = decoder.get_ref();
-            if reader.count == 0 {
-                return Err(corrupt("no LZ4 frame (empty input)".to_owned()));
-            }
-            if !reader.frames.at_frame_boundary() {
-                return Err(corrupt(format!(
-                    "truncated LZ4 frame: input ends inside a frame after {} bytes",
-                    reader.count
-                )));
-            }
+        let mut buf = Vec::with_capacity(OUTPUT_CHUNK);
+        frames.read_up_to(&mut buf, OUTPUT_CHUNK)?;
+        if buf.is_empty() {
             return Ok(());
         }
-        buf.truncate(filled);
         if !emit(Bytes::from(buf)) {
             return Ok(());
         }
-    }
-}
-
-fn decode_error(e: std::io::Error) -> Error {
-    if let Some(inner) = e.get_ref().and_then(|i| i.downcast_ref::<Error>()) {
-        return inner.clone();
-    }
-    use lz4_flex::frame::Error as Lz4;
-    match e.get_ref().and_then(|i| i.downcast_ref::<Lz4>()) {
-        Some(Lz4::ContentChecksumError) => corrupt(
-            "the frame's content checksum does not match its data (bytes changed after writing)"
-                .to_owned(),
-        ),
-        Some(Lz4::BlockChecksumError) => corrupt(
-            "a block checksum does not match its data (bytes changed after writing)".to_owned(),
-        ),
-        Some(Lz4::HeaderChecksumError) => {
-            corrupt("the frame header checksum does not match".to_owned())
-        }
-        _ => corrupt(e.to_string()),
     }
 }
 
@@ -187,168 +150,327 @@ fn corrupt(message: String) -> Error {
     }
 }
 
-/// Passes bytes through while following the frame structure (sizes only, no
-/// decoding), so that input ending anywhere but between frames is caught:
-/// the decoder alone accepts a frame cut at a block boundary.
-struct CountingReader<R> {
-    inner: R,
-    count: u64,
-    frames: FrameTracker,
+const FRAME_MAGIC: u32 = 0x184D_2204;
+const SKIPPABLE_MAGIC_MASK: u32 = 0xFFFF_FFF0;
+const SKIPPABLE_MAGIC: u32 = 0x184D_2A50;
+/// The window a linked block may refer back into.
+const LINKED_WINDOW: usize = 64 << 10;
+
+/// The block buffers of a [`FrameReader`], kept between uses (see
+/// [`with_frame_reader`]): a compressed block and a decoded one.
+#[derive(Debug, Default)]
+struct Buffers {
+    src: Vec<u8>,
+    dst: Vec<u8>,
+    /// The frame's last [`LINKED_WINDOW`] bytes of output (linked blocks only).
+    dict: Vec<u8>,
 }
 
-impl<R> CountingReader<R> {
-    fn new(inner: R) -> Self {
-        CountingReader {
+/// The frame being read.
+#[derive(Debug)]
+struct Frame {
+    max_block: usize,
+    independent: bool,
+    block_checksums: bool,
+    content_checksum: bool,
+    content_size: Option<u64>,
+    len: u64,
+    hash: twox_hash::XxHash32,
+}
+
+/// Reads the plain bytes of a sequence of LZ4 frames (skippable frames are
+/// skipped), block by block, holding one compressed and one decoded block.
+///
+/// This is the one LZ4 frame decoder of replica: streams, buffers and the
+/// restore's chunked WAL reads all go through it, so each accepts and
+/// refuses the same input. Header, block and content checksums and content
+/// sizes are verified; input that is not whole frames (empty, cut, or
+/// garbage between frames) is [`Error::Corrupt`] naming the byte offset.
+/// Errors of the inner reader pass through; as an [`std::io::Read`], errors
+/// are [`std::io::Error`]s wrapping the [`Error`] (see [`io_to_error`]).
+#[derive(Debug)]
+pub struct FrameReader<R> {
+    inner: R,
+    bufs: Buffers,
+    /// Decoded bytes of the current block not handed out yet: `dst[pos..end]`.
+    pos: usize,
+    end: usize,
+    frame: Option<Frame>,
+    /// Input bytes consumed.
+    consumed: u64,
+    done: bool,
+}
+
+impl<R: Read> FrameReader<R> {
+    /// A decoder of the frames `inner` yields.
+    pub fn new(inner: R) -> Self {
+        Self::with_buffers(inner, Buffers::default())
+    }
+
+    fn with_buffers(inner: R, bufs: Buffers) -> Self {
+        FrameReader {
             inner,
-            count: 0,
-            frames: FrameTracker::default(),
+            bufs,
+            pos: 0,
+            end: 0,
+            frame: None,
+            consumed: 0,
+            done: false,
         }
+    }
+
+    /// Input bytes consumed so far.
+    pub fn consumed(&self) -> u64 {
+        self.consumed
+    }
+
+    /// Appends up to `limit` plain bytes to `out`; fewer only at the end of
+    /// the input.
+    pub fn read_up_to(&mut self, out: &mut Vec<u8>, limit: usize) -> Result<()> {
+        let mut left = limit;
+        while left > 0 {
+            if self.pos == self.end && !self.next_block()? {
+                break;
+            }
+            let n = left.min(self.end - self.pos);
+            out.extend_from_slice(&self.bufs.dst[self.pos..self.pos + n]);
+            self.pos += n;
+            left -= n;
+        }
+        Ok(())
+    }
+
+    /// Fills `buf` from the input; `Ok(false)` if the input ended before
+    /// its first byte and `eof_ok`.
+    fn fill(&mut self, buf: &mut [u8], what: &str, eof_ok: bool) -> Result<bool> {
+        let mut filled = 0;
+        while filled < buf.len() {
+            match self.inner.read(&mut buf[filled..]) {
+                Ok(0) => {
+                    if filled == 0 && eof_ok {
+                        return Ok(false);
+                    }
+                    return Err(corrupt(format!(
+                        "truncated LZ4 frame: input ends inside {what} after {} bytes",
+                        self.consumed + filled as u64
+                    )));
+                }
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io_to_error(e, "reading LZ4 input")),
+            }
+        }
+        self.consumed += filled as u64;
+        Ok(true)
+    }
+
+    fn word(&mut self, what: &str, eof_ok: bool) -> Result<Option<u32>> {
+        let mut w = [0u8; 4];
+        Ok(self
+            .fill(&mut w, what, eof_ok)?
+            .then(|| u32::from_le_bytes(w)))
+    }
+
+    /// Decodes the next non-empty block into `dst[pos..end]`; false at the
+    /// end of the input (which must fall between frames).
+    fn next_block(&mut self) -> Result<bool> {
+        loop {
+            if self.done {
+                return Ok(false);
+            }
+            let Some(frame) = self.frame.as_mut() else {
+                self.start_frame()?;
+                continue;
+            };
+            let max_block = frame.max_block;
+            let checksums = frame.block_checksums;
+            let size = self.word("a block size", false)?.expect("eof not allowed");
+            if size == 0 {
+                self.end_frame()?;
+                continue;
+            }
+            let stored = size & 0x8000_0000 != 0;
+            let len = (size & 0x7FFF_FFFF) as usize;
+            if len > max_block {
+                return Err(corrupt(format!(
+                    "an LZ4 block of {len} bytes at byte {} exceeds the frame's maximum of \
+                     {max_block}",
+                    self.consumed - 4
+                )));
+            }
+            let mut src = std::mem::take(&mut self.bufs.src);
+            src.resize(len, 0);
+            let filled = self.fill(&mut src, "a block", false);
+            self.bufs.src = src;
+            filled?;
+            if checksums {
+                let sum = self
+                    .word("a block checksum", false)?
+                    .expect("eof not allowed");
+                if sum != twox_hash::XxHash32::oneshot(0, &self.bufs.src) {
+                    return Err(corrupt(format!(
+                        "the block checksum at byte {} does not match its data (bytes changed \
+                         after writing)",
+                        self.consumed - 4
+                    )));
+                }
+            }
+            let consumed = self.consumed;
+            let frame = self.frame.as_mut().expect("checked above");
+            let bufs = &mut self.bufs;
+            let n = if stored {
+                bufs.dst.clear();
+                bufs.dst.extend_from_slice(&bufs.src);
+                len
+            } else {
+                if bufs.dst.len() < max_block {
+                    bufs.dst.resize(max_block, 0);
+                }
+                let out = &mut bufs.dst[..max_block];
+                if frame.independent || bufs.dict.is_empty() {
+                    lz4_flex::block::decompress_into(&bufs.src, out)
+                } else {
+                    lz4_flex::block::decompress_into_with_dict(&bufs.src, out, &bufs.dict)
+                }
+                .map_err(|e| corrupt(format!("bad LZ4 block before byte {consumed}: {e}")))?
+            };
+            let block = &bufs.dst[..n];
+            frame.hash.write(block);
+            frame.len += n as u64;
+            if !frame.independent {
+                let keep = LINKED_WINDOW.saturating_sub(n).min(bufs.dict.len());
+                bufs.dict.drain(..bufs.dict.len() - keep);
+                bufs.dict
+                    .extend_from_slice(&block[n.saturating_sub(LINKED_WINDOW)..]);
+            }
+            if n > 0 {
+                self.pos = 0;
+                self.end = n;
+                return Ok(true);
+            }
+        }
+    }
+
+    fn start_frame(&mut self) -> Result<()> {
+        let at = self.consumed;
+        let Some(magic) = self.word("a frame magic", at > 0)? else {
+            self.done = true;
+            return Ok(());
+        };
+        if magic & SKIPPABLE_MAGIC_MASK == SKIPPABLE_MAGIC {
+            let len = self
+                .word("a skippable frame", false)?
+                .expect("eof not allowed");
+            let skipped = std::io::copy(
+                &mut (&mut self.inner).take(u64::from(len)),
+                &mut std::io::sink(),
+            )
+            .map_err(|e| io_to_error(e, "reading LZ4 input"))?;
+            self.consumed += skipped;
+            if skipped < u64::from(len) {
+                return Err(corrupt(format!(
+                    "truncated LZ4 frame: input ends inside a skippable frame after {} bytes",
+                    self.consumed
+                )));
+            }
+            return Ok(());
+        }
+        if magic != FRAME_MAGIC {
+            return Err(corrupt(format!(
+                "not an LZ4 frame (magic {magic:#010x} at byte {at})"
+            )));
+        }
+        let mut descriptor = [0u8; 15];
+        self.fill(&mut descriptor[..2], "the frame header", false)?;
+        let (flg, bd) = (descriptor[0], descriptor[1]);
+        if flg >> 6 != 1 || flg & 0b10 != 0 || bd & 0b1000_1111 != 0 {
+            return Err(corrupt(format!(
+                "unsupported LZ4 frame header at byte {at} (FLG {flg:#04x}, BD {bd:#04x})"
+            )));
+        }
+        let has_size = flg & 0x08 != 0;
+        let has_dict = flg & 0x01 != 0;
+        let rest = usize::from(has_size) * 8 + usize::from(has_dict) * 4 + 1;
+        self.fill(&mut descriptor[2..2 + rest], "the frame header", false)?;
+        let header_checksum = descriptor[1 + rest];
+        if header_checksum != (twox_hash::XxHash32::oneshot(0, &descriptor[..1 + rest]) >> 8) as u8
+        {
+            return Err(corrupt(format!(
+                "the header checksum of the LZ4 frame at byte {at} does not match"
+            )));
+        }
+        let max_block = match (bd >> 4) & 0b111 {
+            4 => 64 << 10,
+            5 => 256 << 10,
+            6 => 1 << 20,
+            7 => 4 << 20,
+            other => {
+                return Err(corrupt(format!(
+                    "bad LZ4 block size code {other} in the frame at byte {at}"
+                )))
+            }
+        };
+        let content_size =
+            has_size.then(|| u64::from_le_bytes(descriptor[2..10].try_into().expect("8 bytes")));
+        self.bufs.dict.clear();
+        self.frame = Some(Frame {
+            max_block,
+            independent: flg & 0x20 != 0,
+            block_checksums: flg & 0x10 != 0,
+            content_checksum: flg & 0x04 != 0,
+            content_size,
+            len: 0,
+            hash: twox_hash::XxHash32::with_seed(0),
+        });
+        Ok(())
+    }
+
+    fn end_frame(&mut self) -> Result<()> {
+        let frame = self.frame.take().expect("inside a frame");
+        if frame.content_checksum {
+            let sum = self
+                .word("the content checksum", false)?
+                .expect("eof not allowed");
+            if sum != frame.hash.finish_32() {
+                return Err(corrupt(format!(
+                    "the content checksum of the LZ4 frame ending at byte {} does not match its \
+                     data (bytes changed after writing)",
+                    self.consumed
+                )));
+            }
+        }
+        if let Some(size) = frame.content_size {
+            if size != frame.len {
+                return Err(corrupt(format!(
+                    "the LZ4 frame ending at byte {} says it holds {size} bytes but holds {}",
+                    self.consumed, frame.len
+                )));
+            }
+        }
+        Ok(())
     }
 }
 
-impl<R: Read> Read for CountingReader<R> {
+impl<R: Read> Read for FrameReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.count += n as u64;
-        self.frames.feed(&buf[..n]);
+        if self.pos == self.end && !self.next_block().map_err(std::io::Error::other)? {
+            return Ok(0);
+        }
+        let n = buf.len().min(self.end - self.pos);
+        buf[..n].copy_from_slice(&self.bufs.dst[self.pos..self.pos + n]);
+        self.pos += n;
         Ok(n)
     }
 }
 
-const FRAME_MAGIC: u32 = 0x184D_2204;
-const SKIPPABLE_MAGIC_MASK: u32 = 0xFFFF_FFF0;
-const SKIPPABLE_MAGIC: u32 = 0x184D_2A50;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    Magic,
-    Descriptor,
-    HeaderRest,
-    BlockSize,
-    ContentChecksum,
-    SkippableSize,
-    Skip { then_block: bool },
-}
-
-/// The frame-structure state machine behind [`CountingReader`].
-#[derive(Debug)]
-struct FrameTracker {
-    phase: Phase,
-    buf: Vec<u8>,
-    need: usize,
-    skip: u64,
-    flags: u8,
-}
-
-impl Default for FrameTracker {
-    fn default() -> Self {
-        FrameTracker {
-            phase: Phase::Magic,
-            buf: Vec::with_capacity(16),
-            need: 4,
-            skip: 0,
-            flags: 0,
-        }
+/// The [`Error`] an [`std::io::Error`] of a [`FrameReader`] (or of a stream
+/// bridged into a reader) carries, or an I/O error `doing` something.
+pub fn io_to_error(e: std::io::Error, doing: &str) -> Error {
+    if e.get_ref().is_some_and(|i| i.is::<Error>()) {
+        let inner = e.into_inner().expect("checked above");
+        return *inner.downcast::<Error>().expect("checked above");
     }
-}
-
-impl FrameTracker {
-    /// True when the input seen so far ends exactly between frames.
-    fn at_frame_boundary(&self) -> bool {
-        self.phase == Phase::Magic && self.buf.is_empty()
-    }
-
-    fn feed(&mut self, mut data: &[u8]) {
-        while !data.is_empty() {
-            if let Phase::Skip { then_block } = self.phase {
-                let n = (self.skip.min(data.len() as u64)) as usize;
-                self.skip -= n as u64;
-                data = &data[n..];
-                if self.skip == 0 {
-                    self.enter(if then_block {
-                        Phase::BlockSize
-                    } else {
-                        Phase::Magic
-                    });
-                }
-                continue;
-            }
-            let n = (self.need - self.buf.len()).min(data.len());
-            self.buf.extend_from_slice(&data[..n]);
-            data = &data[n..];
-            if self.buf.len() == self.need {
-                self.advance();
-            }
-        }
-    }
-
-    fn enter(&mut self, phase: Phase) {
-        self.phase = phase;
-        self.buf.clear();
-        self.need = match phase {
-            Phase::Magic | Phase::BlockSize | Phase::ContentChecksum | Phase::SkippableSize => 4,
-            Phase::Descriptor => 2,
-            Phase::HeaderRest => {
-                1 + if self.flags & 0x08 != 0 { 8 } else { 0 }
-                    + if self.flags & 0x01 != 0 { 4 } else { 0 }
-            }
-            Phase::Skip { .. } => 0,
-        };
-    }
-
-    fn skip(&mut self, bytes: u64, then_block: bool) {
-        if bytes == 0 {
-            self.enter(if then_block {
-                Phase::BlockSize
-            } else {
-                Phase::Magic
-            });
-        } else {
-            self.skip = bytes;
-            self.enter(Phase::Skip { then_block });
-        }
-    }
-
-    fn advance(&mut self) {
-        let word = || u32::from_le_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]);
-        match self.phase {
-            Phase::Magic => {
-                let magic = word();
-                if magic == FRAME_MAGIC {
-                    self.enter(Phase::Descriptor);
-                } else if magic & SKIPPABLE_MAGIC_MASK == SKIPPABLE_MAGIC {
-                    self.enter(Phase::SkippableSize);
-                } else {
-                    // Not a frame: the decoder reports it; stay off the boundary.
-                    self.skip(u64::MAX, false);
-                }
-            }
-            Phase::Descriptor => {
-                self.flags = self.buf[0];
-                self.enter(Phase::HeaderRest);
-            }
-            Phase::HeaderRest => self.enter(Phase::BlockSize),
-            Phase::BlockSize => {
-                let size = word();
-                if size == 0 {
-                    if self.flags & 0x04 != 0 {
-                        self.enter(Phase::ContentChecksum);
-                    } else {
-                        self.enter(Phase::Magic);
-                    }
-                } else {
-                    let checksum = if self.flags & 0x10 != 0 { 4 } else { 0 };
-                    self.skip(u64::from(size & 0x7FFF_FFFF) + checksum, true);
-                }
-            }
-            Phase::ContentChecksum => self.enter(Phase::Magic),
-            Phase::SkippableSize => {
-                let size = word();
-                self.skip(u64::from(size), false);
-            }
-            Phase::Skip { .. } => unreachable!("skip is handled in feed"),
-        }
-    }
+    Error::io(doing, e)
 }
 
 /// Compresses a small buffer into one LZ4 frame.
@@ -360,157 +482,27 @@ pub fn compress(data: &[u8]) -> Vec<u8> {
     encoder.finish().expect("writing to a Vec cannot fail")
 }
 
-/// Decompresses a buffer holding LZ4 frames (skippable frames are skipped).
-///
-/// Frames are decoded block by block from the buffer, through one scratch
-/// block per thread that is allocated once: decoding thousands of small WAL
-/// segments costs no allocation and no zeroing of 4 MiB block buffers per
-/// segment, as a streaming frame decoder does. Header, block and content
-/// checksums are verified; anything but whole frames is [`Error::Corrupt`].
-pub fn decompress(data: &[u8]) -> Result<Vec<u8>> {
+/// Runs `f` with a [`FrameReader`] over `data` whose block buffers are
+/// kept per thread: decoding thousands of small WAL segments costs no
+/// allocation and no zeroing of 4 MiB block buffers per segment.
+pub fn with_frame_reader<T>(data: &[u8], f: impl FnOnce(&mut FrameReader<&[u8]>) -> T) -> T {
     thread_local! {
-        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        static BUFFERS: std::cell::Cell<Buffers> = std::cell::Cell::new(Buffers::default());
     }
-    SCRATCH.with(|scratch| decode_frames(data, &mut scratch.borrow_mut()))
+    let mut reader = FrameReader::with_buffers(data, BUFFERS.take());
+    let out = f(&mut reader);
+    BUFFERS.set(reader.bufs);
+    out
 }
 
-fn decode_frames(data: &[u8], scratch: &mut Vec<u8>) -> Result<Vec<u8>> {
-    if data.is_empty() {
-        return Err(corrupt("no LZ4 frame (empty input)".to_owned()));
-    }
-    let mut out = Vec::new();
-    let mut at = 0;
-    while at < data.len() {
-        let cut = |what: &str| {
-            corrupt(format!(
-                "truncated LZ4 frame: input ends inside {what} after {} bytes",
-                data.len()
-            ))
-        };
-        let take = |at: &mut usize, n: usize, what: &str| -> Result<std::ops::Range<usize>> {
-            let end = at
-                .checked_add(n)
-                .filter(|e| *e <= data.len())
-                .ok_or_else(|| cut(what))?;
-            let range = *at..end;
-            *at = end;
-            Ok(range)
-        };
-        let le32 =
-            |r: std::ops::Range<usize>| u32::from_le_bytes(data[r].try_into().expect("4 bytes"));
-        let magic = le32(take(&mut at, 4, "a frame magic")?);
-        if magic & SKIPPABLE_MAGIC_MASK == SKIPPABLE_MAGIC {
-            let len = le32(take(&mut at, 4, "a skippable frame")?) as usize;
-            take(&mut at, len, "a skippable frame")?;
-            continue;
-        }
-        if magic != FRAME_MAGIC {
-            return Err(corrupt(format!(
-                "not an LZ4 frame (magic {magic:#010x} at byte {})",
-                at - 4
-            )));
-        }
-        let descriptor_start = at;
-        let flg = data[take(&mut at, 1, "the frame header")?][0];
-        let bd = data[take(&mut at, 1, "the frame header")?][0];
-        if flg >> 6 != 1 || flg & 0b10 != 0 || bd & 0b1000_1111 != 0 {
-            return Err(corrupt(format!(
-                "unsupported LZ4 frame header (FLG {flg:#04x}, BD {bd:#04x})"
-            )));
-        }
-        let independent = flg & 0x20 != 0;
-        let block_checksums = flg & 0x10 != 0;
-        let content_size = flg & 0x08 != 0;
-        let content_checksum = flg & 0x04 != 0;
-        let dict_id = flg & 0x01 != 0;
-        let max_block = match (bd >> 4) & 0b111 {
-            4 => 64 << 10,
-            5 => 256 << 10,
-            6 => 1 << 20,
-            7 => 4 << 20,
-            other => return Err(corrupt(format!("bad LZ4 block size code {other}"))),
-        };
-        let mut expected_len = None;
-        if content_size {
-            let r = take(&mut at, 8, "the frame header")?;
-            expected_len = Some(u64::from_le_bytes(data[r].try_into().expect("8 bytes")));
-        }
-        if dict_id {
-            take(&mut at, 4, "the frame header")?;
-        }
-        let hc = data[take(&mut at, 1, "the frame header")?][0];
-        let expected_hc =
-            (twox_hash::XxHash32::oneshot(0, &data[descriptor_start..at - 1]) >> 8) as u8;
-        if hc != expected_hc {
-            return Err(corrupt(
-                "the frame header checksum does not match".to_owned(),
-            ));
-        }
-        if scratch.len() < max_block {
-            scratch.resize(max_block, 0);
-        }
-        let frame_start = out.len();
-        if let Some(len) = expected_len {
-            out.reserve(usize::try_from(len).unwrap_or(0).min(64 << 20));
-        }
-        loop {
-            let size = le32(take(&mut at, 4, "a block size")?);
-            if size == 0 {
-                break;
-            }
-            let stored = size & 0x8000_0000 != 0;
-            let len = (size & 0x7FFF_FFFF) as usize;
-            if len > max_block {
-                return Err(corrupt(format!(
-                    "an LZ4 block of {len} bytes exceeds the frame's maximum of {max_block}"
-                )));
-            }
-            let block = take(&mut at, len, "a block")?;
-            if block_checksums {
-                let sum = le32(take(&mut at, 4, "a block checksum")?);
-                if sum != twox_hash::XxHash32::oneshot(0, &data[block.clone()]) {
-                    return Err(corrupt(
-                        "a block checksum does not match its data (bytes changed after writing)"
-                            .to_owned(),
-                    ));
-                }
-            }
-            if stored {
-                out.extend_from_slice(&data[block]);
-                continue;
-            }
-            let decoded = if independent || out.len() == frame_start {
-                lz4_flex::block::decompress_into(&data[block], &mut scratch[..max_block])
-            } else {
-                let dict = &out[out.len().saturating_sub(64 << 10).max(frame_start)..];
-                lz4_flex::block::decompress_into_with_dict(
-                    &data[block],
-                    &mut scratch[..max_block],
-                    dict,
-                )
-            }
-            .map_err(|e| corrupt(format!("bad LZ4 block: {e}")))?;
-            out.extend_from_slice(&scratch[..decoded]);
-        }
-        if content_checksum {
-            let sum = le32(take(&mut at, 4, "the content checksum")?);
-            if sum != twox_hash::XxHash32::oneshot(0, &out[frame_start..]) {
-                return Err(corrupt(
-                    "the frame's content checksum does not match its data (bytes changed after writing)"
-                        .to_owned(),
-                ));
-            }
-        }
-        if let Some(len) = expected_len {
-            if len != (out.len() - frame_start) as u64 {
-                return Err(corrupt(format!(
-                    "the frame says {len} bytes but holds {}",
-                    out.len() - frame_start
-                )));
-            }
-        }
-    }
-    Ok(out)
+/// Decompresses a buffer holding LZ4 frames (skippable frames are skipped)
+/// with [`FrameReader`]; anything but whole frames is [`Error::Corrupt`].
+pub fn decompress(data: &[u8]) -> Result<Vec<u8>> {
+    with_frame_reader(data, |r| {
+        let mut out = Vec::new();
+        r.read_up_to(&mut out, usize::MAX)?;
+        Ok(out)
+    })
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use replica_core::layout::{Entry, Layout};
-use replica_core::lz4::{compress, decompress};
+use replica_core::lz4::{compress, decompress, decompress_stream};
 use replica_core::{Generation, Pos};
 
 fn runner() -> TestRunner {
@@ -114,6 +114,74 @@ fn corrupted_or_truncated_lz4_frames_error_and_never_panic() {
     runner()
         .run(&proptest::collection::vec(any::<u8>(), 0..300), |bytes| {
             let _ = decompress(&bytes);
+            Ok(())
+        })
+        .unwrap();
+}
+
+/// The stream decoder and the buffer decoder agree on every input: the same
+/// bytes, or both [`replica_core::Error::Corrupt`]. Frames of both block
+/// modes, with block checksums and content sizes, damaged and cut.
+#[test]
+fn the_stream_and_buffer_lz4_decoders_agree_on_damaged_frames() {
+    use std::io::Write;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let data: Vec<u8> = (0..150_000u32)
+        .map(|i| (i % 89) as u8 ^ (i >> 11) as u8)
+        .collect();
+    let linked = {
+        let info = lz4_flex::frame::FrameInfo::new()
+            .block_size(lz4_flex::frame::BlockSize::Max64KB)
+            .block_mode(lz4_flex::frame::BlockMode::Linked)
+            .block_checksums(true)
+            .content_checksum(true)
+            .content_size(Some(data.len() as u64));
+        let mut enc = lz4_flex::frame::FrameEncoder::with_frame_info(info, Vec::new());
+        enc.write_all(&data).unwrap();
+        enc.finish().unwrap()
+    };
+    let frames = [
+        compress(&data),
+        linked,
+        [compress(b"a"), compress(b"")].concat(),
+    ];
+    let strategy = (
+        0..frames.len(),
+        proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+        any::<prop::sample::Index>(),
+        1usize..5000,
+    );
+    runner()
+        .run(&strategy, |(which, flips, cut, chunk)| {
+            let mut bad = frames[which].clone();
+            for (at, byte) in &flips {
+                let at = at.index(bad.len());
+                bad[at] = *byte;
+            }
+            bad.truncate(cut.index(bad.len() + 1));
+            let buffer = decompress(&bad);
+            let chunks: Vec<Result<bytes::Bytes, replica_core::Error>> = bad
+                .chunks(chunk)
+                .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+                .collect();
+            let stream = rt.block_on(replica_core::collect_bytes(decompress_stream(
+                futures::StreamExt::boxed(futures::stream::iter(chunks)),
+            )));
+            match (&buffer, &stream) {
+                (Ok(a), Ok(b)) => prop_assert_eq!(&a[..], &b[..]),
+                (Err(a), Err(b)) => {
+                    prop_assert!(matches!(a, replica_core::Error::Corrupt { .. }), "{}", a);
+                    prop_assert!(matches!(b, replica_core::Error::Corrupt { .. }), "{}", b);
+                }
+                _ => prop_assert!(
+                    false,
+                    "disagree: buffer {:?}, stream {:?}",
+                    buffer.as_ref().map(|v| v.len()),
+                    stream.as_ref().map(|v| v.len())
+                ),
+            }
             Ok(())
         })
         .unwrap();

@@ -180,8 +180,13 @@ pub(crate) async fn restore(
 ) -> Result<(), Exit> {
     let (bar, progress) = crate::restore::progress_bar()?;
     options.progress = Some(progress);
-    let outcome = replica_sqlite::restore_ltx(client, output, &options).await;
+    let outcome = crate::restore::until_signal(
+        output,
+        replica_sqlite::restore_ltx(client, output, &options),
+    )
+    .await;
     bar.finish_and_clear();
+    let outcome = outcome?;
     match outcome.map_err(|e| Exit::Error(crate::describe(&e)))? {
         Restored::Done(s) => {
             println!(

@@ -66,6 +66,33 @@ impl Progress for Bar {
             eprintln!("replica: {what} failed (try {attempt}): {error}; retrying");
         });
     }
+
+    fn note(&self, message: &str) {
+        self.bar.suspend(|| eprintln!("replica: {message}"));
+    }
+}
+
+/// Runs a restore until it ends or SIGINT/SIGTERM arrives. On a signal the
+/// restore is dropped, which removes its temporary file (nothing is left at
+/// or beside `output`), and the exit status is 128 + the signal's number,
+/// as a shell reports a process killed by it.
+pub(crate) async fn until_signal<T>(
+    output: &Path,
+    restore: impl std::future::Future<Output = T>,
+) -> Result<T, Exit> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| format!("SIGINT: {e}"))?;
+    let mut terminate = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM: {e}"))?;
+    let (name, number) = tokio::select! {
+        done = restore => return Ok(done),
+        _ = interrupt.recv() => ("SIGINT", 2u8),
+        _ = terminate.recv() => ("SIGTERM", 15u8),
+    };
+    eprintln!(
+        "replica: restore stopped by {name}; its partial database was removed and nothing is at {}",
+        output.display()
+    );
+    Err(Exit::Code(std::process::ExitCode::from(128 + number)))
 }
 
 /// A progress bar on stderr (drawn only on a terminal) as restore progress.
@@ -90,8 +117,9 @@ pub(crate) async fn run(
 ) -> Result<(), Exit> {
     let (bar, progress) = progress_bar()?;
     options.progress = Some(progress);
-    let outcome = replica_sqlite::restore(client, output, &options).await;
+    let outcome = until_signal(output, replica_sqlite::restore(client, output, &options)).await;
     bar.finish_and_clear();
+    let outcome = outcome?;
     match outcome.map_err(|e| Exit::Error(crate::describe(&e)))? {
         Restored::Done(s) => {
             println!(

@@ -62,6 +62,16 @@ impl WalContiguity {
     /// After a hole the check goes on from the segment that revealed it, so a
     /// caller that keeps feeding segments hears of each hole once.
     pub fn check(&mut self, info: &WalSegmentInfo, len: u64) -> Result<()> {
+        let result = self.check_start(info);
+        self.extend(info, len);
+        result
+    }
+
+    /// The first half of [`check`](Self::check), for a caller that learns
+    /// the segment's length only after reading it: checks its position (on
+    /// a hole, the check goes on from it). Call [`extend`](Self::extend)
+    /// with its length next.
+    pub fn check_start(&mut self, info: &WalSegmentInfo) -> Result<()> {
         let found = || format!("next segment at {}", info.pos());
         let (index, offset) = match (self.next, self.start) {
             (Some((index, offset)), _) if info.index == index => (index, offset),
@@ -74,8 +84,13 @@ impl WalContiguity {
         } else {
             Err(self.gap(index, offset, found()))
         };
-        self.next = Some((info.index, info.offset + len));
+        self.next = Some((info.index, info.offset));
         result
+    }
+
+    /// Records the decompressed length of the segment [`check_start`](Self::check_start) took.
+    pub fn extend(&mut self, info: &WalSegmentInfo, len: u64) {
+        self.next = Some((info.index, info.offset + len));
     }
 
     /// Checks that the WAL reaches `target` (its last index is at least that).

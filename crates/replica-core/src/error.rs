@@ -173,6 +173,47 @@ impl Error {
     pub fn is_invalid_argument(&self) -> bool {
         matches!(self, Error::InvalidArgument { .. })
     }
+
+    /// Whether trying again may succeed: backend failures (network,
+    /// service) and local I/O errors that come and go (timeouts, resets,
+    /// interruptions, a stream cut short, errors of unknown kind). A full
+    /// disk, a missing permission, a read-only file system, a file-size
+    /// limit, a missing or wrong path, and every decoding, layout or
+    /// argument error are permanent: retrying them only repeats the work.
+    /// The one classification every retry loop of replica uses.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Backend { .. } => true,
+            Error::Io { source, .. } => io_is_transient(source),
+            _ => false,
+        }
+    }
+}
+
+/// [`Error::is_transient`] for an I/O error.
+pub fn io_is_transient(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    !matches!(
+        e.kind(),
+        PermissionDenied
+            | NotFound
+            | AlreadyExists
+            | InvalidInput
+            | InvalidData
+            | InvalidFilename
+            | Unsupported
+            | StorageFull
+            | QuotaExceeded
+            | FileTooLarge
+            | ReadOnlyFilesystem
+            | NotADirectory
+            | IsADirectory
+            | DirectoryNotEmpty
+            | CrossesDevices
+            | TooManyLinks
+            | ExecutableFileBusy
+            | OutOfMemory
+    )
 }
 
 impl From<std::io::Error> for Error {
@@ -233,4 +274,59 @@ pub enum AppendError {
         /// The appended position.
         appended: Pos,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Error as IoError, ErrorKind};
+
+    #[test]
+    fn only_errors_that_come_and_go_are_transient() {
+        let io = |kind: ErrorKind| Error::io("writing x", IoError::from(kind));
+        for kind in [
+            ErrorKind::TimedOut,
+            ErrorKind::ConnectionReset,
+            ErrorKind::Interrupted,
+            ErrorKind::UnexpectedEof,
+            ErrorKind::Other,
+        ] {
+            assert!(io(kind).is_transient(), "{kind:?}");
+        }
+        for kind in [
+            ErrorKind::PermissionDenied,
+            ErrorKind::StorageFull,
+            ErrorKind::QuotaExceeded,
+            ErrorKind::FileTooLarge,
+            ErrorKind::ReadOnlyFilesystem,
+            ErrorKind::NotFound,
+        ] {
+            assert!(!io(kind).is_transient(), "{kind:?}");
+        }
+        // The kinds the OS reports for a full disk and a missing permission.
+        assert!(
+            !Error::io("w", IoError::from_raw_os_error(28)).is_transient(),
+            "ENOSPC"
+        );
+        assert!(
+            !Error::io("w", IoError::from_raw_os_error(13)).is_transient(),
+            "EACCES"
+        );
+        assert!(
+            !Error::io("w", IoError::from_raw_os_error(27)).is_transient(),
+            "EFBIG"
+        );
+        let backend = Error::Backend {
+            backend: "s3",
+            message: "connection refused".into(),
+            source: None,
+        };
+        assert!(backend.is_transient());
+        assert!(!Error::not_found("x").is_transient());
+        assert!(!Error::Corrupt {
+            path: "x".into(),
+            message: "y".into()
+        }
+        .is_transient());
+    }
 }

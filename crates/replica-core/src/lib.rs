@@ -41,7 +41,7 @@ pub use client::{
 pub use contiguity::{decompressed_len, plain_len, snapshot_index_gap, WalContiguity};
 pub use copy::{copy, Copied, CopyProgress};
 pub use cursor::{WalAppender, WalSegmentCursor};
-pub use error::{AppendError, Error, Result};
+pub use error::{io_is_transient, AppendError, Error, Result};
 pub use layout::{AnyLayout, Layout};
 pub use ops::{
     newest_generation, ReplicaClientExt, RestorePlan, RestoreSink, RestoreTarget, TimeBounds,

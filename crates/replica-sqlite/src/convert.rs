@@ -27,11 +27,9 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
 use replica_core::ltx::{format, LtxClient, LtxFileInfo, TxId, SNAPSHOT_LEVEL};
-use replica_core::{
-    lz4, ByteStream, Error, Generation, ReplicaClient, ReplicaClientExt, WalContiguity,
-};
+use replica_core::{ByteStream, Error, Generation, ReplicaClient, ReplicaClientExt, WalContiguity};
 
-use crate::restore::{apply_error, io, read_page_size, RestoreError};
+use crate::restore::{apply_error, apply_stored, io, read_page_size, RestoreError};
 use crate::wal::{FilePages, Transaction, WalApplier};
 
 /// What a conversion wrote.
@@ -58,20 +56,21 @@ struct Txn {
     salts: (u32, u32),
 }
 
-fn txn(t: &Transaction<'_>, lock: u32) -> Txn {
+fn txn(t: &Transaction<'_>, lock: u32) -> std::io::Result<Txn> {
     let mut pages = std::collections::BTreeMap::new();
-    for (_, pgno, page) in t.frames {
-        if *pgno <= t.commit && *pgno != lock {
-            pages.insert(*pgno, page.clone());
+    for frame in t.frames() {
+        let (_, pgno, page) = frame?;
+        if pgno <= t.commit && pgno != lock {
+            pages.insert(pgno, page);
         }
     }
-    Txn {
+    Ok(Txn {
         pages,
         commit: t.commit,
         wal_offset: t.start(),
         wal_size: t.end - t.start(),
         salts: t.salts,
-    }
+    })
 }
 
 fn millis(at: DateTime<Utc>) -> i64 {
@@ -304,8 +303,7 @@ async fn convert(
         let key = src.layout().wal_segment_key(&info.pos())?;
         let stored =
             replica_core::collect_bytes(src.wal_segment_reader(&info.pos()).await?).await?;
-        let data = Bytes::from(lz4::decompress(&stored).map_err(|e| e.naming(&key))?);
-        contiguity.check(&info, data.len() as u64)?;
+        contiguity.check_start(&info)?;
         if current
             .as_ref()
             .is_none_or(|(index, _)| *index != info.index)
@@ -322,16 +320,20 @@ async fn convert(
                     base_written = true;
                 }
             }
-            current = Some((info.index, WalApplier::new(page_size)));
+            let before = u64::from(pages_of(&image)?);
+            current = Some((info.index, WalApplier::new(page_size, before)));
         }
         let (index, applier) = current.as_mut().expect("set above");
         let mut txns = Vec::new();
-        applier
-            .apply_segment_observed(&data, &mut FilePages::new(&image, page_size), &mut |t| {
-                txns.push(txn(t, lock));
-                Ok(())
-            })
-            .map_err(|e| apply_error(generation, *index, e))?;
+        let len = apply_stored(applier, &stored, &key, &mut |applier, piece| {
+            applier
+                .apply_segment_observed(&piece, &mut FilePages::new(&image, page_size), &mut |t| {
+                    txns.push(txn(t, lock)?);
+                    Ok(())
+                })
+                .map_err(|e| apply_error(generation, *index, e))
+        })?;
+        contiguity.extend(&info, len);
         last_time = last_time.max(info.created_at);
         if *index == first.index {
             // Part of TXID 1, not transactions of their own.

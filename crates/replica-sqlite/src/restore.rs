@@ -75,8 +75,10 @@ impl std::fmt::Debug for RestoreOptions {
     }
 }
 
-/// Retries of a transient error ([`Error::Io`], [`Error::Backend`]) with
-/// exponential backoff; other errors (not found, corrupt data) fail at once.
+/// Retries of a transient error ([`Error::is_transient`]: network and
+/// service failures, I/O errors that come and go) with exponential backoff;
+/// other errors (not found, corrupt data, a full disk, a missing
+/// permission) fail at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retry {
     /// Tries in all (at least 1).
@@ -114,7 +116,7 @@ impl Retry {
         loop {
             match op().await {
                 Ok(v) => return Ok(v),
-                Err(e) if attempt < self.attempts.max(1) && is_transient(&e) => {
+                Err(e) if attempt < self.attempts.max(1) && e.is_transient() => {
                     if let Some(p) = progress {
                         p.retrying(what, attempt, &e);
                     }
@@ -128,10 +130,6 @@ impl Retry {
     }
 }
 
-fn is_transient(e: &Error) -> bool {
-    matches!(e, Error::Io { .. } | Error::Backend { .. })
-}
-
 /// What a restore reports as it goes.
 pub trait Progress: Send + Sync {
     /// The restore will fetch `objects` objects of `bytes` stored bytes.
@@ -140,6 +138,10 @@ pub trait Progress: Send + Sync {
     fn advance(&self, bytes: u64);
     /// A transient error; the operation will be tried again.
     fn retrying(&self, what: &str, attempt: u32, error: &Error);
+    /// Something the user should hear of (a stale file removed).
+    fn note(&self, message: &str) {
+        let _ = message;
+    }
 }
 
 /// How a restore ended, when it did not fail.
@@ -196,11 +198,25 @@ pub enum RestoreError {
         /// Its index.
         index: u64,
     },
-    /// The output path (or its `-wal`/`-shm` companion) already exists.
+    /// The output path already exists.
     #[error(
         "{0} already exists; restore to a new path, remove it, or pass --if-db-not-exists to skip"
     )]
     OutputExists(PathBuf),
+    /// A `-wal`, `-shm` or `-journal` file is at the output path's side,
+    /// though no database is: SQLite would replay it into the restored one.
+    #[error(
+        "{0} exists without its database (left by another database?); SQLite would replay it \
+         into the restored database and corrupt it: remove it, or restore to another path"
+    )]
+    StaleCompanion(PathBuf),
+    /// Another restore to the same path is running (it holds this
+    /// temporary file locked).
+    #[error(
+        "another restore to this path is running (it holds {0} locked); wait for it, or \
+         restore to another path"
+    )]
+    InProgress(PathBuf),
     /// The replica holds nothing to restore.
     #[error("no replica to restore: {0}")]
     NoReplica(String),
@@ -223,15 +239,30 @@ pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> R
     move |source| RestoreError::Io { context, source }
 }
 
-/// The paths whose existence blocks a restore to `output`.
-pub(crate) fn occupied(output: &Path) -> Option<PathBuf> {
-    let mut paths = vec![output.to_owned()];
-    for suffix in ["-wal", "-shm"] {
+/// SQLite's companions of a database file, each of which it would replay
+/// into (or read beside) whatever database is at the path.
+const COMPANIONS: [&str; 3] = ["-wal", "-shm", "-journal"];
+
+/// Refuses a restore to `output` when the path or a companion exists (a
+/// stale `-journal` or `-wal` of another database would be rolled into the
+/// restored one by the first SQLite that opens it); `Ok(true)` when the
+/// output exists and `if_db_not_exists` makes that a skip.
+pub(crate) fn check_output(output: &Path, if_db_not_exists: bool) -> Result<bool, RestoreError> {
+    if fs::symlink_metadata(output).is_ok() {
+        if if_db_not_exists {
+            return Ok(true);
+        }
+        return Err(RestoreError::OutputExists(output.to_owned()));
+    }
+    for suffix in COMPANIONS {
         let mut p = output.as_os_str().to_owned();
         p.push(suffix);
-        paths.push(PathBuf::from(p));
+        let p = PathBuf::from(p);
+        if fs::symlink_metadata(&p).is_ok() {
+            return Err(RestoreError::StaleCompanion(p));
+        }
     }
-    paths.into_iter().find(|p| fs::symlink_metadata(p).is_ok())
+    Ok(false)
 }
 
 /// Restores `client`'s replica into a new database file at `output`.
@@ -240,11 +271,8 @@ pub async fn restore(
     output: &Path,
     options: &RestoreOptions,
 ) -> Result<Restored, RestoreError> {
-    if let Some(existing) = occupied(output) {
-        if options.if_db_not_exists && existing == output {
-            return Ok(Restored::SkippedDatabaseExists);
-        }
-        return Err(RestoreError::OutputExists(existing));
+    if check_output(output, options.if_db_not_exists)? {
+        return Ok(Restored::SkippedDatabaseExists);
     }
     let Some(generation) = choose_generation(client, options).await? else {
         if options.if_replica_exists {
@@ -273,7 +301,7 @@ pub async fn restore(
         );
     }
 
-    let temp = TempDb::create(output)?;
+    let temp = TempDb::create(output, progress)?;
     let mut summary = RestoreSummary {
         generation: generation.clone(),
         snapshot_index: plan.snapshot.index,
@@ -298,10 +326,10 @@ pub async fn restore(
         index: snapshot.index,
     })?;
 
-    // Segments are fetched ahead, still compressed, and decompressed one at
-    // a time as they are applied (one scratch block per thread, see
-    // `lz4::decompress`); at most `parallelism` of them are held at once,
-    // whatever the replica's size.
+    // Segments are fetched ahead, still compressed (at most `parallelism`
+    // of them held at once), then decompressed in frame-aligned pieces of
+    // about `PIECE` bytes as they are applied: memory is bounded by the
+    // stored sizes, however much a segment decompresses to.
     let segments: Vec<&WalSegmentInfo> = plan.wal.iter().flat_map(|(_, s)| s).collect();
     let retry = options.retry;
     let layout = client.layout();
@@ -317,27 +345,36 @@ pub async fn restore(
         })
         .buffered(options.parallelism.max(1));
 
+    let spill_dir = parent_dir(&temp.path);
     let mut contiguity = WalContiguity::from_snapshot(generation.clone(), snapshot.index);
     let mut pages = FilePages::new(&temp.file, page_size);
     let mut current: Option<(u64, WalApplier)> = None;
+    let mut last_key = None;
     while let Some((info, stored)) = fetched.try_next().await? {
-        let data = lz4::decompress(&stored)
-            .map(Bytes::from)
-            .map_err(|e| e.naming(&layout.wal_segment_key(&info.pos()).unwrap_or_default()))?;
-        contiguity.check(info, data.len() as u64)?;
-        let applier = match &mut current {
-            Some((index, applier)) if *index == info.index => applier,
-            _ => {
-                if let Some((index, done)) = current.take() {
-                    finish(&generation, index, done, &mut pages, false, &mut summary)?;
-                }
-                &mut current.insert((info.index, WalApplier::new(page_size))).1
+        let key = layout.wal_segment_key(&info.pos()).unwrap_or_default();
+        contiguity.check_start(info)?;
+        if current
+            .as_ref()
+            .is_none_or(|(index, _)| *index != info.index)
+        {
+            if let Some((index, done)) = current.take() {
+                finish(&generation, index, done, &mut pages, false, &mut summary)?;
             }
-        };
-        apply(applier, info, &data, &mut pages)?;
+            let before = file_pages(&temp, page_size)?;
+            let applier = WalApplier::new(page_size, before).spilling_to(spill_dir.clone());
+            current = Some((info.index, applier));
+        }
+        let (_, applier) = current.as_mut().expect("set above");
+        let len = apply_stored(applier, &stored, &key, &mut |applier, piece| {
+            applier
+                .apply_segment(&piece, &mut pages)
+                .map_err(|e| apply_error(&info.generation, info.index, e))
+        })?;
+        contiguity.extend(info, len);
         summary.segments += 1;
         summary.fetched_bytes += info.size;
         summary.last_index = info.index;
+        last_key = Some(key);
         if let Some(p) = progress {
             p.advance(info.size);
         }
@@ -346,6 +383,12 @@ pub async fn restore(
     if let Some((index, done)) = current.take() {
         finish(&generation, index, done, &mut pages, true, &mut summary)?;
     }
+    let what = last_key.unwrap_or_else(|| {
+        layout
+            .snapshot_key(&generation, snapshot.index)
+            .unwrap_or_default()
+    });
+    check_restored_header(&temp.file, page_size, None, &what)?;
     temp.file
         .sync_all()
         .map_err(io(format!("syncing {}", temp.path.display())))?;
@@ -361,15 +404,100 @@ pub async fn restore(
     Ok(Restored::Done(summary))
 }
 
-fn apply(
+/// Plain bytes handed to the applier at once (a multiple of the frame size
+/// near this).
+const PIECE: usize = 4 << 20;
+
+/// Decompresses the stored WAL segment `stored` (named `key`) in
+/// frame-aligned pieces of about [`PIECE`] bytes, handing each to `apply`
+/// with `applier`; returns the segment's decompressed length.
+pub(crate) fn apply_stored(
     applier: &mut WalApplier,
-    info: &WalSegmentInfo,
-    data: &Bytes,
-    pages: &mut FilePages<'_>,
+    stored: &[u8],
+    key: &str,
+    apply: &mut dyn FnMut(&mut WalApplier, Bytes) -> Result<(), RestoreError>,
+) -> Result<u64, RestoreError> {
+    let frame = crate::wal::FRAME_HEADER_LEN + applier.page_size() as usize;
+    let frames_per_piece = (PIECE / frame).max(1);
+    lz4::with_frame_reader(stored, |reader| {
+        let mut total = 0u64;
+        loop {
+            let header = if applier.offset() == 0 {
+                crate::wal::WAL_HEADER_LEN
+            } else {
+                0
+            };
+            let limit = header + frames_per_piece * frame;
+            let mut piece =
+                Vec::with_capacity(limit.min(stored.len().saturating_mul(4).max(frame)));
+            reader
+                .read_up_to(&mut piece, limit)
+                .map_err(|e| RestoreError::Replica(e.naming(key)))?;
+            if piece.is_empty() {
+                return Ok(total);
+            }
+            total += piece.len() as u64;
+            apply(applier, Bytes::from(piece))?;
+        }
+    })
+}
+
+/// The whole pages of the database being built.
+fn file_pages(temp: &TempDb, page_size: u32) -> Result<u64, RestoreError> {
+    let len = temp
+        .file
+        .metadata()
+        .map_err(io(format!("reading {}", temp.path.display())))?
+        .len();
+    Ok(len / u64::from(page_size))
+}
+
+/// The restored file's SQLite header must agree with what was restored: its
+/// page size, and its page count where SQLite trusts it
+/// ([`header_page_count`](crate::wal::header_page_count)), which must be
+/// the file's size (`pages`, or the file's length if `None`). `what` names
+/// the object the defect is reported on. Restore from generations and from
+/// LTX files share this rule.
+pub(crate) fn check_restored_header(
+    file: &fs::File,
+    page_size: u32,
+    pages: Option<u64>,
+    what: &str,
 ) -> Result<(), RestoreError> {
-    applier
-        .apply_segment(data, pages)
-        .map_err(|e| apply_error(&info.generation, info.index, e))
+    use std::os::unix::fs::FileExt;
+    let len = file
+        .metadata()
+        .map_err(io("reading the restored database's size"))?
+        .len();
+    if len == 0 {
+        return Ok(());
+    }
+    let mut h = [0u8; 100];
+    file.read_exact_at(&mut h, 0)
+        .map_err(io("reading the restored database header"))?;
+    let bad = |message: String| {
+        Err(RestoreError::Replica(Error::Corrupt {
+            path: what.to_owned(),
+            message,
+        }))
+    };
+    match database_page_size(&h) {
+        None => return bad("the restored page 1 is not a SQLite database header".into()),
+        Some(p) if p != page_size => {
+            return bad(format!(
+                "the restored database header says {p}-byte pages, the replica {page_size}"
+            ))
+        }
+        _ => {}
+    }
+    let pages = pages.unwrap_or(len / u64::from(page_size));
+    match crate::wal::header_page_count(&h) {
+        Some(header) if u64::from(header) != pages => bad(format!(
+            "the restored database header says {header} pages, the replica gives {pages} \
+             (SQLite would read the database as malformed or cut short)"
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Ends a WAL index (`last`: the last one restored) and counts its frames.
@@ -469,7 +597,7 @@ pub(crate) fn read_page_size(file: &fs::File) -> Result<Option<u32>, RestoreErro
 /// `PRAGMA integrity_check` on a closed database file, read only (no
 /// `-wal` or `-shm` is created beside it).
 pub fn integrity_check(path: &Path) -> Result<(), RestoreError> {
-    let uri = format!("file:{}?immutable=1", path.display());
+    let uri = sqlite_uri(path, "immutable=1")?;
     let conn = rusqlite::Connection::open_with_flags(
         uri,
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI,
@@ -489,6 +617,21 @@ pub fn integrity_check(path: &Path) -> Result<(), RestoreError> {
     }
 }
 
+/// A SQLite `file:` URI for `path` with `query`: the path made absolute and
+/// percent-encoded, so `?`, `#` and `%` in a name are part of it.
+pub(crate) fn sqlite_uri(path: &Path, query: &str) -> Result<String, RestoreError> {
+    let absolute =
+        std::path::absolute(path).map_err(io(format!("resolving {}", path.display())))?;
+    let mut url = url::Url::from_file_path(&absolute).map_err(|()| {
+        RestoreError::Replica(Error::invalid(format!(
+            "{} cannot be written as a file: URI",
+            absolute.display()
+        )))
+    })?;
+    url.set_query(Some(query));
+    Ok(url.to_string())
+}
+
 /// The database being built: a temporary file beside the output, removed
 /// unless [`commit`](TempDb::commit) puts it in place.
 pub(crate) struct TempDb {
@@ -498,7 +641,15 @@ pub(crate) struct TempDb {
 }
 
 impl TempDb {
-    pub(crate) fn create(output: &Path) -> Result<TempDb, RestoreError> {
+    /// Creates the temporary file, locked (`flock`) for as long as this
+    /// restore runs. Temporary files of earlier restores to the same path
+    /// that no process holds locked (left by a killed restore) are removed
+    /// first and told to `progress`; one still locked means another restore
+    /// to this path is running, which is an error.
+    pub(crate) fn create(
+        output: &Path,
+        progress: Option<&dyn Progress>,
+    ) -> Result<TempDb, RestoreError> {
         let name = output
             .file_name()
             .ok_or_else(|| {
@@ -510,6 +661,7 @@ impl TempDb {
             .to_string_lossy()
             .into_owned();
         let dir = parent_dir(output);
+        remove_stale_temps(&dir, &name, output, progress)?;
         let path = dir.join(format!(
             ".{name}.{:016x}.restore.tmp",
             rand::random::<u64>()
@@ -520,11 +672,17 @@ impl TempDb {
             .create_new(true)
             .open(&path)
             .map_err(io(format!("creating {}", path.display())))?;
-        Ok(TempDb {
+        let temp = TempDb {
             path,
             file,
             committed: false,
-        })
+        };
+        rustix::fs::flock(
+            &temp.file,
+            rustix::fs::FlockOperation::NonBlockingLockExclusive,
+        )
+        .map_err(|e| io(format!("locking {}", temp.path.display()))(e.into()))?;
+        Ok(temp)
     }
 
     /// Links the finished database at `output` (never over an existing
@@ -552,6 +710,59 @@ impl Drop for TempDb {
             let _ = fs::remove_file(&self.path);
         }
     }
+}
+
+/// Whether `file` in a directory is the temporary file of a restore to
+/// the output named `name`: `.NAME.<16 hex digits>.restore.tmp`.
+fn is_temp_of(file: &std::ffi::OsStr, name: &str) -> bool {
+    let Some(file) = file.to_str() else {
+        return false;
+    };
+    file.strip_prefix('.')
+        .and_then(|f| f.strip_prefix(name))
+        .and_then(|f| f.strip_prefix('.'))
+        .and_then(|f| f.strip_suffix(".restore.tmp"))
+        .is_some_and(|hex| hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Removes the unlocked temporary files of earlier restores to `output`.
+fn remove_stale_temps(
+    dir: &Path,
+    name: &str,
+    output: &Path,
+    progress: Option<&dyn Progress>,
+) -> Result<(), RestoreError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        // A missing directory is reported when the temporary file is created.
+        Err(_) => return Ok(()),
+    };
+    for entry in entries.flatten() {
+        if !is_temp_of(&entry.file_name(), name) {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(file) = fs::OpenOptions::new().read(true).open(&path) else {
+            continue;
+        };
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {
+                fs::remove_file(&path).map_err(io(format!(
+                    "removing {}, left by an interrupted restore",
+                    path.display()
+                )))?;
+                if let Some(p) = progress {
+                    p.note(&format!(
+                        "removed {}, the partial database of an interrupted restore to {}",
+                        path.display(),
+                        output.display()
+                    ));
+                }
+            }
+            Err(_) => return Err(RestoreError::InProgress(path)),
+        }
+    }
+    Ok(())
 }
 
 fn parent_dir(path: &Path) -> PathBuf {

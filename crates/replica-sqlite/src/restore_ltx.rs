@@ -33,7 +33,8 @@ use replica_core::ltx::{
 use replica_core::{collect_bytes, Error};
 
 use crate::restore::{
-    integrity_check, io, occupied, Progress, RestoreError, Restored, Retry, TempDb,
+    check_output, check_restored_header, integrity_check, io, Progress, RestoreError, Restored,
+    Retry, TempDb,
 };
 
 /// How an LTX restore behaves; [`Default`] is `replica restore` without flags.
@@ -244,11 +245,8 @@ pub async fn restore_ltx(
     output: &Path,
     options: &LtxRestoreOptions,
 ) -> Result<Restored<LtxRestoreSummary>, RestoreError> {
-    if let Some(existing) = occupied(output) {
-        if options.if_db_not_exists && existing == output {
-            return Ok(Restored::SkippedDatabaseExists);
-        }
-        return Err(RestoreError::OutputExists(existing));
+    if check_output(output, options.if_db_not_exists)? {
+        return Ok(Restored::SkippedDatabaseExists);
     }
     let retry = options.retry;
     let progress = options.progress.as_deref();
@@ -304,7 +302,7 @@ pub async fn restore_ltx(
         owned[*o as usize] += 1;
     }
 
-    let temp = TempDb::create(output)?;
+    let temp = TempDb::create(output, progress)?;
     let db_bytes = u64::from(commit) * u64::from(page_size);
     temp.file
         .set_len(db_bytes)
@@ -342,7 +340,7 @@ pub async fn restore_ltx(
         .buffer_unordered(parallelism)
         .try_collect()
         .await?;
-    check_database_header(&temp.file, page_size, commit, last)?;
+    check_restored_header(&temp.file, page_size, Some(u64::from(commit)), &last.name())?;
     temp.file
         .sync_all()
         .map_err(io(format!("syncing {}", temp.path.display())))?;
@@ -486,41 +484,6 @@ fn check_headers(plan: &LtxPlan, headers: &[Header]) -> Result<(), Error> {
                 ),
             ));
         }
-    }
-    Ok(())
-}
-
-/// The restored file's SQLite header must agree with the files: its page
-/// size, and its page count where SQLite trusts it (the change counter
-/// equals the version-valid-for number).
-fn check_database_header(
-    file: &std::fs::File,
-    page_size: u32,
-    commit: u32,
-    last: &LtxFileInfo,
-) -> Result<(), RestoreError> {
-    if commit == 0 {
-        return Ok(());
-    }
-    let mut h = [0u8; 100];
-    file.read_exact_at(&mut h, 0)
-        .map_err(io("reading the restored database header"))?;
-    let bad = |m: String| Err(RestoreError::Replica(corrupt(last, m)));
-    match crate::wal::database_page_size(&h) {
-        None => return bad("the restored page 1 is not a SQLite database header".into()),
-        Some(p) if p != page_size => {
-            return bad(format!(
-                "the database header says {p}-byte pages, the LTX files {page_size}"
-            ))
-        }
-        _ => {}
-    }
-    let be = |i: usize| u32::from_be_bytes(h[i..i + 4].try_into().expect("4 bytes"));
-    let (pages, change, valid_for) = (be(28), be(24), be(92));
-    if change == valid_for && pages != commit {
-        return bad(format!(
-            "the database header says {pages} pages, the LTX files {commit}"
-        ));
     }
     Ok(())
 }

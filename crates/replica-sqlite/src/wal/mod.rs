@@ -21,6 +21,12 @@
 //! uploaded is not part of the replica yet, as SQLite ignores it too).
 
 use std::fmt;
+use std::path::PathBuf;
+
+mod pending;
+
+use pending::Pending;
+pub use pending::MEMORY_LIMIT as PENDING_MEMORY_LIMIT;
 
 /// Size of the WAL header.
 pub const WAL_HEADER_LEN: usize = 32;
@@ -66,6 +72,17 @@ pub enum WalDefect {
         /// Frames after the last commit.
         frames: usize,
     },
+    /// A commit frame makes the database larger than its pages before the
+    /// WAL plus every frame so far could fill (SQLite's checkpoint calls
+    /// such a database malformed).
+    CommitTooLarge {
+        /// Database size in pages the commit frame gives.
+        commit: u32,
+        /// The database's size in pages before this WAL index.
+        before: u64,
+        /// Frames of the index up to and including the commit frame.
+        frames: u64,
+    },
 }
 
 impl fmt::Display for WalDefect {
@@ -93,6 +110,16 @@ impl fmt::Display for WalDefect {
             WalDefect::TruncatedFrame { len } => {
                 write!(f, "segment ends inside a frame ({len} bytes of it)")
             }
+            WalDefect::CommitTooLarge {
+                commit,
+                before,
+                frames,
+            } => write!(
+                f,
+                "the commit frame says the database has {commit} pages, more than its {before} \
+                 pages before this WAL index and the {frames} frame(s) written since can make \
+                 (SQLite would call the database malformed)"
+            ),
             WalDefect::NoCommit { frames } => write!(
                 f,
                 "the WAL index ends with {frames} frame(s) after its last commit frame, though \
@@ -281,22 +308,33 @@ impl PageSink for FilePages<'_> {
 pub struct Transaction<'a> {
     /// The WAL's salts.
     pub salts: (u32, u32),
-    /// Its frames in WAL order: (WAL offset, page number, page).
-    pub frames: &'a [(u64, u32, bytes::Bytes)],
     /// The WAL offset just past its commit frame.
     pub end: u64,
     /// The database's size in pages after it.
     pub commit: u32,
+    pending: &'a Pending,
 }
 
 impl Transaction<'_> {
     /// The WAL offset of its first frame.
     pub fn start(&self) -> u64 {
-        self.frames.first().map_or(self.end, |f| f.0)
+        self.pending.first_offset().unwrap_or(self.end)
+    }
+
+    /// Its frames in WAL order: (WAL offset, page number, page); frames of a
+    /// large transaction are read back from disk one at a time.
+    pub fn frames(&self) -> impl Iterator<Item = std::io::Result<(u64, u32, bytes::Bytes)>> + '_ {
+        self.pending.frames()
     }
 }
 
-/// Checks and applies one WAL index, segment by segment.
+/// Checks and applies one WAL index, segment by segment (or in any
+/// frame-aligned pieces).
+///
+/// Memory is bounded whatever the WAL holds: committed pages are held up to
+/// [`HELD_LIMIT`] bytes before they are written out, and the frames of a
+/// transaction not committed yet up to [`PENDING_MEMORY_LIMIT`] bytes before
+/// they spill to an unlinked temporary file.
 #[derive(Debug)]
 pub struct WalApplier {
     database_page_size: u32,
@@ -304,12 +342,15 @@ pub struct WalApplier {
     running: (u32, u32),
     /// Bytes of the WAL seen so far (the offset the next segment must have).
     offset: u64,
+    /// The database's size in pages before this index.
+    pages_before: u64,
+    /// Frames of the index checked so far.
+    frames_seen: u64,
     /// Database size in pages after the last commit applied.
     committed_pages: Option<u32>,
     frames_applied: u64,
-    /// Checked frames of a transaction whose commit frame has not come yet:
-    /// (WAL offset, page number, page).
-    uncommitted: Vec<(u64, u32, bytes::Bytes)>,
+    /// Checked frames of a transaction whose commit frame has not come yet.
+    uncommitted: Pending,
     /// The newest committed version of each page not written yet: a page
     /// rewritten by many transactions of an index is written once (as
     /// SQLite's checkpoint does), in page order.
@@ -319,14 +360,14 @@ pub struct WalApplier {
 }
 
 /// Committed pages held before they are written out mid-index.
-const HELD_LIMIT: usize = 64 << 20;
+pub const HELD_LIMIT: usize = 64 << 20;
 
 /// An error of [`WalApplier`]: a defect of the WAL, or of writing the pages.
 #[derive(Debug)]
 pub enum ApplyError {
     /// The WAL is not as SQLite would trust it.
     Wal(WalBreak),
-    /// Writing a page failed.
+    /// Writing a page (or spilling an uncommitted one) failed.
     Io(std::io::Error),
 }
 
@@ -336,20 +377,38 @@ impl From<WalBreak> for ApplyError {
     }
 }
 
+/// The most pages a database of `before` pages can have after `frames`
+/// frames of WAL, by SQLite's checkpoint rule: each frame adds at most one
+/// page, and the lock-byte page (never written) may be skipped over, which
+/// SQLite allows for with 65,536 bytes.
+pub fn max_pages_after(before: u64, frames: u64, page_size: u32) -> u64 {
+    before + frames + (65_536 / u64::from(page_size.max(1)))
+}
+
 impl WalApplier {
-    /// An applier for one WAL index of a database with `database_page_size`.
-    pub fn new(database_page_size: u32) -> Self {
+    /// An applier for one WAL index of a database with `database_page_size`
+    /// that held `pages_before` pages when the index began.
+    pub fn new(database_page_size: u32, pages_before: u64) -> Self {
         WalApplier {
             database_page_size,
             header: None,
             running: (0, 0),
             offset: 0,
+            pages_before,
+            frames_seen: 0,
             committed_pages: None,
             frames_applied: 0,
-            uncommitted: Vec::new(),
+            uncommitted: Pending::new(None),
             committed: std::collections::BTreeMap::new(),
             held: 0,
         }
+    }
+
+    /// Spills uncommitted frames to an unlinked file in `dir` (by default,
+    /// the system's temporary directory).
+    pub fn spilling_to(mut self, dir: PathBuf) -> Self {
+        self.uncommitted = Pending::new(Some(dir));
+        self
     }
 
     /// Writes out the committed pages held, in page order.
@@ -358,6 +417,11 @@ impl WalApplier {
             std::mem::take(&mut self.committed).into_iter().collect();
         self.held = 0;
         sink.write_pages(&pages).map_err(ApplyError::Io)
+    }
+
+    /// The database page size the WAL must have.
+    pub fn page_size(&self) -> u32 {
+        self.database_page_size
     }
 
     /// The WAL offset the next segment must start at.
@@ -370,12 +434,24 @@ impl WalApplier {
         self.frames_applied
     }
 
+    /// Whether uncommitted frames have been spilled to disk.
+    pub fn spilled(&self) -> bool {
+        self.uncommitted.spilled()
+    }
+
+    /// The database's size in pages after the last commit taken in (before
+    /// any, the size it began with).
+    pub fn pages(&self) -> u64 {
+        self.committed_pages.map_or(self.pages_before, u64::from)
+    }
+
     /// Checks the segment that starts at the current [`offset`](Self::offset)
     /// and takes in every transaction whose commit frame it checks (frames of
     /// a transaction not committed yet are held for the next segment). The
     /// newest committed version of each page is written to `sink` by
     /// [`finish`](Self::finish) (or earlier, when many are held). On a
-    /// defect, nothing of the segment is taken in.
+    /// defect, nothing of the segment is taken in. A segment may be fed in
+    /// pieces: any cut between frames (after the header) is a segment too.
     pub fn apply_segment(
         &mut self,
         data: &bytes::Bytes,
@@ -426,8 +502,9 @@ impl WalApplier {
         } else {
             header.checksum
         };
-        // Check every frame of the segment before writing any of it.
+        // Check every frame of the segment before taking in any of it.
         let mut checked: Vec<(u64, u32, u32, usize)> = Vec::new();
+        let mut frames = self.frames_seen;
         while at < data.len() {
             let offset = start + at as u64;
             let rest = &data[at..];
@@ -450,28 +527,39 @@ impl WalApplier {
                 }
                 .into());
             }
-            checked.push((offset, pgno, be32(frame, 4), at));
+            frames += 1;
+            let commit = be32(frame, 4);
+            if commit != 0
+                && u64::from(commit) > max_pages_after(self.pages_before, frames, header.page_size)
+            {
+                return Err(WalBreak {
+                    offset,
+                    defect: WalDefect::CommitTooLarge {
+                        commit,
+                        before: self.pages_before,
+                        frames,
+                    },
+                }
+                .into());
+            }
+            checked.push((offset, pgno, commit, at));
             at += frame_len;
         }
-        // Sound: write each transaction as its commit frame arrives.
+        // Sound: take in each transaction as its commit frame arrives.
         for (offset, pgno, commit, at) in checked {
             let page = data.slice(at + FRAME_HEADER_LEN..at + frame_len);
-            self.uncommitted.push((offset, pgno, page));
+            self.uncommitted
+                .push(offset, pgno, page)
+                .map_err(ApplyError::Io)?;
             if commit != 0 {
                 on_commit(&Transaction {
                     salts: header.salts,
-                    frames: &self.uncommitted,
                     end: offset + frame_len as u64,
                     commit,
+                    pending: &self.uncommitted,
                 })
                 .map_err(ApplyError::Io)?;
-                for (_, pgno, page) in self.uncommitted.drain(..) {
-                    self.held += page.len();
-                    if let Some(old) = self.committed.insert(pgno, page) {
-                        self.held -= old.len();
-                    }
-                    self.frames_applied += 1;
-                }
+                self.take_in_uncommitted(sink)?;
                 self.committed_pages = Some(commit);
             }
         }
@@ -480,7 +568,27 @@ impl WalApplier {
         }
         self.header = Some(header);
         self.running = running;
+        self.frames_seen = frames;
         self.offset = start + data.len() as u64;
+        Ok(())
+    }
+
+    /// Moves a committed transaction's frames into the committed pages.
+    fn take_in_uncommitted(&mut self, sink: &mut dyn PageSink) -> Result<(), ApplyError> {
+        let pending = std::mem::take(&mut self.uncommitted);
+        for frame in pending.frames() {
+            let (_, pgno, page) = frame.map_err(ApplyError::Io)?;
+            self.held += page.len();
+            if let Some(old) = self.committed.insert(pgno, page) {
+                self.held -= old.len();
+            }
+            self.frames_applied += 1;
+            if pending.spilled() && self.held > HELD_LIMIT {
+                self.flush(sink)?;
+            }
+        }
+        self.uncommitted = pending;
+        self.uncommitted.clear();
         Ok(())
     }
 
@@ -490,10 +598,10 @@ impl WalApplier {
     /// restored (`last`); otherwise they mean a missing segment, which is
     /// [`WalDefect::NoCommit`] at the first of them.
     pub fn finish(mut self, sink: &mut dyn PageSink, last: bool) -> Result<(), ApplyError> {
-        if let Some((offset, _, _)) = self.uncommitted.first() {
+        if let Some(offset) = self.uncommitted.first_offset() {
             if !last {
                 return Err(WalBreak {
-                    offset: *offset,
+                    offset,
                     defect: WalDefect::NoCommit {
                         frames: self.uncommitted.len(),
                     },
@@ -511,6 +619,17 @@ impl WalApplier {
             None => Ok(()),
         }
     }
+}
+
+/// The page count a database header gives where SQLite trusts it (bytes
+/// 28-31, when the change counter at 24 equals the version-valid-for number
+/// at 92 and the count is not 0); `None` where SQLite uses the file's size.
+pub fn header_page_count(header: &[u8]) -> Option<u32> {
+    if header.len() < 100 {
+        return None;
+    }
+    let (pages, change, valid_for) = (be32(header, 28), be32(header, 24), be32(header, 92));
+    (pages != 0 && change == valid_for).then_some(pages)
 }
 
 #[cfg(test)]
@@ -596,7 +715,7 @@ mod tests {
             w.frame(1, 0, 3).frame(3, 3, 4);
             let all = bytes::Bytes::from(w.bytes.clone());
             let (a, b) = (all.slice(..cut), all.slice(cut..));
-            let mut applier = WalApplier::new(512);
+            let mut applier = WalApplier::new(512, 0);
             let mut pages = Pages::default();
             applier.apply_segment(&a, &mut pages).unwrap();
             assert_eq!(applier.offset(), cut as u64);
@@ -618,7 +737,7 @@ mod tests {
         let check = |bytes: &[u8], db_page: u32| {
             let mut pages = Pages::default();
             let bytes = bytes::Bytes::copy_from_slice(bytes);
-            let b = defect(WalApplier::new(db_page).apply_segment(&bytes, &mut pages));
+            let b = defect(WalApplier::new(db_page, 0).apply_segment(&bytes, &mut pages));
             assert!(pages.0.is_empty(), "applied despite {b:?}");
             b
         };
@@ -663,7 +782,7 @@ mod tests {
         let cut = w.bytes.len();
         w.frame(3, 3, 3);
         let all = bytes::Bytes::from(w.bytes.clone());
-        let mut applier = WalApplier::new(512);
+        let mut applier = WalApplier::new(512, 0);
         let mut pages = Pages::default();
         applier
             .apply_segment(&all.slice(..cut), &mut pages)
@@ -686,7 +805,7 @@ mod tests {
             .frame(2, 0, 3)
             .frame(1, 3, 4);
         let all = bytes::Bytes::from(w.bytes.clone());
-        let mut applier = WalApplier::new(512);
+        let mut applier = WalApplier::new(512, 0);
         #[derive(Default)]
         struct Writes(Vec<u32>, Option<u32>);
         impl PageSink for Writes {
@@ -715,7 +834,7 @@ mod tests {
         w.frame(2, 0, 2).frame(3, 0, 3);
         let all = bytes::Bytes::from(w.bytes.clone());
         for last in [true, false] {
-            let mut applier = WalApplier::new(512);
+            let mut applier = WalApplier::new(512, 0);
             let mut pages = Pages::default();
             applier.apply_segment(&all, &mut pages).unwrap();
             let finished = applier.finish(&mut pages, last);
@@ -748,7 +867,7 @@ mod tests {
         let second = w.bytes.len();
         w.frame(3, 3, 3);
         let all = bytes::Bytes::from(w.bytes.clone());
-        let mut applier = WalApplier::new(512);
+        let mut applier = WalApplier::new(512, 0);
         let mut pages = Pages::default();
         applier
             .apply_segment(&all.slice(..first), &mut pages)

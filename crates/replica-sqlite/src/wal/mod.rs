@@ -23,7 +23,10 @@
 use std::fmt;
 use std::path::PathBuf;
 
+mod build;
 mod pending;
+
+pub use build::{frames_of, WalBuilder};
 
 use pending::Pending;
 pub use pending::MEMORY_LIMIT as PENDING_MEMORY_LIMIT;
@@ -636,54 +639,7 @@ pub fn header_page_count(header: &[u8]) -> Option<u32> {
 mod tests {
     use super::*;
 
-    /// A WAL built by hand with SQLite's rules.
-    pub(crate) struct Builder {
-        pub(crate) bytes: Vec<u8>,
-        running: (u32, u32),
-        salts: (u32, u32),
-        big_endian: bool,
-        page_size: u32,
-    }
-
-    impl Builder {
-        pub(crate) fn new(page_size: u32, big_endian: bool) -> Self {
-            let mut h = Vec::new();
-            h.extend((if big_endian { MAGIC_BE } else { MAGIC_LE }).to_be_bytes());
-            h.extend(VERSION.to_be_bytes());
-            h.extend(page_size.to_be_bytes());
-            h.extend(0u32.to_be_bytes());
-            let salts: (u32, u32) = (0x1234_5678, 0x9abc_def0);
-            h.extend(salts.0.to_be_bytes());
-            h.extend(salts.1.to_be_bytes());
-            let c = checksum((0, 0), &h, big_endian);
-            h.extend(c.0.to_be_bytes());
-            h.extend(c.1.to_be_bytes());
-            Builder {
-                bytes: h,
-                running: c,
-                salts,
-                big_endian,
-                page_size,
-            }
-        }
-
-        pub(crate) fn frame(&mut self, pgno: u32, commit: u32, fill: u8) -> &mut Self {
-            let mut f = Vec::new();
-            f.extend(pgno.to_be_bytes());
-            f.extend(commit.to_be_bytes());
-            f.extend(self.salts.0.to_be_bytes());
-            f.extend(self.salts.1.to_be_bytes());
-            let page = vec![fill; self.page_size as usize];
-            let c = checksum(self.running, &f[..8], self.big_endian);
-            let c = checksum(c, &page, self.big_endian);
-            self.running = c;
-            f.extend(c.0.to_be_bytes());
-            f.extend(c.1.to_be_bytes());
-            f.extend(page);
-            self.bytes.extend(f);
-            self
-        }
-    }
+    type Builder = WalBuilder;
 
     #[derive(Default)]
     struct Pages(std::collections::BTreeMap<u32, u8>, Option<u32>);

@@ -22,7 +22,8 @@ struct Run {
     max_rss_mib: u64,
 }
 
-/// Runs `replica ARGS`, measuring the child's peak RSS with `wait4`.
+/// Runs `replica ARGS`, measuring the child's peak memory (see [`wait`]).
+#[allow(clippy::zombie_processes)] // reaped by `wait`, with waitpid
 fn run(args: &[&str], before_exec: Option<fn() -> std::io::Result<()>>) -> Run {
     let mut cmd = Command::new(bin());
     cmd.args(args).stdout(Stdio::null()).stderr(Stdio::piped());
@@ -213,7 +214,8 @@ fn slow_replica(dir: &Path) -> String {
 }
 
 /// Starts `replica restore URL -o OUT` and returns its pid once its
-/// temporary file exists.
+/// temporary file exists (the caller reaps it with [`wait`]).
+#[allow(clippy::zombie_processes)]
 fn restore_started(url: &str, out: &Path) -> (i32, std::thread::JoinHandle<String>) {
     let mut child = Command::new(bin())
         .args(["restore", url, "-o", out.to_str().unwrap()])

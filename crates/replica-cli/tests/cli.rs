@@ -262,26 +262,52 @@ fn cat_writes_decompressed_bytes_and_rejects_corrupt_objects() {
     }
 }
 
+/// The objects of a sound replica: a SQLite database (512-byte pages) as
+/// the snapshot at index 1; WAL index 1 in two contiguous segments (its
+/// 32-byte header, then a commit frame); index 2 (a header and a commit
+/// frame). Each WAL rewrites page 2 as the snapshot has it.
+fn sound_objects() -> [Vec<u8>; 4] {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("PRAGMA page_size = 512; PRAGMA journal_mode = wal; CREATE TABLE t (x);")
+        .unwrap();
+    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+        .unwrap();
+    drop(conn);
+    let db = std::fs::read(&path).unwrap();
+    assert_eq!(db.len(), 1024, "two 512-byte pages");
+    let page2 = &db[512..];
+    let mut one = replica_sqlite::wal::WalBuilder::new(512, false);
+    one.frame_of(2, 2, page2);
+    let mut two = replica_sqlite::wal::WalBuilder::new(512, false);
+    two.frame_of(2, 2, page2);
+    [
+        db.clone(),
+        one.bytes[..32].to_vec(),
+        one.bytes[32..].to_vec(),
+        two.bytes,
+    ]
+}
+
 /// A sound replica: snapshot at 1, WAL index 1 with two contiguous segments, index 2.
 fn sound_replica() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let put = |rel: &str, data: &[u8]| write_file(dir.path(), rel, &replica::lz4::compress(data));
     let g = "generations/00000000000000a1";
-    put(
-        &format!("{g}/snapshots/0000000000000001.snapshot.lz4"),
-        b"database",
-    );
+    let [db, a, b, c] = sound_objects();
+    put(&format!("{g}/snapshots/0000000000000001.snapshot.lz4"), &db);
     put(
         &format!("{g}/wal/0000000000000001/0000000000000000.wal.lz4"),
-        &[1u8; 32],
+        &a,
     );
     put(
         &format!("{g}/wal/0000000000000001/0000000000000020.wal.lz4"),
-        &[2u8; 8],
+        &b,
     );
     put(
         &format!("{g}/wal/0000000000000002/0000000000000000.wal.lz4"),
-        &[3u8; 8],
+        &c,
     );
     dir
 }
@@ -423,10 +449,11 @@ fn sound_replica_0_3() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let put = |rel: &str, data: &[u8]| write_file(dir.path(), rel, &replica::lz4::compress(data));
     let g = "generations/00000000000000a1";
-    put(&format!("{g}/snapshots/00000001.snapshot.lz4"), b"database");
-    put(&format!("{g}/wal/00000001_00000000.wal.lz4"), &[1u8; 32]);
-    put(&format!("{g}/wal/00000001_00000020.wal.lz4"), &[2u8; 8]);
-    put(&format!("{g}/wal/00000002_00000000.wal.lz4"), &[3u8; 8]);
+    let [db, a, b, c] = sound_objects();
+    put(&format!("{g}/snapshots/00000001.snapshot.lz4"), &db);
+    put(&format!("{g}/wal/00000001_00000000.wal.lz4"), &a);
+    put(&format!("{g}/wal/00000001_00000020.wal.lz4"), &b);
+    put(&format!("{g}/wal/00000002_00000000.wal.lz4"), &c);
     dir
 }
 

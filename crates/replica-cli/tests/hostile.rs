@@ -97,9 +97,12 @@ fn database(dir: &Path, rows: usize) -> Vec<u8> {
     std::fs::read(&db).unwrap()
 }
 
+/// A stored WAL segment: index, offset, bytes (already LZ4).
+type Segment = (u64, u64, Vec<u8>);
+
 /// A file replica (0.3 layout) of `snapshot` at index 0 and the given WAL
-/// segments (index, offset, stored bytes, already LZ4).
-fn file_replica(dir: &Path, snapshot: &[u8], segments: Vec<(u64, u64, Vec<u8>)>) -> String {
+/// segments.
+fn file_replica(dir: &Path, snapshot: &[u8], segments: Vec<Segment>) -> String {
     let url = format!("file://{}?layout=litestream-0.3", dir.display());
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
@@ -325,5 +328,78 @@ fn a_permanent_local_error_fails_at_once_without_retries() {
         names(out_dir.path()).is_empty(),
         "{:?}",
         names(out_dir.path())
+    );
+}
+
+/// `replica verify` reports each defect `replica restore` refuses, in the
+/// same words (one rule, in `WalApplier`, for both).
+#[test]
+fn verify_reports_what_restore_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let snapshot = database(dir.path(), 3);
+    let page_size = u32::from(u16::from_be_bytes([snapshot[16], snapshot[17]]));
+    let pages = (snapshot.len() / page_size as usize) as u32;
+    let page2 = snapshot[page_size as usize..2 * page_size as usize].to_vec();
+    let wal = |frames: &[(u32, u32)]| {
+        let mut b = WalBuilder::new(page_size, false);
+        for &(pgno, commit) in frames {
+            b.frame_of(pgno, commit, &page2);
+        }
+        b.bytes
+    };
+    let lz = |b: &[u8]| replica::lz4::compress(b);
+    let sound = wal(&[(2, pages)]);
+    let mut flipped = sound.clone();
+    let at = flipped.len() - 100;
+    flipped[at] ^= 1;
+    let cases: Vec<(&str, Vec<Segment>)> = vec![
+        (
+            "SQLite would call the database malformed",
+            vec![(0, 0, lz(&wal(&[(2, 0xffff_ffff)])))],
+        ),
+        (
+            "the database header says",
+            vec![(0, 0, lz(&wal(&[(2, pages + 3)])))],
+        ),
+        (
+            "after its last commit frame",
+            vec![(0, 0, lz(&wal(&[(2, 0)]))), (1, 0, lz(&sound))],
+        ),
+        ("frame checksum mismatch", vec![(0, 0, lz(&flipped))]),
+        ("bad WAL magic", vec![(0, 0, zeros_lz4(64 << 20))]),
+    ];
+    for (i, (needle, segments)) in cases.into_iter().enumerate() {
+        let url = file_replica(&dir.path().join(format!("r{i}")), &snapshot, segments);
+        let out_dir = tempfile::tempdir().unwrap();
+        let out = out_dir.path().join("out.db");
+        let restored = run(&["restore", &url, "-o", out.to_str().unwrap()], None);
+        assert_eq!(restored.code, 2, "{needle}: {}", restored.stderr);
+        assert!(
+            restored.stderr.contains(needle),
+            "{needle}: {}",
+            restored.stderr
+        );
+        assert!(names(out_dir.path()).is_empty());
+        let verified = Command::new(bin()).args(["verify", &url]).output().unwrap();
+        let text = String::from_utf8_lossy(&verified.stdout);
+        assert_eq!(verified.status.code(), Some(1), "{needle}: {text}");
+        assert!(text.contains(needle), "{needle}: verify said {text}");
+        assert_eq!(
+            text.lines().filter(|l| l.starts_with("  ")).count(),
+            1,
+            "{needle}: one defect, once: {text}"
+        );
+    }
+    // The sound WAL restores, and verify passes it.
+    let url = file_replica(
+        &dir.path().join("sound"),
+        &snapshot,
+        vec![(0, 0, lz(&sound))],
+    );
+    let verified = Command::new(bin()).args(["verify", &url]).output().unwrap();
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stdout)
     );
 }

@@ -27,6 +27,7 @@ pub mod convert;
 pub mod replicate;
 pub mod restore;
 pub mod restore_ltx;
+pub mod verify;
 pub mod wal;
 
 pub use convert::{convert_to_ltx, Converted};
@@ -38,3 +39,4 @@ pub use restore::{
     Retry,
 };
 pub use restore_ltx::{restore_ltx, LtxRestoreOptions, LtxRestoreSummary};
+pub use verify::WalVerifier;

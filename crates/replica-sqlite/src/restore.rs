@@ -490,14 +490,22 @@ pub(crate) fn check_restored_header(
         }
         _ => {}
     }
-    let pages = pages.unwrap_or(len / u64::from(page_size));
-    match crate::wal::header_page_count(&h) {
-        Some(header) if u64::from(header) != pages => bad(format!(
-            "the restored database header says {header} pages, the replica gives {pages} \
-             (SQLite would read the database as malformed or cut short)"
-        )),
-        _ => Ok(()),
+    match page_count_defect(&h, pages.unwrap_or(len / u64::from(page_size))) {
+        Some(message) => bad(message),
+        None => Ok(()),
     }
+}
+
+/// The defect of a database whose header (`header`, page 1's first 100
+/// bytes) gives a page count SQLite trusts that is not `pages`.
+pub(crate) fn page_count_defect(header: &[u8], pages: u64) -> Option<String> {
+    let said = crate::wal::header_page_count(header)?;
+    (u64::from(said) != pages).then(|| {
+        format!(
+            "the database header says {said} pages, the replica gives {pages} (SQLite would \
+             read the database as malformed or cut short)"
+        )
+    })
 }
 
 /// Ends a WAL index (`last`: the last one restored) and counts its frames.

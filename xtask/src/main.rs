@@ -108,6 +108,22 @@ fn reliability() -> Result<(), String> {
         &["test", "--release", "-p", "replica", "--lib", "fuzz"],
         &env,
     )?;
+    // The WAL applier and the LTX decoder on damaged input.
+    cargo(
+        &[
+            "test",
+            "--release",
+            "-p",
+            "replica-sqlite",
+            "--test",
+            "fuzz",
+            "-p",
+            "replica-ltx",
+            "--test",
+            "fuzz",
+        ],
+        &env,
+    )?;
     cargo(
         &[
             "test",

@@ -487,7 +487,7 @@ async fn run(command: Command, layout: Option<replica::AnyLayout>) -> Result<(),
                 checkpoint_interval,
                 min_checkpoint_page_count,
             };
-            replicate::run(args, generation_layout(layout, "replicate")?).await
+            replicate::run(args, layout).await
         }
         Command::Snapshot { db, url } => {
             replicate::init_logs(replicate::LogFormat::Text);

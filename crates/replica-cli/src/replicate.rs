@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use replica::{Layout, ReplicaClient};
-use replica_sqlite::{DbOptions, Replica, ReplicaOptions, Replicator};
+use replica::{AnyLayout, Layout, ReplicaClient};
+use replica_sqlite::{DbOptions, Replica, ReplicaOptions, ReplicaTarget, Replicator};
 use tracing::{info, warn};
 
 use crate::{config, describe, Exit};
@@ -173,18 +173,30 @@ fn scheme_name(url: &str) -> String {
 
 /// Opens a replica for writing: its own layout if it holds a replica, else
 /// `layout`, else Litestream 0.3's (what `litestream restore` reads).
-async fn open_replica(url: &str, layout: Option<Layout>) -> Result<Arc<dyn ReplicaClient>, Exit> {
-    let options = replica::OpenOptions {
+/// The replica at `url`: in `layout`, or the layout it holds, or for an
+/// empty location Litestream 0.3's (which Litestream 0.3 and 0.5 restore).
+async fn open_replica(
+    url: &str,
+    layout: Option<AnyLayout>,
+) -> Result<(ReplicaTarget, String), Exit> {
+    let options = replica::OpenAnyOptions {
         layout,
-        empty_layout: Some(Layout::Litestream03),
+        empty_layout: Some(Layout::Litestream03.into()),
     };
-    replica::open_with(url, options)
-        .await
-        .map_err(|e| Exit::Error(describe(&e)))
+    match replica::open_any(url, options).await {
+        Ok(replica::Replica::Generations(client)) => {
+            let layout = client.layout().to_string();
+            Ok((ReplicaTarget::Generations(client), layout))
+        }
+        Ok(replica::Replica::Ltx(client)) => {
+            Ok((ReplicaTarget::Ltx(client), AnyLayout::Ltx.to_string()))
+        }
+        Err(e) => Err(Exit::Error(describe(&e))),
+    }
 }
 
 /// Runs until SIGTERM or SIGINT, then syncs one last time.
-pub(crate) async fn run(args: Args, layout: Option<Layout>) -> Result<(), Exit> {
+pub(crate) async fn run(args: Args, layout: Option<AnyLayout>) -> Result<(), Exit> {
     let plans = plans(&args)?;
     // Listening before anything starts: a signal during start-up is a stop.
     let signals = Signals::new()?;
@@ -216,11 +228,11 @@ pub(crate) async fn run(args: Args, layout: Option<Layout>) -> Result<(), Exit> 
     }
 }
 
-async fn start(plan: Plan, layout: Option<Layout>) -> Result<(PathBuf, Replicator), Exit> {
+async fn start(plan: Plan, layout: Option<AnyLayout>) -> Result<(PathBuf, Replicator), Exit> {
     let mut replicas = Vec::new();
     for (options, url) in plan.replicas {
-        let client = open_replica(&url, layout).await?;
-        info!(db = %plan.path.display(), replica = %options.name, url = %redact(&url), layout = %client.layout(), "replica");
+        let (client, layout) = open_replica(&url, layout).await?;
+        info!(db = %plan.path.display(), replica = %options.name, url = %redact(&url), layout = %layout, "replica");
         replicas.push(Replica { options, client });
     }
     let replicator = Replicator::start(&plan.path, plan.options, replicas)
@@ -293,7 +305,13 @@ impl Signals {
 
 /// `replica snapshot DB URL`.
 pub(crate) async fn snapshot(db: &Path, url: &str, layout: Option<Layout>) -> Result<(), Exit> {
-    let client = open_replica(url, layout).await?;
+    let options = replica::OpenOptions {
+        layout,
+        empty_layout: Some(Layout::Litestream03),
+    };
+    let client: Arc<dyn ReplicaClient> = replica::open_with(url, options)
+        .await
+        .map_err(|e| Exit::Error(describe(&e)))?;
     let info = replica_sqlite::snapshot_once(db, &*client)
         .await
         .map_err(|e| Exit::Error(describe(&e)))?;

@@ -10,24 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command as Process, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{create_source, json, replica, rows, run_ok, sqlite3, write_round};
-
-/// The `litestream` 0.5.17 binary, or `None` (loudly) when it is missing
-/// and not required.
-fn litestream05() -> Option<PathBuf> {
-    match std::env::var_os("REPLICA_LITESTREAM_05").map(PathBuf::from) {
-        Some(path) => Some(path),
-        None if std::env::var_os("REPLICA_REQUIRE_LITESTREAM").is_some() => {
-            panic!("REPLICA_REQUIRE_LITESTREAM is set but REPLICA_LITESTREAM_05 is not")
-        }
-        None => {
-            eprintln!(
-                "!!! litestream 0.5 interop SKIPPED: set REPLICA_LITESTREAM_05 (see .ci/run)"
-            );
-            None
-        }
-    }
-}
+use common::{
+    create_source, json, litestream05, ours, replica, rows, run_ok, sqlite3, theirs, write_round,
+};
 
 /// `litestream` 0.5 as a child process: `AWS_CA_BUNDLE` removed (with it
 /// set, its S3 client refuses to start).
@@ -180,31 +165,6 @@ fn assert_all_kinds(files: &[(u64, String, String, u64)]) {
     assert!(
         levels.contains(&0) && levels.contains(&9) && levels.range(1..9).count() >= 2,
         "expected files at L0, two compaction levels and L9: {levels:?}"
-    );
-}
-
-fn ours(url: &str, out: &Path, args: &[&str]) {
-    run_ok(
-        replica()
-            .args(["restore", url, "-o"])
-            .arg(out)
-            .args(args)
-            .arg("--integrity-check"),
-    );
-}
-
-fn theirs(bin: &Path, url: &str, out: &Path, args: &[&str]) {
-    let status = litestream_cmd(bin)
-        .args(["restore", "-o"])
-        .arg(out)
-        .args(args)
-        .arg(url)
-        .output()
-        .unwrap();
-    assert!(
-        status.status.success(),
-        "litestream restore {args:?} {url}: {}",
-        String::from_utf8_lossy(&status.stderr)
     );
 }
 

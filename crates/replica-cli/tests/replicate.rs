@@ -9,105 +9,16 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command as Process, Stdio};
+use std::process::{Command as Process, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use common::*;
 
-/// `replica replicate ...` running in the background, logging JSON.
-struct Running {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Running {
-    fn start(dir: &Path, args: &[&str]) -> Running {
-        let log = dir.join(format!("replicate-{:08x}.log", rand::random::<u32>()));
-        let file = std::fs::File::create(&log).unwrap();
-        let child = Process::new(assert_cmd::cargo::cargo_bin("replica"))
-            .arg("replicate")
-            .args(args)
-            .args(["--log-format", "json"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(file))
-            .spawn()
-            .expect("replica starts");
-        let running = Running { child, log };
-        running.wait_for("replicating");
-        running
-    }
-
-    fn text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn wait_for(&self, needle: &str) {
-        let started = Instant::now();
-        while !self.text().contains(needle) {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "no {needle:?} within 30 s: {}",
-                self.text()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn signal(&self, signal: libc::c_int) {
-        // SAFETY: signalling the child this test started, by its PID.
-        assert_eq!(
-            unsafe { libc::kill(self.child.id() as libc::pid_t, signal) },
-            0
-        );
-    }
-
-    /// SIGTERM: a final sync, then exit 0.
-    fn stop(mut self) -> String {
-        self.signal(libc::SIGTERM);
-        let status = self.child.wait().unwrap();
-        let log = self.text();
-        assert!(
-            status.success(),
-            "replica replicate exited with {status}: {log}"
-        );
-        log
-    }
-
-    /// SIGKILL: no final anything.
-    fn kill(mut self) -> String {
-        self.signal(libc::SIGKILL);
-        let _ = self.child.wait();
-        self.text()
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-const QUICK: &[&str] = &[
-    "--monitor-interval",
-    "30ms",
-    "--sync-interval",
-    "30ms",
-    "--checkpoint-interval",
-    "400ms",
-    "--min-checkpoint-page-count",
-    "60",
-];
-
 /// The latest `through` time of a "wal shipped" event: every transaction
 /// committed before it is in the replica.
 fn shipped_through(log: &str) -> Option<DateTime<Utc>> {
-    log.lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|v| v["message"] == "wal shipped")
-        .filter_map(|v| v["through"].as_str().and_then(|t| t.parse().ok()))
-        .max()
+    common::shipped_through(log, "wal shipped")
 }
 
 fn replica_restore(url: &str, out: &Path) {

@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use replica_core::ltx::{format, LtxClient, LtxFileInfo, TxId, SNAPSHOT_LEVEL};
 use replica_core::{ByteStream, Error, Generation, ReplicaClient, ReplicaClientExt, WalContiguity};
 
@@ -96,36 +96,8 @@ fn encode_l0(t: &Txn, txid: TxId, page_size: u32, at: DateTime<Utc>) -> Result<B
         .map_err(|e| Error::invalid(format!("encoding TXID {txid}: {e}")))
 }
 
-/// Chunks of an encoder's output, sent to a stream as they fill.
-struct ChannelWriter {
-    tx: tokio::sync::mpsc::Sender<replica_core::Result<Bytes>>,
-    buf: Vec<u8>,
-}
-
-const CHUNK: usize = 1 << 20;
-
-impl std::io::Write for ChannelWriter {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= CHUNK {
-            self.flush()?;
-        }
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let chunk = Bytes::from(std::mem::take(&mut self.buf));
-        self.tx
-            .blocking_send(Ok(chunk))
-            .map_err(|_| std::io::Error::other("the snapshot's reader went away"))
-    }
-}
-
-/// An L9 snapshot `1-txid` of the database in `image`, encoded on a
-/// blocking thread as the stream is read (one page and one chunk in memory).
+/// An L9 snapshot `1-txid` of the database in `image`, encoded as the
+/// stream is read (one page and one chunk in memory).
 fn snapshot_stream(
     image: Arc<std::fs::File>,
     page_size: u32,
@@ -133,34 +105,22 @@ fn snapshot_stream(
     txid: TxId,
     at: DateTime<Utc>,
 ) -> ByteStream {
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    let errors = tx.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut header = format::Header::new(page_size, pages, 1, txid.0);
-        header.timestamp = millis(at);
-        let lock = format::lock_pgno(page_size);
-        let run = || -> Result<(), Error> {
-            let fail = |e: format::LtxError| Error::invalid(format!("encoding a snapshot: {e}"));
-            let writer = ChannelWriter {
-                tx,
-                buf: Vec::with_capacity(CHUNK),
-            };
-            let mut enc = format::Encoder::new(writer, header).map_err(fail)?;
+    let mut header = format::Header::new(page_size, pages, 1, txid.0);
+    header.timestamp = millis(at);
+    let lock = format::lock_pgno(page_size);
+    crate::ltx_write::encode_stream(
+        header,
+        Box::new(move |encode| {
             let mut page = vec![0u8; page_size as usize];
             for pgno in (1..=pages).filter(|p| *p != lock) {
                 image
                     .read_exact_at(&mut page, u64::from(pgno - 1) * u64::from(page_size))
                     .map_err(|e| Error::io("reading the converted database", e))?;
-                enc.encode_page(pgno, &page).map_err(fail)?;
+                encode(pgno, &page)?;
             }
-            enc.finish(0).map_err(fail)?;
             Ok(())
-        };
-        if let Err(e) = run() {
-            let _ = errors.blocking_send(Err(e));
-        }
-    });
-    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|i| (i, rx)) }).boxed()
+        }),
+    )
 }
 
 /// The time of the snapshot due when an index ends: the base snapshot until

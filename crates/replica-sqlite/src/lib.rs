@@ -24,6 +24,7 @@
 //! crate's own code.
 
 pub mod convert;
+mod ltx_write;
 pub mod replicate;
 pub mod restore;
 pub mod restore_ltx;
@@ -32,7 +33,8 @@ pub mod wal;
 
 pub use convert::{convert_to_ltx, Converted};
 pub use replicate::{
-    snapshot_once, DbOptions, Replica, ReplicaOptions, ReplicateError, Replicator, SnapshotError,
+    snapshot_once, DbOptions, Replica, ReplicaOptions, ReplicaTarget, ReplicateError, Replicator,
+    SnapshotError,
 };
 pub use restore::{
     integrity_check, restore, Progress, RestoreError, RestoreOptions, RestoreSummary, Restored,

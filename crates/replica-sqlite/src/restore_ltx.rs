@@ -291,7 +291,7 @@ pub async fn restore_ltx(
     let headers: Vec<Header> = maps.iter().map(|m| m.header).collect();
     let sums: Vec<u64> = maps.iter().map(|m| m.file_checksum).collect();
     let indexes: Vec<Vec<u32>> = maps.into_iter().map(|m| m.pgnos).collect();
-    check_headers(&plan, &headers)?;
+    check_headers(&plan, &headers, &indexes)?;
     let last_header = headers.last().expect("a plan holds a file");
     let (page_size, commit) = (last_header.page_size, last_header.commit);
     let last = plan.files.last().expect("a plan holds a file");
@@ -426,7 +426,7 @@ async fn apply_file(
 /// snapshots before Litestream 0.5.15 recorded more WAL than they held, so
 /// neither is checked (a heuristic, not a proof: `--integrity-check` and
 /// database checksums, where files carry them, are the proofs).
-fn check_headers(plan: &LtxPlan, headers: &[Header]) -> Result<(), Error> {
+fn check_headers(plan: &LtxPlan, headers: &[Header], indexes: &[Vec<u32>]) -> Result<(), Error> {
     const FIRST_FRAME: i64 = 32;
     let page_size = headers.last().map(|h| h.page_size).unwrap_or_default();
     for (i, (info, h)) in plan.files.iter().zip(headers).enumerate() {
@@ -453,8 +453,16 @@ fn check_headers(plan: &LtxPlan, headers: &[Header]) -> Result<(), Error> {
             continue;
         };
         // Litestream's snapshots record the WAL too, but before 0.5.15 its
-        // whole extent, not the part synced: nothing to check after one.
-        if prev.wal_offset == 0
+        // whole extent, not the part synced: nothing to check after one. A
+        // file holding the whole database (Litestream's "snapshotting" L0,
+        // written when its position was lost) continues nothing either.
+        let whole = |i: usize| {
+            let h = &headers[i];
+            let lock = u32::from(h.commit >= h.lock_pgno());
+            indexes[i].len() as u64 + u64::from(lock) >= u64::from(h.commit)
+        };
+        if whole(i)
+            || prev.wal_offset == 0
             || h.wal_offset == 0
             || plan.files[i - 1].level == replica_core::ltx::SNAPSHOT_LEVEL
             || h.min_txid.0 != prev.max_txid.0 + 1

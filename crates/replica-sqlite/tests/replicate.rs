@@ -99,7 +99,7 @@ async fn start_one(
         options,
         vec![Replica {
             options: quick_replica("r"),
-            client: client.clone(),
+            client: client.clone().into(),
         }],
     )
     .await
@@ -162,11 +162,11 @@ async fn a_live_database_restores_to_its_rows_from_every_replica() {
         vec![
             Replica {
                 options: quick_replica("flat"),
-                client: flat.clone(),
+                client: flat.clone().into(),
             },
             Replica {
                 options: quick_replica("nested"),
-                client: nested.clone(),
+                client: nested.clone().into(),
             },
         ],
     )
@@ -359,7 +359,7 @@ async fn a_snapshot_alone_holds_every_transaction_the_wal_held() {
         options,
         vec![Replica {
             options: quick_replica("r"),
-            client: client.clone(),
+            client: client.clone().into(),
         }],
     )
     .await
@@ -407,7 +407,7 @@ async fn replicate_with_retention(
         quick_db(),
         vec![Replica {
             options,
-            client: client.clone(),
+            client: client.clone().into(),
         }],
     )
     .await
@@ -508,7 +508,7 @@ async fn a_second_replicator_of_the_same_database_is_refused() {
     let (client, _) = file_replica(dir.path(), "r", Layout::Litestream03);
     let replica = || Replica {
         options: quick_replica("r"),
-        client: client.clone(),
+        client: client.clone().into(),
     };
     let first = Replicator::start(&db, quick_db(), vec![replica()])
         .await

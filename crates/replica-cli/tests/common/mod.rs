@@ -470,3 +470,146 @@ pub fn assert_litestream_restores_s3(
         "restored rows differ from the source"
     );
 }
+
+/// `replica replicate ...` running in the background, logging JSON.
+pub struct Running {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Running {
+    pub fn start(dir: &Path, args: &[&str]) -> Running {
+        let log = dir.join(format!("replicate-{:08x}.log", rand::random::<u32>()));
+        let file = std::fs::File::create(&log).unwrap();
+        let child = Process::new(assert_cmd::cargo::cargo_bin("replica"))
+            .arg("replicate")
+            .args(args)
+            .args(["--log-format", "json"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(file))
+            .spawn()
+            .expect("replica starts");
+        let running = Running { child, log };
+        running.wait_for("replicating");
+        running
+    }
+
+    pub fn text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn wait_for(&self, needle: &str) {
+        let started = Instant::now();
+        while !self.text().contains(needle) {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "no {needle:?} within 30 s: {}",
+                self.text()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn signal(&self, signal: libc::c_int) {
+        // SAFETY: signalling the child this test started, by its PID.
+        assert_eq!(
+            unsafe { libc::kill(self.child.id() as libc::pid_t, signal) },
+            0
+        );
+    }
+
+    /// SIGTERM: a final sync, then exit 0.
+    pub fn stop(mut self) -> String {
+        self.signal(libc::SIGTERM);
+        let status = self.child.wait().unwrap();
+        let log = self.text();
+        assert!(
+            status.success(),
+            "replica replicate exited with {status}: {log}"
+        );
+        log
+    }
+
+    /// SIGKILL: no final anything.
+    pub fn kill(mut self) -> String {
+        self.signal(libc::SIGKILL);
+        let _ = self.child.wait();
+        self.text()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub const QUICK: &[&str] = &[
+    "--monitor-interval",
+    "30ms",
+    "--sync-interval",
+    "30ms",
+    "--checkpoint-interval",
+    "400ms",
+    "--min-checkpoint-page-count",
+    "60",
+];
+
+/// The latest `through` time of an `event` ("wal shipped", "ltx shipped"):
+/// every transaction committed before it is in the replica.
+pub fn shipped_through(log: &str, event: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    log.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|v| v["message"] == event)
+        .filter_map(|v| v["through"].as_str().and_then(|t| t.parse().ok()))
+        .max()
+}
+
+/// The `litestream` 0.5.17 binary, or `None` (loudly) when it is missing
+/// and not required.
+pub fn litestream05() -> Option<PathBuf> {
+    match std::env::var_os("REPLICA_LITESTREAM_05").map(PathBuf::from) {
+        Some(path) => Some(path),
+        None if std::env::var_os("REPLICA_REQUIRE_LITESTREAM").is_some() => {
+            panic!("REPLICA_REQUIRE_LITESTREAM is set but REPLICA_LITESTREAM_05 is not")
+        }
+        None => {
+            eprintln!(
+                "!!! litestream 0.5 interop SKIPPED: set REPLICA_LITESTREAM_05 (see .ci/run)"
+            );
+            None
+        }
+    }
+}
+
+/// `replica restore URL -o OUT ARGS --integrity-check`, which must succeed.
+pub fn ours(url: &str, out: &Path, args: &[&str]) {
+    run_ok(
+        replica()
+            .args(["restore", url, "-o"])
+            .arg(out)
+            .args(args)
+            .arg("--integrity-check"),
+    );
+}
+
+/// `litestream restore -o OUT ARGS URL` (litestream 0.5, `AWS_CA_BUNDLE`
+/// removed: with it set, its S3 client refuses to start), which must
+/// succeed with a database passing `PRAGMA integrity_check`.
+pub fn theirs(bin: &Path, url: &str, out: &Path, args: &[&str]) {
+    let status = Process::new(bin)
+        .env_remove("AWS_CA_BUNDLE")
+        .args(["restore", "-o"])
+        .arg(out)
+        .args(args)
+        .arg(url)
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "litestream restore {args:?} {url}: {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    assert_eq!(sqlite3(out, "PRAGMA integrity_check"), "ok\n");
+}

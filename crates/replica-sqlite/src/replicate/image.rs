@@ -25,26 +25,29 @@ use crate::wal::{WalHeader, FRAME_HEADER_LEN, WAL_HEADER_LEN};
 /// Pages sent per chunk.
 const PAGES_PER_CHUNK: usize = 64;
 
-/// Where each page's newest copy is in a shadow WAL, and the database size
-/// the last commit names.
-struct Overlay {
-    page_size: u64,
-    pages: HashMap<u32, u64>,
-    db_pages: Option<u32>,
+/// Where each page's newest copy is in a range of a shadow WAL, and the
+/// database size the range's last commit names.
+pub(crate) struct Overlay {
+    pub(crate) header: WalHeader,
+    pub(crate) page_size: u64,
+    pub(crate) pages: HashMap<u32, u64>,
+    pub(crate) db_pages: Option<u32>,
 }
 
-fn overlay(shadow: &File, len: u64) -> std::io::Result<Overlay> {
-    let mut header = [0u8; WAL_HEADER_LEN];
-    shadow.read_exact_at(&mut header, 0)?;
-    let parsed = WalHeader::parse(&header)
+/// The overlay of the frames in `[from, to)` of `shadow` (`from` is 0 or a
+/// frame boundary).
+pub(crate) fn overlay(shadow: &File, from: u64, to: u64) -> std::io::Result<Overlay> {
+    let mut head = [0u8; WAL_HEADER_LEN];
+    shadow.read_exact_at(&mut head, 0)?;
+    let header = WalHeader::parse(&head)
         .map_err(|e| std::io::Error::other(format!("shadow WAL header: {e}")))?;
-    let page_size = u64::from(parsed.page_size);
+    let page_size = u64::from(header.page_size);
     let frame = FRAME_HEADER_LEN as u64 + page_size;
     let mut pages = HashMap::new();
     let mut db_pages = None;
-    let mut at = WAL_HEADER_LEN as u64;
+    let mut at = from.max(WAL_HEADER_LEN as u64);
     let mut head = [0u8; FRAME_HEADER_LEN];
-    while at + frame <= len {
+    while at + frame <= to {
         shadow.read_exact_at(&mut head, at)?;
         let pgno = u32::from_be_bytes(head[0..4].try_into().expect("4 bytes"));
         let commit = u32::from_be_bytes(head[4..8].try_into().expect("4 bytes"));
@@ -55,45 +58,90 @@ fn overlay(shadow: &File, len: u64) -> std::io::Result<Overlay> {
         at += frame;
     }
     Ok(Overlay {
+        header,
         page_size,
         pages,
         db_pages,
     })
 }
 
+/// The database as of a length of the current shadow WAL index, page by page.
+pub(crate) struct Image {
+    file: Arc<File>,
+    file_len: u64,
+    shadow: File,
+    overlay: Overlay,
+}
+
+impl Image {
+    /// The database open as `file` with `shadow[..len]` laid over it.
+    pub(crate) fn open(
+        file: Arc<File>,
+        shadow: &std::path::Path,
+        len: u64,
+    ) -> std::io::Result<Image> {
+        let shadow = File::open(shadow)?;
+        let overlay = overlay(&shadow, 0, len)?;
+        let file_len = file.metadata()?.len();
+        Ok(Image {
+            file,
+            file_len,
+            shadow,
+            overlay,
+        })
+    }
+
+    /// Its page size.
+    pub(crate) fn page_size(&self) -> u32 {
+        self.overlay.page_size as u32
+    }
+
+    /// Its size in pages.
+    pub(crate) fn pages(&self) -> u32 {
+        self.overlay
+            .db_pages
+            .unwrap_or((self.file_len / self.overlay.page_size) as u32)
+    }
+
+    /// The WAL header of the shadow index it is taken in.
+    pub(crate) fn wal_header(&self) -> WalHeader {
+        self.overlay.header
+    }
+
+    /// Reads page `pgno` (1-based) into `page`.
+    pub(crate) fn read_page(&self, pgno: u32, page: &mut [u8]) -> std::io::Result<()> {
+        let page_size = self.overlay.page_size;
+        match self.overlay.pages.get(&pgno) {
+            Some(&at) => self.shadow.read_exact_at(page, at),
+            None => {
+                let at = u64::from(pgno - 1) * page_size;
+                if at + page_size <= self.file_len {
+                    self.file.read_exact_at(page, at)
+                } else {
+                    Err(std::io::Error::other(format!(
+                        "page {pgno} is neither in the database file nor in the WAL"
+                    )))
+                }
+            }
+        }
+    }
+}
+
 fn produce(
-    file: &File,
+    file: Arc<File>,
     shadow: PathBuf,
     len: u64,
     tx: &mpsc::Sender<replica_core::Result<Bytes>>,
 ) -> std::io::Result<()> {
-    let shadow = File::open(&shadow)?;
-    let overlay = overlay(&shadow, len)?;
-    let file_len = file.metadata()?.len();
-    let page_size = overlay.page_size;
-    let total = match overlay.db_pages {
-        Some(pages) => u64::from(pages),
-        None => file_len / page_size,
-    };
+    let image = Image::open(file, &shadow, len)?;
+    let page_size = u64::from(image.page_size());
+    let total = u64::from(image.pages());
     let mut pgno = 1u64;
     while pgno <= total {
         let count = (total - pgno + 1).min(PAGES_PER_CHUNK as u64);
         let mut chunk = vec![0u8; (count * page_size) as usize];
         for (i, page) in chunk.chunks_exact_mut(page_size as usize).enumerate() {
-            let n = pgno + i as u64;
-            match overlay.pages.get(&(n as u32)) {
-                Some(&at) => shadow.read_exact_at(page, at)?,
-                None => {
-                    let at = (n - 1) * page_size;
-                    if at + page_size <= file_len {
-                        file.read_exact_at(page, at)?;
-                    } else {
-                        return Err(std::io::Error::other(format!(
-                            "page {n} is neither in the database file nor in the WAL"
-                        )));
-                    }
-                }
-            }
+            image.read_page((pgno + i as u64) as u32, page)?;
         }
         if tx.blocking_send(Ok(Bytes::from(chunk))).is_err() {
             return Ok(());
@@ -112,7 +160,7 @@ pub(crate) fn image(db: Arc<File>, shadow: PathBuf, len: u64) -> ByteStream {
     let (tx, rx) = mpsc::channel(4);
     let context = "reading a snapshot of the database".to_owned();
     tokio::task::spawn_blocking(move || {
-        if let Err(e) = produce(&db, shadow, len, &tx) {
+        if let Err(e) = produce(db, shadow, len, &tx) {
             let _ = tx.blocking_send(Err(Error::io(context, e)));
         }
     });

@@ -27,6 +27,7 @@
 mod db;
 mod image;
 mod ship;
+mod ship_ltx;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -109,8 +110,30 @@ impl Default for ReplicaOptions {
 pub struct Replica {
     /// Its settings.
     pub options: ReplicaOptions,
-    /// Its client (the layout is the client's).
-    pub client: Arc<dyn ReplicaClient>,
+    /// Where it is and in which layout.
+    pub client: ReplicaTarget,
+}
+
+/// A replica's client: generations (Litestream 0.3, 0.4; the layout is the
+/// client's) or LTX files in levels (Litestream 0.5).
+#[derive(Clone)]
+pub enum ReplicaTarget {
+    /// Snapshots and WAL segments in generations.
+    Generations(Arc<dyn ReplicaClient>),
+    /// LTX files in levels.
+    Ltx(replica_core::ltx::LtxClient),
+}
+
+impl From<Arc<dyn ReplicaClient>> for ReplicaTarget {
+    fn from(client: Arc<dyn ReplicaClient>) -> Self {
+        ReplicaTarget::Generations(client)
+    }
+}
+
+impl From<replica_core::ltx::LtxClient> for ReplicaTarget {
+    fn from(client: replica_core::ltx::LtxClient) -> Self {
+        ReplicaTarget::Ltx(client)
+    }
 }
 
 /// Why replication cannot start or stopped.
@@ -217,19 +240,41 @@ impl Replicator {
             .enumerate()
             .map(|(slot, replica)| {
                 let name = replica.options.name.clone();
-                let shipper = ship::Shipper {
-                    slot,
-                    options: replica.options,
-                    client: replica.client,
-                    views: views.clone(),
-                    gate: gate.clone(),
-                    shared: shared.clone(),
-                    pos: None,
-                    last_snapshot: None,
-                    last_retention: None,
-                    shipped: 0,
+                let stop = stop_replicas_rx.clone();
+                let task = match replica.client {
+                    ReplicaTarget::Generations(client) => tokio::spawn(ship::run(
+                        ship::Shipper {
+                            slot,
+                            options: replica.options,
+                            client,
+                            views: views.clone(),
+                            gate: gate.clone(),
+                            shared: shared.clone(),
+                            pos: None,
+                            last_snapshot: None,
+                            last_retention: None,
+                            shipped: 0,
+                        },
+                        stop,
+                    )),
+                    ReplicaTarget::Ltx(client) => tokio::spawn(ship::run(
+                        ship_ltx::LtxShipper {
+                            slot,
+                            options: replica.options,
+                            client,
+                            views: views.clone(),
+                            gate: gate.clone(),
+                            shared: shared.clone(),
+                            pos: None,
+                            txid: 0,
+                            has_snapshot: false,
+                            last_snapshot: None,
+                            shipped: 0,
+                        },
+                        stop,
+                    )),
                 };
-                (name, tokio::spawn(shipper.run(stop_replicas_rx.clone())))
+                (name, task)
             })
             .collect();
         Ok(Replicator {

@@ -36,8 +36,35 @@ pub(crate) struct Shipper {
     pub(crate) shipped: u64,
 }
 
-fn index_path(view: &ShadowView, index: u64) -> PathBuf {
+pub(crate) fn index_path(view: &ShadowView, index: u64) -> PathBuf {
     view.dir.join(format!("{index:016x}.wal"))
+}
+
+/// The shadow index file at `pos` and its committed length, if `pos` is in
+/// the view's generation and not past the view.
+pub(crate) async fn shadow_extent(view: &ShadowView, pos: &Pos) -> Result<Option<(PathBuf, u64)>> {
+    if pos.generation != view.generation || pos.index > view.index {
+        return Ok(None);
+    }
+    let path = index_path(view, pos.index);
+    let len = if pos.index == view.index {
+        view.len
+    } else {
+        tokio::fs::metadata(&path)
+            .await
+            .map_err(io(format!("reading {}", path.display())))?
+            .len()
+    };
+    Ok(Some((path, len)))
+}
+
+/// The `through` of shipping index `index` up to `len`: the view's copy
+/// time (every transaction committed before it is shipped) when that is
+/// the view's end, else nothing.
+pub(crate) fn through(view: &ShadowView, index: u64, len: u64) -> Option<String> {
+    (index == view.index && len == view.len).then(|| {
+        DateTime::<Utc>::from(view.copied_at).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    })
 }
 
 fn io(context: String) -> impl FnOnce(std::io::Error) -> Error {
@@ -45,7 +72,7 @@ fn io(context: String) -> impl FnOnce(std::io::Error) -> Error {
 }
 
 impl Shipper {
-    fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.options.name
     }
 
@@ -195,27 +222,15 @@ impl Shipper {
             let Some(pos) = self.pos.clone() else {
                 return Ok(());
             };
-            if pos.generation != view.generation || pos.index > view.index {
-                // The view is older than the position; the next round ships.
+            // A view older than the position: the next round ships.
+            let Some((path, len)) = shadow_extent(view, &pos).await? else {
                 return Ok(());
-            }
-            let path = index_path(view, pos.index);
-            let len = if pos.index == view.index {
-                view.len
-            } else {
-                tokio::fs::metadata(&path)
-                    .await
-                    .map_err(io(format!("reading {}", path.display())))?
-                    .len()
             };
             if pos.offset < len {
                 let data = read_range(path, pos.offset, len).await?;
                 self.client.write_wal_segment(&pos, data).await?;
                 self.shipped += 1;
-                let through = (pos.index == view.index && len == view.len).then(|| {
-                    DateTime::<Utc>::from(view.copied_at)
-                        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-                });
+                let through = through(view, pos.index, len);
                 info!(
                     replica = self.name(),
                     generation = %pos.generation,
@@ -322,76 +337,7 @@ impl Shipper {
         Ok(())
     }
 
-    /// Runs until `stop` says so, then ships what the final view holds.
-    pub(crate) async fn run(mut self, mut stop: watch::Receiver<bool>) -> Result<()> {
-        let mut failures = 0u32;
-        loop {
-            let started = Instant::now();
-            let shipped_before = self.shipped;
-            let round = std::panic::AssertUnwindSafe(self.sync())
-                .catch_unwind()
-                .await;
-            let round = round.unwrap_or_else(|panic| {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
-                Err(Error::io(
-                    "a replica round panicked",
-                    std::io::Error::other(what),
-                ))
-            });
-            let wait = match round {
-                Ok(()) => {
-                    if failures > 0 {
-                        info!(replica = self.name(), "replica reachable again");
-                    }
-                    failures = 0;
-                    // At most one upload per sync interval; a round that
-                    // shipped nothing waits for news at once.
-                    if self.shipped == shipped_before {
-                        Duration::ZERO
-                    } else {
-                        self.options.sync_interval.saturating_sub(started.elapsed())
-                    }
-                }
-                Err(e) => {
-                    failures += 1;
-                    let backoff = backoff(self.options.sync_interval, failures);
-                    warn!(replica = self.name(), error = %e, retry_in = ?backoff, "sync failed; retrying");
-                    backoff
-                }
-            };
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = stop.wait_for(|s| *s) => break,
-            }
-            if failures == 0 {
-                // Wait for something new, unless a snapshot or retention is due.
-                tokio::select! {
-                    _ = self.views.changed() => {}
-                    _ = tokio::time::sleep(self.options.sync_interval.max(Duration::from_secs(1)) * 10) => {}
-                    _ = stop.wait_for(|s| *s) => break,
-                }
-            }
-        }
-        // Final sync: a few tries, then report.
-        let mut last = Ok(());
-        for attempt in 1..=3u32 {
-            match self.final_sync().await {
-                Ok(()) => return Ok(()),
-                Err(e) => {
-                    warn!(replica = self.name(), error = %e, attempt, "final sync failed");
-                    last = Err(e);
-                    tokio::time::sleep(backoff(Duration::from_millis(200), attempt)).await;
-                }
-            }
-        }
-        last
-    }
-
-    async fn final_sync(&mut self) -> Result<()> {
+    pub(crate) async fn final_sync(&mut self) -> Result<()> {
         let view = self.views.borrow().clone();
         if self.pos.as_ref().map(|p| &p.generation) != Some(&view.generation) {
             self.pos = None;
@@ -399,6 +345,117 @@ impl Shipper {
         }
         self.ship(&view).await
     }
+}
+
+/// What the replica tasks have in common, whatever the layout they ship.
+#[replica_core::async_trait]
+pub(crate) trait Ship: Send {
+    /// The replica's name, for logs.
+    fn name(&self) -> &str;
+    /// Its sync interval.
+    fn sync_interval(&self) -> Duration;
+    /// Uploads made so far (a round that made none waits for news).
+    fn shipped(&self) -> u64;
+    /// The shadow views it follows.
+    fn views(&mut self) -> &mut watch::Receiver<ShadowView>;
+    /// One round.
+    async fn sync(&mut self) -> Result<()>;
+    /// The last round, at stop.
+    async fn final_sync(&mut self) -> Result<()>;
+}
+
+#[replica_core::async_trait]
+impl Ship for Shipper {
+    fn name(&self) -> &str {
+        Shipper::name(self)
+    }
+    fn sync_interval(&self) -> Duration {
+        self.options.sync_interval
+    }
+    fn shipped(&self) -> u64 {
+        self.shipped
+    }
+    fn views(&mut self) -> &mut watch::Receiver<ShadowView> {
+        &mut self.views
+    }
+    async fn sync(&mut self) -> Result<()> {
+        Shipper::sync(self).await
+    }
+    async fn final_sync(&mut self) -> Result<()> {
+        Shipper::final_sync(self).await
+    }
+}
+
+/// Runs a replica task until `stop` says so, then ships what the final
+/// view holds: rounds at most once per sync interval, woken by new shadow
+/// views, retried with backoff on errors (a panicking round is an error).
+pub(crate) async fn run<S: Ship>(mut ship: S, mut stop: watch::Receiver<bool>) -> Result<()> {
+    let mut failures = 0u32;
+    loop {
+        let started = Instant::now();
+        let shipped_before = ship.shipped();
+        let round = std::panic::AssertUnwindSafe(ship.sync())
+            .catch_unwind()
+            .await;
+        let round = round.unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(Error::io(
+                "a replica round panicked",
+                std::io::Error::other(what),
+            ))
+        });
+        let wait = match round {
+            Ok(()) => {
+                if failures > 0 {
+                    info!(replica = ship.name(), "replica reachable again");
+                }
+                failures = 0;
+                // At most one upload per sync interval; a round that
+                // shipped nothing waits for news at once.
+                if ship.shipped() == shipped_before {
+                    Duration::ZERO
+                } else {
+                    ship.sync_interval().saturating_sub(started.elapsed())
+                }
+            }
+            Err(e) => {
+                failures += 1;
+                let backoff = backoff(ship.sync_interval(), failures);
+                warn!(replica = ship.name(), error = %e, retry_in = ?backoff, "sync failed; retrying");
+                backoff
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.wait_for(|s| *s) => break,
+        }
+        if failures == 0 {
+            // Wait for something new, unless a snapshot or retention is due.
+            let idle = ship.sync_interval().max(Duration::from_secs(1)) * 10;
+            tokio::select! {
+                _ = ship.views().changed() => {}
+                _ = tokio::time::sleep(idle) => {}
+                _ = stop.wait_for(|s| *s) => break,
+            }
+        }
+    }
+    // Final sync: a few tries, then report.
+    let mut last = Ok(());
+    for attempt in 1..=3u32 {
+        match ship.final_sync().await {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                warn!(replica = ship.name(), error = %e, attempt, "final sync failed");
+                last = Err(e);
+                tokio::time::sleep(backoff(Duration::from_millis(200), attempt)).await;
+            }
+        }
+    }
+    last
 }
 
 /// Ranges up to this size are read and compressed in one blocking call;
@@ -432,7 +489,7 @@ async fn read_range(path: PathBuf, offset: u64, len: u64) -> Result<ByteStream> 
     )))
 }
 
-fn backoff(base: Duration, failures: u32) -> Duration {
+pub(crate) fn backoff(base: Duration, failures: u32) -> Duration {
     let factor = 1u32 << failures.min(6);
     (base.max(Duration::from_millis(100)) * factor).min(Duration::from_secs(30))
 }

@@ -108,7 +108,7 @@ fn snapshot_stream(
     let mut header = format::Header::new(page_size, pages, 1, txid.0);
     header.timestamp = millis(at);
     let lock = format::lock_pgno(page_size);
-    crate::ltx_write::encode_stream(
+    replica_core::ltx::encode_stream(
         header,
         Box::new(move |encode| {
             let mut page = vec![0u8; page_size as usize];

@@ -24,7 +24,6 @@
 //! crate's own code.
 
 pub mod convert;
-mod ltx_write;
 pub mod replicate;
 pub mod restore;
 pub mod restore_ltx;

@@ -17,7 +17,7 @@ pub struct Decoded {
     pub pages: u64,
 }
 
-fn ltx_error(e: LtxError, key: &str) -> Error {
+pub(crate) fn ltx_error(e: LtxError, key: &str) -> Error {
     match e {
         LtxError::Io { source, .. } => {
             match source.get_ref().and_then(|i| i.downcast_ref::<Error>()) {

@@ -16,7 +16,9 @@
 //! [`decode_file`]. The format itself is the `replica-ltx` crate, re-exported
 //! as [`format`](mod@format).
 
+mod compact;
 mod decode;
+mod encode;
 mod plan;
 
 use std::sync::Arc;
@@ -24,7 +26,9 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt, TryStreamExt};
 
+pub use compact::compact;
 pub use decode::{decode_file, read_header, Decoded};
+pub use encode::{encode_stream, PageSource};
 pub use plan::{plan_restore, LtxPlan, LtxTarget};
 pub use replica_ltx as format;
 pub use replica_ltx::{file_name, parse_file_name, Header, TxId};

@@ -88,8 +88,16 @@ pub struct ReplicaOptions {
     pub retention_check_interval: Duration,
     /// Nothing a restore that started this long ago could still need is
     /// deleted: a snapshot is removed only once the snapshot after it is
-    /// this old (Litestream issues #224, #805).
+    /// this old (Litestream issues #224, #805), an L0 file only once the L1
+    /// file holding it is (#1307).
     pub restore_grace: Duration,
+    /// LTX layout: compaction intervals of levels 1, 2, ... (Litestream
+    /// 0.5's `levels`; default 30 s, 5 min, 1 h; at most 8).
+    pub levels: Vec<Duration>,
+    /// LTX layout: an L0 file compacted into L1 is deleted once it is this
+    /// old (Litestream 0.5's `l0-retention`, default 5 min) and the restore
+    /// grace has passed since its L1 file was written.
+    pub l0_retention: Duration,
 }
 
 impl Default for ReplicaOptions {
@@ -101,6 +109,12 @@ impl Default for ReplicaOptions {
             retention: Duration::from_secs(24 * 3600),
             retention_check_interval: Duration::from_secs(3600),
             restore_grace: Duration::from_secs(3600),
+            levels: vec![
+                Duration::from_secs(30),
+                Duration::from_secs(300),
+                Duration::from_secs(3600),
+            ],
+            l0_retention: Duration::from_secs(300),
         }
     }
 }
@@ -269,6 +283,8 @@ impl Replicator {
                             txid: 0,
                             has_snapshot: false,
                             last_snapshot: None,
+                            last_compaction: Vec::new(),
+                            last_retention: None,
                             shipped: 0,
                         },
                         stop,

@@ -94,13 +94,7 @@ impl Shipper {
                 self.snapshot().await?;
             }
         }
-        // Zero retention keeps everything, as in Litestream.
-        let retention_due = !self.options.retention.is_zero()
-            && self
-                .last_retention
-                .is_none_or(|at| at.elapsed() >= self.options.retention_check_interval);
-        if retention_due {
-            self.last_retention = Some(Instant::now());
+        if retention_due(&self.options, &mut self.last_retention) {
             self.enforce_retention().await?;
         }
         Ok(())
@@ -345,6 +339,17 @@ impl Shipper {
         }
         self.ship(&view).await
     }
+}
+
+/// Whether retention is due (zero retention keeps everything, as in
+/// Litestream); if so, records now as its last run.
+pub(crate) fn retention_due(options: &ReplicaOptions, last: &mut Option<Instant>) -> bool {
+    let due = !options.retention.is_zero()
+        && last.is_none_or(|at| at.elapsed() >= options.retention_check_interval);
+    if due {
+        *last = Some(Instant::now());
+    }
+    due
 }
 
 /// What the replica tasks have in common, whatever the layout they ship.

@@ -17,16 +17,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use replica_core::ltx::{format, LtxClient, TxId, SNAPSHOT_LEVEL};
+use replica_core::ltx::{compact, format, LtxClient, LtxFileInfo, TxId, SNAPSHOT_LEVEL};
 use replica_core::{Error, Pos, Result};
 use tokio::sync::{watch, RwLock};
 use tracing::info;
 
 use super::image::{overlay, Image};
-use super::ship::{index_path, shadow_extent, through, Ship};
+use super::ship::{index_path, retention_due, shadow_extent, through, Ship};
 use super::{ReplicaOptions, ShadowView, Shared};
-use crate::ltx_write::encode_stream;
 use crate::wal::WAL_HEADER_LEN;
+use replica_core::ltx::encode_stream;
 
 /// Ships one replica in the LTX layout.
 pub(crate) struct LtxShipper {
@@ -43,8 +43,16 @@ pub(crate) struct LtxShipper {
     /// Whether the replica holds an L9 snapshot.
     pub(crate) has_snapshot: bool,
     pub(crate) last_snapshot: Option<Instant>,
+    /// When each level (1, 2, ...) was last compacted (empty until the
+    /// first round: then every level counts from the start).
+    pub(crate) last_compaction: Vec<Instant>,
+    pub(crate) last_retention: Option<Instant>,
     pub(crate) shipped: u64,
 }
+
+/// Snapshots are written this often when no interval is set (Litestream
+/// 0.5's `snapshot.interval` default).
+const DEFAULT_SNAPSHOT_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 
 fn io(context: String) -> impl FnOnce(std::io::Error) -> Error {
     move |e| Error::io(context, e)
@@ -69,13 +77,99 @@ impl LtxShipper {
             view = self.views.borrow_and_update().clone();
         }
         self.ship(&view).await?;
-        let due = match self.options.snapshot_interval {
-            _ if !self.has_snapshot => true,
-            Some(interval) => self.last_snapshot.is_none_or(|at| at.elapsed() >= interval),
-            None => false,
-        };
-        if due {
+        let interval = self
+            .options
+            .snapshot_interval
+            .unwrap_or(DEFAULT_SNAPSHOT_INTERVAL);
+        if !self.has_snapshot || self.last_snapshot.is_none_or(|at| at.elapsed() >= interval) {
             self.snapshot().await?;
+        }
+        self.compact_due().await?;
+        if retention_due(&self.options, &mut self.last_retention) {
+            self.enforce_retention().await?;
+        }
+        Ok(())
+    }
+
+    /// Compacts each level whose interval has passed into it from the level
+    /// below (level 1 from L0, 2 from 1, ...).
+    async fn compact_due(&mut self) -> Result<()> {
+        let levels = self.options.levels.len().min(8);
+        if self.last_compaction.len() != levels {
+            self.last_compaction = vec![Instant::now(); levels];
+        }
+        for i in 0..levels {
+            if self.last_compaction[i].elapsed() < self.options.levels[i] {
+                continue;
+            }
+            self.last_compaction[i] = Instant::now();
+            let dst = (i + 1) as u8;
+            if let Some(info) = compact(&self.client, dst - 1, dst).await? {
+                info!(replica = %self.options.name, level = dst, min = %info.min_txid, max = %info.max_txid, bytes = info.size, "compacted");
+            }
+        }
+        Ok(())
+    }
+
+    /// Litestream 0.5's retention with a restore grace: snapshots older than
+    /// `retention` go (the newest stays, and the one before the first kept
+    /// stays while that one is younger than the grace); L1+ files up to the
+    /// last deleted snapshot's TXID go (each level's newest stays); L0 files
+    /// older than `l0_retention` go once compacted into an L1 file that is
+    /// itself older than the grace (the newest L0 stays).
+    async fn enforce_retention(&mut self) -> Result<()> {
+        let now = Utc::now();
+        let age = |f: &LtxFileInfo| (now - f.created_at).to_std().unwrap_or_default();
+        let grace = self.options.restore_grace;
+        let snapshots = self.client.files(SNAPSHOT_LEVEL).await?;
+        if snapshots.is_empty() {
+            return Ok(());
+        }
+        let mut keep = snapshots
+            .iter()
+            .position(|s| age(s) < self.options.retention)
+            .unwrap_or(snapshots.len() - 1);
+        while keep > 0 && age(&snapshots[keep]) < grace {
+            keep -= 1;
+        }
+        let mut deleted = 0;
+        if keep > 0 {
+            let floor = snapshots[keep - 1].max_txid;
+            self.client.delete(&snapshots[..keep]).await?;
+            deleted += keep;
+            for level in 1..=self.options.levels.len().min(8) as u8 {
+                let files = self.client.files(level).await?;
+                let old: Vec<LtxFileInfo> = files
+                    .iter()
+                    .take(files.len().saturating_sub(1))
+                    .filter(|f| f.max_txid < floor)
+                    .cloned()
+                    .collect();
+                deleted += old.len();
+                self.client.delete(&old).await?;
+            }
+        }
+        let l1 = self.client.files(1).await?;
+        if !l1.is_empty() {
+            let l0 = self.client.files(0).await?;
+            let mut old = Vec::new();
+            for f in l0.iter().take(l0.len().saturating_sub(1)) {
+                if age(f) < self.options.l0_retention {
+                    break;
+                }
+                let covered = l1
+                    .iter()
+                    .find(|c| c.min_txid <= f.min_txid && f.max_txid <= c.max_txid);
+                match covered {
+                    Some(c) if age(c) >= grace => old.push(f.clone()),
+                    _ => break,
+                }
+            }
+            deleted += old.len();
+            self.client.delete(&old).await?;
+        }
+        if deleted > 0 {
+            info!(replica = %self.options.name, files = deleted, "retention: deleted files no restore needs");
         }
         Ok(())
     }
@@ -178,7 +272,7 @@ impl LtxShipper {
         &mut self,
         level: u8,
         header: format::Header,
-        pages: crate::ltx_write::PageSource,
+        pages: replica_core::ltx::PageSource,
         at: chrono::DateTime<Utc>,
     ) -> Result<()> {
         let (min, max) = (header.min_txid, header.max_txid);
@@ -220,7 +314,7 @@ impl LtxShipper {
                         .collect();
                     pages.sort_unstable();
                     let page_size = overlay.header.page_size as usize;
-                    let source: crate::ltx_write::PageSource = Box::new(move |encode| {
+                    let source: replica_core::ltx::PageSource = Box::new(move |encode| {
                         use std::os::unix::fs::FileExt;
                         let mut page = vec![0u8; page_size];
                         for (pgno, at) in pages {
@@ -284,7 +378,7 @@ fn image_header(
 }
 
 /// Every page of `image` but the lock page, in order.
-fn image_pages(image: Image) -> crate::ltx_write::PageSource {
+fn image_pages(image: Image) -> replica_core::ltx::PageSource {
     Box::new(move |encode| {
         let lock = format::lock_pgno(image.page_size());
         let mut page = vec![0u8; image.page_size() as usize];

@@ -1,19 +1,21 @@
 //! LTX files encoded as they are uploaded: an encoder on a blocking thread
 //! writes into a bounded channel that the upload reads as a [`ByteStream`],
-//! so a file of any size costs one page and one chunk of memory. Shared by
-//! the conversion of 0.3 replicas and the live replicator's LTX shipping.
+//! so a file of any size costs one page and one chunk of memory. Used by
+//! compaction, the conversion of 0.3 replicas and the live replicator.
 
 use bytes::Bytes;
 use futures::StreamExt;
-use replica_core::ltx::format;
-use replica_core::{ByteStream, Error};
+
+use super::format;
+use crate::client::ByteStream;
+use crate::error::Error;
 
 /// Bytes handed to the stream at once.
 const CHUNK: usize = 1 << 20;
 
-/// Where the encoder writes: chunks into the channel.
-struct ChannelWriter {
-    tx: tokio::sync::mpsc::Sender<replica_core::Result<Bytes>>,
+/// Where an encoder writes: chunks into the channel.
+pub(crate) struct ChannelWriter {
+    tx: tokio::sync::mpsc::Sender<crate::Result<Bytes>>,
     buf: Vec<u8>,
 }
 
@@ -37,14 +39,15 @@ impl std::io::Write for ChannelWriter {
     }
 }
 
-/// Something that hands pages, in ascending page order, to an encoder.
-pub(crate) type PageSource =
+/// Something that hands pages, in ascending page order, to an encoder (on
+/// a blocking thread).
+pub type PageSource =
     Box<dyn FnOnce(&mut dyn FnMut(u32, &[u8]) -> Result<(), Error>) -> Result<(), Error> + Send>;
 
 /// The LTX file of `header` holding the pages `pages` yields, encoded on a
 /// blocking thread while the stream is read. An error of the source or the
 /// encoder ends the stream with that error.
-pub(crate) fn encode_stream(header: format::Header, pages: PageSource) -> ByteStream {
+pub fn encode_stream(header: format::Header, pages: PageSource) -> ByteStream {
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let errors = tx.clone();
     tokio::task::spawn_blocking(move || {

@@ -1,0 +1,817 @@
+//! Litestream 0.3 config files (`litestream.yml`), so `replica replicate
+//! --config` runs an existing Litestream user's file unchanged.
+//!
+//! Keys, defaults and meanings follow Litestream 0.3.13. The text is first
+//! expanded as Go's `os.ExpandEnv` does (`$VAR`, `${VAR}`; unset is empty)
+//! unless that is turned off (Litestream's `-no-expand-env`). Supported: `dbs` (`path`, `monitor-interval`,
+//! `checkpoint-interval`, `min-/max-checkpoint-page-count`, `replicas`),
+//! top-level `access-key-id`/`secret-access-key` (defaults for S3 replicas),
+//! and replicas of type `file`, `s3`, `gcs` and `abs`, given by `type`, `url`
+//! or `path`, each turned into a URL that [`replica::open`] understands.
+//!
+//! Ignored, and listed in [`Config::ignored`] for the caller to warn about:
+//! `addr`, `logging`, and replica keys that do not apply to the replica's
+//! type (Litestream ignores those too). Rejected with an error naming the
+//! key: `exec`, `meta-path`, `age`, `type: sftp`, and any unknown key.
+
+// Wired into `replica replicate` by main.rs.
+#![allow(dead_code)]
+
+use std::fmt;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use url::Url;
+
+/// Litestream's `DefaultMonitorInterval`.
+pub(crate) const DEFAULT_MONITOR_INTERVAL: Duration = Duration::from_secs(1);
+/// Litestream's `DefaultCheckpointInterval`.
+pub(crate) const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(60);
+/// Litestream's `DefaultMinCheckpointPageN`.
+pub(crate) const DEFAULT_MIN_CHECKPOINT_PAGE_COUNT: u32 = 1000;
+/// Litestream's `DefaultMaxCheckpointPageN`.
+pub(crate) const DEFAULT_MAX_CHECKPOINT_PAGE_COUNT: u32 = 10_000;
+/// Litestream's `DefaultSyncInterval`.
+pub(crate) const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(1);
+/// Litestream's `DefaultRetention`.
+pub(crate) const DEFAULT_RETENTION: Duration = Duration::from_secs(24 * 3600);
+/// Litestream's `DefaultRetentionCheckInterval`.
+pub(crate) const DEFAULT_RETENTION_CHECK_INTERVAL: Duration = Duration::from_secs(3600);
+/// The region Litestream uses for an S3 endpoint given without one.
+const S3_DEFAULT_REGION: &str = "us-east-1";
+
+/// A parsed config file.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Config {
+    /// The databases to replicate, in file order.
+    pub(crate) dbs: Vec<DbConfig>,
+    /// Keys that were accepted but are not acted on, each with its place and
+    /// why (`addr (metrics are not served)`), for the caller to warn about.
+    pub(crate) ignored: Vec<String>,
+}
+
+/// One `dbs` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct DbConfig {
+    /// `path`: `~` expanded and made absolute against the current directory,
+    /// as Litestream does.
+    pub(crate) path: PathBuf,
+    /// `monitor-interval` (default 1s; never zero).
+    pub(crate) monitor_interval: Duration,
+    /// `checkpoint-interval` (default 1m); zero disables time-based checkpoints.
+    pub(crate) checkpoint_interval: Duration,
+    /// `min-checkpoint-page-count` (default 1000; at least 1).
+    pub(crate) min_checkpoint_page_count: u32,
+    /// `max-checkpoint-page-count` (default 10000); zero disables the forced
+    /// (RESTART) checkpoint, as in Litestream.
+    pub(crate) max_checkpoint_page_count: u32,
+    /// At least one; names are distinct within the database.
+    pub(crate) replicas: Vec<ReplicaConfig>,
+}
+
+/// One `replicas` entry.
+///
+/// Besides Litestream's keys, a replica may set `layout: litestream-0.3` or
+/// `layout: litestream-0.4` (this project's extension), which becomes
+/// `?layout=` on [`url`](Self::url); without it the URL has no layout.
+#[derive(Clone, PartialEq)]
+pub(crate) struct ReplicaConfig {
+    /// `name`, or the type as Litestream names it (`file`, `s3`, `gcs`, `abs`).
+    pub(crate) name: String,
+    /// A URL [`replica::open`] understands: `file:///abs/path`,
+    /// `s3://bucket/path?...`, `gs://bucket/path`, `az://container/path?...`.
+    /// May hold credentials: log [`redacted_url`](Self::redacted_url) instead.
+    pub(crate) url: String,
+    /// `sync-interval` (default 1s; never zero).
+    pub(crate) sync_interval: Duration,
+    /// `snapshot-interval`; absent or zero: no scheduled snapshots.
+    pub(crate) snapshot_interval: Option<Duration>,
+    /// `retention` (default 24h); zero keeps everything (no retention).
+    pub(crate) retention: Duration,
+    /// `retention-check-interval` (default 1h), capped at `retention` as
+    /// Litestream does.
+    pub(crate) retention_check_interval: Duration,
+    /// `validation-interval`; absent or zero: no validation.
+    pub(crate) validation_interval: Option<Duration>,
+}
+
+impl ReplicaConfig {
+    /// [`url`](Self::url) with secret query values (`secret_access_key`,
+    /// `access_key`) replaced by `***`, for logs and messages.
+    pub(crate) fn redacted_url(&self) -> String {
+        redact(&self.url)
+    }
+}
+
+impl fmt::Debug for ReplicaConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReplicaConfig")
+            .field("name", &self.name)
+            .field("url", &self.redacted_url())
+            .field("sync_interval", &self.sync_interval)
+            .field("snapshot_interval", &self.snapshot_interval)
+            .field("retention", &self.retention)
+            .field("retention_check_interval", &self.retention_check_interval)
+            .field("validation_interval", &self.validation_interval)
+            .finish()
+    }
+}
+
+/// Why a config file could not be used. Each message names the file, the
+/// key (such as `dbs[0].replicas[1].sync-interval`) and what to do.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {}: {source}{}", .path.display(), read_hint(.source))]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Not YAML, not shaped like a Litestream config, or an unknown key.
+    #[error("{file}: {message}")]
+    Yaml {
+        /// The file (`config` when parsed from text).
+        file: String,
+        /// The YAML error, with the key path and line.
+        message: String,
+    },
+    /// A key whose value is wrong, conflicting or unsupported.
+    #[error("{file}: {key}: {message}")]
+    Invalid {
+        /// The file (`config` when parsed from text).
+        file: String,
+        /// Where, such as `dbs[0].replicas[1].sync-interval`.
+        key: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
+}
+
+fn read_hint(e: &std::io::Error) -> &'static str {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        " (give the Litestream config file's path with --config)"
+    } else {
+        ""
+    }
+}
+
+/// Parses config `text` (labelled `config` in errors), expanding `$VAR` and
+/// `${VAR}` with `env` first. `env` is also where `HOME` (for `~`) and
+/// Litestream's credential variables are looked up.
+pub(crate) fn parse(
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    parse_with(text, "config", true, env)
+}
+
+/// Reads and parses the config file at `path`, expanding environment
+/// variables from the process environment unless `expand_env` is false
+/// (Litestream's `-no-expand-env`).
+pub(crate) fn load(path: &Path, expand_env: bool) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let env = |name: &str| std::env::var(name).ok();
+    parse_with(&text, &path.display().to_string(), expand_env, &env)
+}
+
+fn parse_with(
+    text: &str,
+    file: &str,
+    expand: bool,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let expanded;
+    let text = if expand {
+        expanded = expand_env(text, env);
+        expanded.as_str()
+    } else {
+        text
+    };
+    let raw: Option<RawConfig> = serde_yaml_ng::from_str(text).map_err(|e| {
+        let mut message = e.to_string();
+        if message.contains("unknown field") {
+            if message.starts_with("unknown field") {
+                message.insert_str(0, "top level: ");
+            }
+            message.push_str(" (remove the key or fix its spelling)");
+        }
+        ConfigError::Yaml {
+            file: file.to_owned(),
+            message,
+        }
+    })?;
+    Resolver {
+        file,
+        env,
+        ignored: Vec::new(),
+    }
+    .config(raw.unwrap_or_default())
+}
+
+/// Go's `os.Expand`: `${name}`, `$name` (letters, digits, `_`) and the
+/// one-character shell specials (`$1`, `$$`, ...); bad syntax (`${`, `${}`)
+/// is dropped, a `$` followed by anything else is kept.
+fn expand_env(s: &str, env: &dyn Fn(&str) -> Option<String>) -> String {
+    fn special(c: u8) -> bool {
+        matches!(
+            c,
+            b'*' | b'#' | b'$' | b'@' | b'!' | b'?' | b'-' | b'0'..=b'9'
+        )
+    }
+    fn name_char(c: u8) -> bool {
+        c == b'_' || c.is_ascii_alphanumeric()
+    }
+    // (name, bytes after the `$` consumed); an empty name with a width is
+    // bad syntax, with none a lone `$`.
+    fn shell_name(s: &str) -> (&str, usize) {
+        let b = s.as_bytes();
+        if b[0] == b'{' {
+            if b.len() > 2 && special(b[1]) && b[2] == b'}' {
+                return (&s[1..2], 3);
+            }
+            return match s[1..].find('}') {
+                Some(0) => ("", 2),
+                Some(i) => (&s[1..=i], i + 2),
+                None => ("", 1),
+            };
+        }
+        if special(b[0]) {
+            return (&s[..1], 1);
+        }
+        let n = b.iter().take_while(|&&c| name_char(c)).count();
+        (&s[..n], n)
+    }
+
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if after.is_empty() {
+            out.push('$');
+            rest = after;
+            break;
+        }
+        let (name, width) = shell_name(after);
+        if !name.is_empty() {
+            out.push_str(&env(name).unwrap_or_default());
+        } else if width == 0 {
+            out.push('$');
+        }
+        rest = &after[width..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Parses a Go duration (`time.ParseDuration`: `300ms`, `1.5h`, `1h30m`,
+/// units ns, us, µs, ms, s, m, h; `0` alone needs no unit). Negative
+/// durations are refused.
+fn parse_go_duration(s: &str) -> Result<Duration, String> {
+    const FORM: &str = "write a Go duration such as 1s, 500ms, 10m, 24h or 1h30m";
+    if s.starts_with('-') {
+        return Err(format!("{s:?} is negative; {FORM}"));
+    }
+    let body = s.strip_prefix('+').unwrap_or(s);
+    if body == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if body.is_empty() {
+        return Err(format!("{s:?} is empty; {FORM}"));
+    }
+    // Checked against Go's grammar and normalised for humantime, which
+    // also accepts units and spacing Go does not.
+    let mut normal = String::new();
+    let mut rest = body;
+    while !rest.is_empty() {
+        let digits = |t: &str| t.bytes().take_while(u8::is_ascii_digit).count();
+        let n = digits(rest);
+        let (int, after) = rest.split_at(n);
+        let (frac, after) = match after.strip_prefix('.') {
+            Some(a) => a.split_at(digits(a)),
+            None => ("", after),
+        };
+        if int.is_empty() && frac.is_empty() {
+            return Err(format!("{s:?} is not a duration; {FORM}"));
+        }
+        let unit_len = after
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(after.len());
+        let (unit, after) = after.split_at(unit_len);
+        let unit = match unit {
+            "ns" | "us" | "ms" | "s" | "m" | "h" => unit,
+            "µs" | "μs" => "us",
+            "" => return Err(format!("{s:?} has no unit; {FORM}")),
+            _ => return Err(format!("{s:?} has unknown unit {unit:?}; {FORM}")),
+        };
+        normal.push_str(if int.is_empty() { "0" } else { int });
+        if !frac.is_empty() {
+            normal.push('.');
+            normal.push_str(frac);
+        }
+        normal.push_str(unit);
+        rest = after;
+    }
+    humantime::parse_duration(&normal).map_err(|e| format!("{s:?} is not a duration ({e}); {FORM}"))
+}
+
+// ---- The file's shape: every leaf is read as text and checked afterwards,
+// so that each error can name its key. ----
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", rename = "config")]
+struct RawConfig {
+    addr: Option<String>,
+    dbs: Option<Vec<RawDb>>,
+    exec: Option<String>,
+    access_key_id: Option<String>,
+    secret_access_key: Option<String>,
+    logging: Option<RawLogging>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename = "logging")]
+struct RawLogging {
+    #[allow(dead_code)]
+    level: Option<String>,
+    #[serde(rename = "type")]
+    #[allow(dead_code)]
+    kind: Option<String>,
+    #[allow(dead_code)]
+    stderr: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", rename = "db")]
+struct RawDb {
+    path: Option<String>,
+    meta_path: Option<String>,
+    monitor_interval: Option<String>,
+    checkpoint_interval: Option<String>,
+    min_checkpoint_page_count: Option<String>,
+    max_checkpoint_page_count: Option<String>,
+    replicas: Option<Vec<RawReplica>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", rename = "replica")]
+struct RawReplica {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    name: Option<String>,
+    path: Option<String>,
+    url: Option<String>,
+    retention: Option<String>,
+    retention_check_interval: Option<String>,
+    sync_interval: Option<String>,
+    snapshot_interval: Option<String>,
+    validation_interval: Option<String>,
+    access_key_id: Option<String>,
+    secret_access_key: Option<String>,
+    region: Option<String>,
+    bucket: Option<String>,
+    endpoint: Option<String>,
+    force_path_style: Option<String>,
+    skip_verify: Option<String>,
+    account_name: Option<String>,
+    account_key: Option<String>,
+    host: Option<String>,
+    user: Option<String>,
+    password: Option<String>,
+    key_path: Option<String>,
+    age: Option<RawAge>,
+    layout: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename = "age")]
+struct RawAge {
+    identities: Option<Vec<String>>,
+    recipients: Option<Vec<String>>,
+}
+
+/// Go's zero value: an empty string is as good as absent.
+fn set(v: &Option<String>) -> Option<&str> {
+    v.as_deref().filter(|s| !s.is_empty())
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    File,
+    S3,
+    Gcs,
+    Abs,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::File => "file",
+            Kind::S3 => "s3",
+            Kind::Gcs => "gcs",
+            Kind::Abs => "abs",
+        }
+    }
+
+    /// The type-specific keys this kind uses.
+    fn uses(self, key: &str) -> bool {
+        match self {
+            Kind::File => false,
+            Kind::S3 => matches!(
+                key,
+                "access-key-id"
+                    | "secret-access-key"
+                    | "region"
+                    | "bucket"
+                    | "endpoint"
+                    | "force-path-style"
+                    | "skip-verify"
+            ),
+            Kind::Gcs => key == "bucket",
+            Kind::Abs => matches!(key, "account-name" | "account-key" | "bucket" | "endpoint"),
+        }
+    }
+}
+
+/// A URL's parts as Litestream reads them.
+struct UrlParts {
+    /// Host, with `:port` if the URL has one.
+    host: String,
+    user: String,
+    /// The path, cleaned, without a leading `/` (`` for none).
+    path: String,
+}
+
+struct Resolver<'a> {
+    file: &'a str,
+    env: &'a dyn Fn(&str) -> Option<String>,
+    ignored: Vec<String>,
+}
+
+mod urls;
+use urls::*;
+
+impl Resolver<'_> {
+    fn err(&self, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.file.to_owned(),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    fn config(mut self, raw: RawConfig) -> Result<Config, ConfigError> {
+        if set(&raw.exec).is_some() {
+            return Err(self.err(
+                "exec",
+                "`exec` is not supported: remove it and run the command yourself \
+                 once `replica replicate` has started (or run both under a supervisor)",
+            ));
+        }
+        if set(&raw.addr).is_some() {
+            self.ignored.push("addr (metrics are not served)".into());
+        }
+        if raw.logging.is_some() {
+            self.ignored
+                .push("logging (its level, type and stderr settings are not applied)".into());
+        }
+        let dbs = raw.dbs.unwrap_or_default();
+        if dbs.is_empty() {
+            return Err(self.err(
+                "dbs",
+                "no databases: list at least one under `dbs`, each with a `path` and `replicas`",
+            ));
+        }
+        let globals = (raw.access_key_id, raw.secret_access_key);
+        let mut out: Vec<DbConfig> = Vec::with_capacity(dbs.len());
+        for (i, db) in dbs.into_iter().enumerate() {
+            let db = self.db(&format!("dbs[{i}]"), db, &globals)?;
+            if let Some(j) = out.iter().position(|d| d.path == db.path) {
+                return Err(self.err(
+                    format!("dbs[{i}].path"),
+                    format!(
+                        "{} is also dbs[{j}].path; list each database once, with all its replicas",
+                        db.path.display()
+                    ),
+                ));
+            }
+            out.push(db);
+        }
+        Ok(Config {
+            dbs: out,
+            ignored: self.ignored,
+        })
+    }
+
+    fn db(
+        &mut self,
+        key: &str,
+        raw: RawDb,
+        globals: &(Option<String>, Option<String>),
+    ) -> Result<DbConfig, ConfigError> {
+        let path = set(&raw.path).ok_or_else(|| {
+            self.err(
+                format!("{key}.path"),
+                "missing: give the database file's path",
+            )
+        })?;
+        let path = self.absolute(path, &format!("{key}.path"))?;
+        if set(&raw.meta_path).is_some() {
+            return Err(self.err(
+                format!("{key}.meta-path"),
+                "`meta-path` is not supported: remove it \
+                 (`replica replicate` chooses where it keeps its own state)",
+            ));
+        }
+        let monitor_interval = self.duration(
+            &raw.monitor_interval,
+            &format!("{key}.monitor-interval"),
+            DEFAULT_MONITOR_INTERVAL,
+            true,
+        )?;
+        let checkpoint_interval = self.duration(
+            &raw.checkpoint_interval,
+            &format!("{key}.checkpoint-interval"),
+            DEFAULT_CHECKPOINT_INTERVAL,
+            false,
+        )?;
+        let min_checkpoint_page_count = self.count(
+            &raw.min_checkpoint_page_count,
+            &format!("{key}.min-checkpoint-page-count"),
+            DEFAULT_MIN_CHECKPOINT_PAGE_COUNT,
+            1,
+        )?;
+        let max_checkpoint_page_count = self.count(
+            &raw.max_checkpoint_page_count,
+            &format!("{key}.max-checkpoint-page-count"),
+            DEFAULT_MAX_CHECKPOINT_PAGE_COUNT,
+            0,
+        )?;
+        let raws = raw.replicas.unwrap_or_default();
+        if raws.is_empty() {
+            return Err(self.err(
+                format!("{key}.replicas"),
+                "no replicas: list at least one, e.g. `- url: s3://bucket/path` or `- path: /backups/db`",
+            ));
+        }
+        let mut replicas: Vec<ReplicaConfig> = Vec::with_capacity(raws.len());
+        for (i, r) in raws.into_iter().enumerate() {
+            let rkey = format!("{key}.replicas[{i}]");
+            let replica = self.replica(&rkey, r, globals)?;
+            if let Some(j) = replicas.iter().position(|r| r.name == replica.name) {
+                return Err(self.err(
+                    format!("{rkey}.name"),
+                    format!(
+                        "duplicate replica name {:?} (also {key}.replicas[{j}]); \
+                         give each replica of a database its own `name`",
+                        replica.name
+                    ),
+                ));
+            }
+            replicas.push(replica);
+        }
+        Ok(DbConfig {
+            path,
+            monitor_interval,
+            checkpoint_interval,
+            min_checkpoint_page_count,
+            max_checkpoint_page_count,
+            replicas,
+        })
+    }
+
+    fn replica(
+        &mut self,
+        key: &str,
+        raw: RawReplica,
+        globals: &(Option<String>, Option<String>),
+    ) -> Result<ReplicaConfig, ConfigError> {
+        let k = |name: &str| format!("{key}.{name}");
+        let url = set(&raw.url);
+        let path = set(&raw.path);
+        if let Some(p) = path {
+            if scheme_of(p).is_some_and(|_| p.contains("://")) {
+                return Err(self.err(
+                    k("path"),
+                    format!("{p:?} is a URL: put it in `url` instead"),
+                ));
+            }
+        }
+        let scheme = url.and_then(scheme_of);
+        let from_scheme = scheme.map(|s| self.kind(s, &k("url"))).transpose()?;
+        let from_type = set(&raw.kind)
+            .map(|t| self.kind(t, &k("type")))
+            .transpose()?;
+        let kind = match (from_scheme, from_type) {
+            (Some(s), Some(t)) if s != t => {
+                return Err(self.err(
+                    k("type"),
+                    format!(
+                        "type {} conflicts with the url's {}:// scheme; remove `type` or make them agree",
+                        t.name(),
+                        scheme.unwrap_or_default()
+                    ),
+                ))
+            }
+            (Some(s), _) => s,
+            (None, Some(t)) => t,
+            (None, None) => Kind::File,
+        };
+        if url.is_some() && path.is_some() {
+            return Err(self.err(
+                key,
+                "both `url` and `path` are set: give one (a URL carries its own path)",
+            ));
+        }
+        if url.is_some() && set(&raw.bucket).is_some() && kind != Kind::File {
+            return Err(self.err(
+                key,
+                "both `url` and `bucket` are set: give one (a URL carries its own bucket)",
+            ));
+        }
+        if let Some(age) = &raw.age {
+            let used = |v: &Option<Vec<String>>| v.as_ref().is_some_and(|v| !v.is_empty());
+            if used(&age.identities) || used(&age.recipients) {
+                return Err(self.err(
+                    k("age"),
+                    "age encryption is not supported: remove `age` (replicas are written unencrypted)",
+                ));
+            }
+        }
+        let specific = [
+            ("access-key-id", &raw.access_key_id),
+            ("secret-access-key", &raw.secret_access_key),
+            ("region", &raw.region),
+            ("bucket", &raw.bucket),
+            ("endpoint", &raw.endpoint),
+            ("force-path-style", &raw.force_path_style),
+            ("skip-verify", &raw.skip_verify),
+            ("account-name", &raw.account_name),
+            ("account-key", &raw.account_key),
+            ("host", &raw.host),
+            ("user", &raw.user),
+            ("password", &raw.password),
+            ("key-path", &raw.key_path),
+        ];
+        for (name, value) in specific {
+            if set(value).is_some() && !kind.uses(name) {
+                self.ignored.push(format!(
+                    "{} (not used by {} replicas)",
+                    k(name),
+                    kind.name()
+                ));
+            }
+        }
+
+        let mut out = match kind {
+            Kind::File => self.file_url(key, url, path)?,
+            Kind::S3 => self.s3_url(key, &raw, url, globals)?,
+            Kind::Gcs => {
+                let (bucket, prefix) = match url {
+                    Some(u) => {
+                        let parts = self.url_parts(u, &k("url"))?;
+                        (Some(parts.host), parts.path)
+                    }
+                    None => (
+                        set(&raw.bucket).map(str::to_owned),
+                        trim_key(path.unwrap_or("")),
+                    ),
+                };
+                let bucket = bucket.filter(|b| !b.is_empty()).ok_or_else(|| {
+                    self.err(
+                        k("bucket"),
+                        "missing: gcs replicas need `bucket` (or a url such as gcs://bucket/path)",
+                    )
+                })?;
+                self.object_url("gs", &bucket, &prefix, key)?
+            }
+            Kind::Abs => self.abs_url(key, &raw, url, path)?,
+        };
+
+        if let Some(layout) = set(&raw.layout) {
+            let parsed = layout
+                .parse::<replica::Layout>()
+                .map_err(|e| self.err(k("layout"), e.to_string()))?;
+            out.query_pairs_mut().append_pair("layout", parsed.name());
+        }
+
+        let retention = self.duration(&raw.retention, &k("retention"), DEFAULT_RETENTION, false)?;
+        let mut retention_check_interval = self.duration(
+            &raw.retention_check_interval,
+            &k("retention-check-interval"),
+            DEFAULT_RETENTION_CHECK_INTERVAL,
+            !retention.is_zero(),
+        )?;
+        if !retention.is_zero() {
+            retention_check_interval = retention_check_interval.min(retention);
+        }
+        let optional = |d: Duration| (!d.is_zero()).then_some(d);
+        Ok(ReplicaConfig {
+            name: set(&raw.name).unwrap_or(kind.name()).to_owned(),
+            url: out.into(),
+            sync_interval: self.duration(
+                &raw.sync_interval,
+                &k("sync-interval"),
+                DEFAULT_SYNC_INTERVAL,
+                true,
+            )?,
+            snapshot_interval: optional(self.duration(
+                &raw.snapshot_interval,
+                &k("snapshot-interval"),
+                Duration::ZERO,
+                false,
+            )?),
+            retention,
+            retention_check_interval,
+            validation_interval: optional(self.duration(
+                &raw.validation_interval,
+                &k("validation-interval"),
+                Duration::ZERO,
+                false,
+            )?),
+        })
+    }
+
+    fn kind(&self, name: &str, key: &str) -> Result<Kind, ConfigError> {
+        match name {
+            "file" => Ok(Kind::File),
+            "s3" => Ok(Kind::S3),
+            "gcs" | "gs" => Ok(Kind::Gcs),
+            "abs" => Ok(Kind::Abs),
+            "sftp" => Err(self.err(
+                key,
+                "sftp replicas are not supported: use a file, s3, gcs or abs replica",
+            )),
+            other => Err(self.err(
+                key,
+                format!(
+                    "unknown replica type {other:?}: use file, s3, gcs or abs \
+                     (Azure is abs://ACCOUNT@CONTAINER/path)"
+                ),
+            )),
+        }
+    }
+
+    fn duration(
+        &self,
+        value: &Option<String>,
+        key: &str,
+        default: Duration,
+        positive: bool,
+    ) -> Result<Duration, ConfigError> {
+        let Some(text) = value else {
+            return Ok(default);
+        };
+        let d = parse_go_duration(text.trim()).map_err(|e| self.err(key, e))?;
+        if positive && d.is_zero() {
+            return Err(self.err(
+                key,
+                format!("{text:?} must be greater than zero; remove the key for the default"),
+            ));
+        }
+        Ok(d)
+    }
+
+    fn count(
+        &self,
+        value: &Option<String>,
+        key: &str,
+        default: u32,
+        min: u32,
+    ) -> Result<u32, ConfigError> {
+        let Some(text) = value else {
+            return Ok(default);
+        };
+        match text.trim().parse::<u32>() {
+            Ok(n) if n >= min => Ok(n),
+            _ => Err(self.err(
+                key,
+                format!(
+                    "{text:?} is not a whole number of pages from {min} to {}",
+                    u32::MAX
+                ),
+            )),
+        }
+    }
+
+    /// A YAML 1.1 boolean, as Litestream's YAML library reads one.
+    fn boolean(&self, text: &str, key: &str) -> Result<bool, ConfigError> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "true" | "yes" | "y" | "on" => Ok(true),
+            "false" | "no" | "n" | "off" => Ok(false),
+            _ => Err(self.err(
+                key,
+                format!("{text:?} is not a boolean; write true or false"),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

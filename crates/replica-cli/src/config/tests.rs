@@ -65,55 +65,55 @@ logging:
 
 dbs:
   - path: /var/lib/app/app.db
-monitor-interval: 500ms
-checkpoint-interval: 10m
-min-checkpoint-page-count: 2000
-max-checkpoint-page-count: 20000
-replicas:
-  - path: /backups/app
-    retention: 72h
-    retention-check-interval: 30m
-    sync-interval: 10s
-    snapshot-interval: 6h
-    validation-interval: 12h
-  - name: archive
-    url: file:///mnt/archive/app
-    layout: litestream-0.4
-  - name: aws
-    type: s3
-    bucket: my-bucket
-    path: backups/app
-    region: eu-west-1
-    access-key-id: AKIALOCAL
-    secret-access-key: $LOCAL_SECRET
-    sync-interval: 1h30m
-  - name: minio
-    type: s3
-    bucket: dev
-    path: app
-    endpoint: http://127.0.0.1:9000
-    force-path-style: true
-    skip-verify: true
-  - name: spaces
-    url: s3://bkt.nyc3.digitaloceanspaces.com/app
-  - name: gcs
-    type: gcs
-    bucket: my-gcs
-    path: db/app
-  - name: gcs-url
-    url: gcs://other-gcs/app
-  - name: azure
-    type: abs
-    account-name: acct
-    account-key: a2V5+w==
-    bucket: container
-    path: app
-    endpoint: https://acct.blob.example.net
-  - name: azure-url
-    url: abs://acct2@container2/db
+    monitor-interval: 500ms
+    checkpoint-interval: 10m
+    min-checkpoint-page-count: 2000
+    max-checkpoint-page-count: 20000
+    replicas:
+      - path: /backups/app
+        retention: 72h
+        retention-check-interval: 30m
+        sync-interval: 10s
+        snapshot-interval: 6h
+        validation-interval: 12h
+      - name: archive
+        url: file:///mnt/archive/app
+        layout: litestream-0.4
+      - name: aws
+        type: s3
+        bucket: my-bucket
+        path: backups/app
+        region: eu-west-1
+        access-key-id: AKIALOCAL
+        secret-access-key: $LOCAL_SECRET
+        sync-interval: 1h30m
+      - name: minio
+        type: s3
+        bucket: dev
+        path: app
+        endpoint: http://127.0.0.1:9000
+        force-path-style: true
+        skip-verify: true
+      - name: spaces
+        url: s3://bkt.nyc3.digitaloceanspaces.com/app
+      - name: gcs
+        type: gcs
+        bucket: my-gcs
+        path: db/app
+      - name: gcs-url
+        url: gcs://other-gcs/app
+      - name: azure
+        type: abs
+        account-name: acct
+        account-key: a2V5+w==
+        bucket: container
+        path: app
+        endpoint: https://acct.blob.example.net
+      - name: azure-url
+        url: abs://acct2@container2/db
   - path: /var/lib/app/other.db
-replicas:
-  - url: s3://bucket2/other
+    replicas:
+      - url: s3://bucket2/other
 "#;
 
 #[test]
@@ -258,8 +258,8 @@ fn config_defaults_are_litestreams() {
 #[test]
 fn config_zero_intervals_follow_litestream() {
     let r = one(&replica_yaml(
-        "path: /b\nsnapshot-interval: 0s\nvalidation-interval: \"0\"\nretention: 0\nretention-check-interval: 0",
-    ));
+            "path: /b\nsnapshot-interval: 0s\nvalidation-interval: \"0\"\nretention: 0\nretention-check-interval: 0",
+        ));
     assert_eq!(r.snapshot_interval, None);
     assert_eq!(r.validation_interval, None);
     assert_eq!(r.retention, Duration::ZERO);
@@ -317,10 +317,10 @@ fn config_load_reads_file_and_honours_no_expand_env() {
     let path = dir.path().join("litestream.yml");
     // `$` can only be unexpanded text when expansion is off.
     std::fs::write(
-        &path,
-        "dbs:\n  - path: /data/app.db\n    replicas:\n      - type: s3\n        bucket: b\n        access-key-id: id\n        secret-access-key: pa$$word\n",
-    )
-    .unwrap();
+            &path,
+            "dbs:\n  - path: /data/app.db\n    replicas:\n      - type: s3\n        bucket: b\n        access-key-id: id\n        secret-access-key: pa$$word\n",
+        )
+        .unwrap();
     let c = load(&path, false).unwrap();
     assert!(
         query(&c.dbs[0].replicas[0].url).contains(&("secret_access_key".into(), "pa$$word".into()))
@@ -451,8 +451,8 @@ fn config_go_durations() {
 fn config_s3_secret_is_url_encoded_and_round_trips() {
     let secret = "a/b+c=d&e f%g?h#i";
     let r = one(&replica_yaml(&format!(
-        "type: s3\nbucket: my-bucket\npath: /dir/sub dir/\nregion: us-west-2\naccess-key-id: AKIA123\nsecret-access-key: '{secret}'"
-    )));
+            "type: s3\nbucket: my-bucket\npath: /dir/sub dir/\nregion: us-west-2\naccess-key-id: AKIA123\nsecret-access-key: '{secret}'"
+        )));
     assert!(
         r.url.starts_with("s3://my-bucket/dir/sub%20dir?"),
         "{}",
@@ -479,7 +479,7 @@ fn config_s3_secret_is_url_encoded_and_round_trips() {
     assert_eq!(
         r.redacted_url(),
         "s3://my-bucket/dir/sub%20dir?region=us-west-2&virtual_hosted_style_request=true\
-         &access_key_id=AKIA123&secret_access_key=***"
+             &access_key_id=AKIA123&secret_access_key=***"
     );
     assert!(!format!("{r:?}").contains("a%2Fb"), "{r:?}");
 }
@@ -679,7 +679,7 @@ fn config_s3_provider_hosts_like_litestream() {
     assert_eq!(
         r.url,
         "s3://bkt/db?region=us-east-1&endpoint=http%3A%2F%2Flocalhost%3A9000\
-         &virtual_hosted_style_request=false&allow_http=true"
+             &virtual_hosted_style_request=false&allow_http=true"
     );
     // Config keys win over what the host says.
     let r = one(&replica_yaml(

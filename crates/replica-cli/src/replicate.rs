@@ -55,7 +55,9 @@ pub(crate) struct Args {
 struct Plan {
     path: PathBuf,
     options: DbOptions,
-    replicas: Vec<(ReplicaOptions, String)>,
+    /// Each replica's options, URL, and (from a Litestream 0.5 config) its
+    /// LTX settings.
+    replicas: Vec<(ReplicaOptions, String, Option<config::LtxSettings>)>,
 }
 
 /// Litestream's default config path.
@@ -97,7 +99,7 @@ fn plans(args: &Args) -> Result<Vec<Plan>, Exit> {
                     if let Some(d) = args.sync_interval {
                         replica.sync_interval = d;
                     }
-                    (replica, url.clone())
+                    (replica, url.clone(), None)
                 })
                 .collect();
             Ok(vec![Plan {
@@ -156,6 +158,7 @@ fn plans(args: &Args) -> Result<Vec<Plan>, Exit> {
                                     ..ReplicaOptions::default()
                                 },
                                 r.url,
+                                r.ltx,
                             )
                         })
                         .collect(),
@@ -171,17 +174,17 @@ fn scheme_name(url: &str) -> String {
         .to_owned()
 }
 
-/// Opens a replica for writing: its own layout if it holds a replica, else
-/// `layout`, else Litestream 0.3's (what `litestream restore` reads).
-/// The replica at `url`: in `layout`, or the layout it holds, or for an
-/// empty location Litestream 0.3's (which Litestream 0.3 and 0.5 restore).
+/// Opens a replica for writing: in `layout`, or the layout it holds, or for an
+/// empty location `empty` (Litestream 0.3's, which Litestream 0.3 and 0.5
+/// restore, unless a 0.5 config asks for LTX).
 async fn open_replica(
     url: &str,
     layout: Option<AnyLayout>,
+    empty: AnyLayout,
 ) -> Result<(ReplicaTarget, String), Exit> {
     let options = replica::OpenAnyOptions {
         layout,
-        empty_layout: Some(Layout::Litestream03.into()),
+        empty_layout: Some(empty),
     };
     match replica::open_any(url, options).await {
         Ok(replica::Replica::Generations(client)) => {
@@ -230,8 +233,21 @@ pub(crate) async fn run(args: Args, layout: Option<AnyLayout>) -> Result<(), Exi
 
 async fn start(plan: Plan, layout: Option<AnyLayout>) -> Result<(PathBuf, Replicator), Exit> {
     let mut replicas = Vec::new();
-    for (options, url) in plan.replicas {
-        let (client, layout) = open_replica(&url, layout).await?;
+    for (mut options, url, ltx) in plan.replicas {
+        // A Litestream 0.5 config writes an empty location in its layout.
+        let empty = if ltx.is_some() {
+            AnyLayout::Ltx
+        } else {
+            Layout::Litestream03.into()
+        };
+        let (client, layout) = open_replica(&url, layout, empty).await?;
+        if let (ReplicaTarget::Ltx(_), Some(ltx)) = (&client, ltx) {
+            options.snapshot_interval = Some(ltx.snapshot_interval);
+            options.retention = ltx.retention;
+            options.retention_check_interval = ltx.retention_check_interval;
+            options.levels = ltx.levels;
+            options.l0_retention = ltx.l0_retention;
+        }
         info!(db = %plan.path.display(), replica = %options.name, url = %redact(&url), layout = %layout, "replica");
         replicas.push(Replica { options, client });
     }

@@ -11,6 +11,7 @@
 mod common;
 
 use std::path::Path;
+use std::process::Command as Process;
 use std::time::Duration;
 
 use common::*;
@@ -294,4 +295,65 @@ fn a_wal_restarted_while_stopped_writes_the_whole_database_and_both_tools_restor
     running.stop();
     let plain = format!("file://{}", dir.path().join("r").display());
     assert_both_restore(&bin, dir.path(), &plain, &plain, &states);
+}
+
+#[test]
+fn a_litestream_05_config_runs_unchanged_and_litestream_restores_with_it() {
+    let Some(bin) = litestream05() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("source.db");
+    let backups = dir.path().join("backups");
+    let config = dir.path().join("litestream.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "levels:\n  - interval: 200ms\n  - interval: 600ms\nsnapshot:\n  interval: 1s\n  \
+             retention: 1h\ndbs:\n  - path: {}\n    monitor-interval: 30ms\n    \
+             checkpoint-interval: 400ms\n    min-checkpoint-page-count: 60\n    replica:\n      \
+             type: file\n      path: {}\n      sync-interval: 30ms\n",
+            db.display(),
+            backups.display()
+        ),
+    )
+    .unwrap();
+    let mut conn = create_source(&db);
+    let running = Running::start(dir.path(), &["--config", config.to_str().unwrap()]);
+    for round in 0..60 {
+        write_round(&mut conn, round);
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    let log = running.stop();
+    assert!(!log.contains("ignored"), "{log}");
+    let url = format!("file://{}", backups.display());
+    let listed = files(&url);
+    for level in [0u64, 1, 2, 9] {
+        assert!(
+            listed.iter().any(|f| f.0 == level),
+            "no L{level}: {listed:?}"
+        );
+    }
+    let theirs = dir.path().join("theirs.db");
+    let status = Process::new(&bin)
+        .args(["restore", "-config"])
+        .arg(&config)
+        .arg("-o")
+        .arg(&theirs)
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "litestream restore -config: {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    assert!(
+        rows(&theirs) == rows(&db),
+        "litestream's restore differs from the source"
+    );
+    let ours_db = dir.path().join("ours.db");
+    ours(&url, &ours_db, &[]);
+    assert!(
+        rows(&ours_db) == rows(&db),
+        "our restore differs from the source"
+    );
 }

@@ -94,6 +94,9 @@ pub(crate) struct ReplicaConfig {
     pub(crate) retention_check_interval: Duration,
     /// `validation-interval`; absent or zero: no validation.
     pub(crate) validation_interval: Option<Duration>,
+    /// In a Litestream 0.5 config: the LTX settings, and an empty location
+    /// is written in the LTX layout.
+    pub(crate) ltx: Option<LtxSettings>,
 }
 
 impl ReplicaConfig {
@@ -329,6 +332,11 @@ fn parse_go_duration(s: &str) -> Result<Duration, String> {
 struct RawConfig {
     addr: Option<String>,
     dbs: Option<Vec<RawDb>>,
+    levels: Option<Vec<v05::RawLevel>>,
+    snapshot: Option<v05::RawSnapshot>,
+    l0_retention: Option<String>,
+    l0_retention_check_interval: Option<String>,
+    retention: Option<v05::RawRetention>,
     exec: Option<String>,
     access_key_id: Option<String>,
     secret_access_key: Option<String>,
@@ -357,6 +365,8 @@ struct RawDb {
     min_checkpoint_page_count: Option<String>,
     max_checkpoint_page_count: Option<String>,
     replicas: Option<Vec<RawReplica>>,
+    replica: Option<RawReplica>,
+    snapshot: Option<v05::RawSnapshot>,
 }
 
 #[derive(Deserialize)]
@@ -455,7 +465,9 @@ struct Resolver<'a> {
 }
 
 mod urls;
+mod v05;
 use urls::*;
+pub(crate) use v05::LtxSettings;
 
 impl Resolver<'_> {
     fn err(&self, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
@@ -489,9 +501,26 @@ impl Resolver<'_> {
             ));
         }
         let globals = (raw.access_key_id, raw.secret_access_key);
+        let top = v05::TopLevel {
+            levels: raw.levels,
+            snapshot: raw.snapshot,
+            l0_retention: raw.l0_retention,
+            l0_retention_check_interval: raw.l0_retention_check_interval,
+            retention: raw.retention,
+        };
+        let v05 = top.used()
+            || dbs
+                .iter()
+                .any(|d| d.replica.is_some() || d.snapshot.is_some());
         let mut out: Vec<DbConfig> = Vec::with_capacity(dbs.len());
         for (i, db) in dbs.into_iter().enumerate() {
-            let db = self.db(&format!("dbs[{i}]"), db, &globals)?;
+            let key = format!("dbs[{i}]");
+            let ltx = if v05 {
+                Some(self.ltx_settings(&top, db.snapshot.as_ref(), &key)?)
+            } else {
+                None
+            };
+            let db = self.db(&key, db, &globals, ltx)?;
             if let Some(j) = out.iter().position(|d| d.path == db.path) {
                 return Err(self.err(
                     format!("dbs[{i}].path"),
@@ -514,6 +543,7 @@ impl Resolver<'_> {
         key: &str,
         raw: RawDb,
         globals: &(Option<String>, Option<String>),
+        ltx: Option<LtxSettings>,
     ) -> Result<DbConfig, ConfigError> {
         let path = set(&raw.path).ok_or_else(|| {
             self.err(
@@ -553,7 +583,16 @@ impl Resolver<'_> {
             DEFAULT_MAX_CHECKPOINT_PAGE_COUNT,
             0,
         )?;
-        let raws = raw.replicas.unwrap_or_default();
+        let (raws, list_key) =
+            match (raw.replica, raw.replicas) {
+                (Some(_), Some(_)) => return Err(self.err(
+                    format!("{key}.replica"),
+                    "both `replica` and `replicas` are set: give one (`replica` for one replica, \
+                     as Litestream 0.5 does)",
+                )),
+                (Some(one), None) => (vec![one], "replica"),
+                (None, list) => (list.unwrap_or_default(), "replicas"),
+            };
         if raws.is_empty() {
             return Err(self.err(
                 format!("{key}.replicas"),
@@ -562,8 +601,13 @@ impl Resolver<'_> {
         }
         let mut replicas: Vec<ReplicaConfig> = Vec::with_capacity(raws.len());
         for (i, r) in raws.into_iter().enumerate() {
-            let rkey = format!("{key}.replicas[{i}]");
-            let replica = self.replica(&rkey, r, globals)?;
+            let rkey = if list_key == "replica" {
+                format!("{key}.replica")
+            } else {
+                format!("{key}.replicas[{i}]")
+            };
+            let mut replica = self.replica(&rkey, r, globals)?;
+            replica.ltx = ltx.clone();
             if let Some(j) = replicas.iter().position(|r| r.name == replica.name) {
                 return Err(self.err(
                     format!("{rkey}.name"),
@@ -696,9 +740,10 @@ impl Resolver<'_> {
 
         if let Some(layout) = set(&raw.layout) {
             let parsed = layout
-                .parse::<replica::Layout>()
+                .parse::<replica::AnyLayout>()
                 .map_err(|e| self.err(k("layout"), e.to_string()))?;
-            out.query_pairs_mut().append_pair("layout", parsed.name());
+            out.query_pairs_mut()
+                .append_pair("layout", &parsed.to_string());
         }
 
         let retention = self.duration(&raw.retention, &k("retention"), DEFAULT_RETENTION, false)?;
@@ -735,6 +780,7 @@ impl Resolver<'_> {
                 Duration::ZERO,
                 false,
             )?),
+            ltx: None,
         })
     }
 

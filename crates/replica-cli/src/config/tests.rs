@@ -891,3 +891,92 @@ fn config_object_store_urls_are_accepted_by_the_opener() {
     let store = replica_object_store::open_url(&Url::parse(&r.url).unwrap());
     assert!(store.is_ok(), "{:?}", store.err());
 }
+
+const V05: &str = r#"
+levels:
+  - interval: 200ms
+  - interval: 1s
+snapshot:
+  interval: 2s
+  retention: 1h
+l0-retention: 30s
+l0-retention-check-interval: 5s
+dbs:
+  - path: /var/lib/app/a.db
+    replica:
+      url: file:///backups/a
+  - path: /var/lib/app/b.db
+    snapshot:
+      interval: 10s
+    replicas:
+      - url: file:///backups/b
+"#;
+
+#[test]
+fn a_litestream_05_config_gives_ltx_settings() {
+    let c = ok(V05);
+    let a = &c.dbs[0].replicas[0];
+    let ltx = a.ltx.as_ref().expect("a 0.5 config");
+    assert_eq!(ltx.levels, [Duration::from_millis(200), secs(1)]);
+    assert_eq!(ltx.snapshot_interval, secs(2));
+    assert_eq!(ltx.retention, secs(3600));
+    assert_eq!(ltx.l0_retention, secs(30));
+    assert_eq!(ltx.retention_check_interval, secs(5));
+    assert_eq!(a.url, "file:///backups/a");
+    // A database's own snapshot settings win over the top level's.
+    let b = c.dbs[1].replicas[0].ltx.as_ref().unwrap();
+    assert_eq!(b.snapshot_interval, secs(10));
+    assert_eq!(b.retention, secs(3600));
+    // Litestream 0.5's defaults.
+    let d = ok("dbs:\n  - path: /x.db\n    replica:\n      url: file:///r\n");
+    let d = d.dbs[0].replicas[0].ltx.as_ref().unwrap();
+    assert_eq!(d.levels, [secs(30), secs(300), secs(3600)]);
+    assert_eq!(
+        (d.snapshot_interval, d.retention),
+        (secs(86400), secs(86400))
+    );
+    assert_eq!(
+        (d.l0_retention, d.retention_check_interval),
+        (secs(300), secs(15))
+    );
+    // retention.enabled: false keeps everything.
+    let off = ok(
+        "retention:\n  enabled: false\ndbs:\n  - path: /x.db\n    replica:\n      url: file:///r\n",
+    );
+    assert_eq!(
+        off.dbs[0].replicas[0].ltx.as_ref().unwrap().retention,
+        Duration::ZERO
+    );
+    // A 0.3 config has no LTX settings.
+    let old = ok("dbs:\n  - path: /x.db\n    replicas:\n      - url: file:///r\n");
+    assert!(old.dbs[0].replicas[0].ltx.is_none());
+}
+
+#[test]
+fn litestream_05_keys_are_checked_by_name_and_place() {
+    let both = err("dbs:\n  - path: /x.db\n    replica:\n      url: file:///r\n    replicas:\n      - url: file:///s\n");
+    assert!(
+        both.contains("dbs[0].replica") && both.contains("both"),
+        "{both}"
+    );
+    let typo = err(
+        "snapshot:\n  retension: 1h\ndbs:\n  - path: /x.db\n    replica:\n      url: file:///r\n",
+    );
+    assert!(
+        typo.contains("retension") && typo.contains("snapshot"),
+        "{typo}"
+    );
+    let level = err(
+        "levels:\n  - interval: 0s\ndbs:\n  - path: /x.db\n    replica:\n      url: file:///r\n",
+    );
+    assert!(level.contains("levels[0].interval"), "{level}");
+    let many = err(&format!(
+        "levels:\n{}dbs:\n  - path: /x.db\n    replica:\n      url: file:///r\n",
+        "  - interval: 1s\n".repeat(9)
+    ));
+    assert!(many.contains("at most 8"), "{many}");
+    let one = err(
+        "dbs:\n  - path: /x.db\n    replica:\n      url: file:///r\n      sync-interval: nope\n",
+    );
+    assert!(one.contains("dbs[0].replica.sync-interval"), "{one}");
+}

@@ -179,3 +179,104 @@ async fn retention_never_deletes_what_a_restore_begun_within_the_grace_planned()
         }
     }
 }
+
+/// A key store that counts the requests made of it.
+#[derive(Debug)]
+struct Counting {
+    inner: Arc<dyn replica_core::KeyStore>,
+    requests: std::sync::atomic::AtomicU64,
+}
+
+impl Counting {
+    fn tick(&self) {
+        self.requests
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+    fn count(&self) -> u64 {
+        self.requests.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[replica_core::async_trait]
+impl replica_core::KeyStore for Counting {
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+    async fn put_opts(
+        &self,
+        key: &str,
+        data: replica_core::ByteStream,
+        options: &replica_core::PutOptions,
+    ) -> replica_core::Result<replica_core::ObjectMeta> {
+        self.tick();
+        self.inner.put_opts(key, data, options).await
+    }
+    async fn get(&self, key: &str) -> replica_core::Result<replica_core::ByteStream> {
+        self.tick();
+        self.inner.get(key).await
+    }
+    async fn get_range(
+        &self,
+        key: &str,
+        range: std::ops::Range<u64>,
+    ) -> replica_core::Result<replica_core::ByteStream> {
+        self.tick();
+        self.inner.get_range(key, range).await
+    }
+    async fn delete(&self, keys: &[String]) -> replica_core::Result<()> {
+        self.tick();
+        self.inner.delete(keys).await
+    }
+    async fn list(&self, dir: &str) -> replica_core::Result<replica_core::Listing> {
+        self.tick();
+        self.inner.list(dir).await
+    }
+    async fn delete_all(&self, dir: &str) -> replica_core::Result<()> {
+        self.tick();
+        self.inner.delete_all(dir).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_database_costs_no_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let store = Arc::new(Counting {
+        inner: Arc::new(FileStore::new(dir.path().join("r"))),
+        requests: Default::default(),
+    });
+    let client = LtxClient::new(store.clone());
+    let mut conn = create(&db);
+    let options = ReplicaOptions {
+        snapshot_interval: Some(Duration::from_millis(300)),
+        retention: Duration::from_millis(600),
+        retention_check_interval: Duration::from_millis(50),
+        levels: vec![Duration::from_millis(100), Duration::from_millis(200)],
+        l0_retention: Duration::from_millis(100),
+        ..quick_ltx(Duration::ZERO)
+    };
+    let replicator = Replicator::start(
+        &db,
+        quick_db(),
+        vec![Replica {
+            options,
+            client: client.clone().into(),
+        }],
+    )
+    .await
+    .unwrap();
+    for round in 0..20 {
+        write_round(&mut conn, round);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Let compaction, snapshots and retention settle, then stay idle: every
+    // interval passes many times over, and nothing is asked of the store.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let settled = store.count();
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let idle = store.count() - settled;
+    assert_eq!(idle, 0, "{idle} requests in 2 s of idleness");
+    assert!(settled > 20, "the writes were shipped ({settled} requests)");
+    replicator.stop().await.unwrap();
+    assert_eq!(ours(&client, &dir.path().join("ours.db")).await, rows(&db));
+}

@@ -46,7 +46,18 @@ pub(crate) struct LtxShipper {
     /// When each level (1, 2, ...) was last compacted (empty until the
     /// first round: then every level counts from the start).
     pub(crate) last_compaction: Vec<Instant>,
+    /// Per level: the newest TXID of the level below when it was last
+    /// brought up to date, and the newest TXID it holds, once known; a
+    /// level whose source has nothing new is not even listed (an idle
+    /// database costs no requests).
+    pub(crate) compacted: Vec<(Option<u64>, Option<u64>)>,
+    /// The max TXID of the newest snapshot (an unchanged database is not
+    /// snapshotted again).
+    pub(crate) snapshot_txid: u64,
     pub(crate) last_retention: Option<Instant>,
+    /// Retention is skipped until this time unless files were written
+    /// since its last run (nothing could have become deletable before).
+    pub(crate) retention_idle_until: Option<(u64, Instant)>,
     pub(crate) shipped: u64,
 }
 
@@ -85,7 +96,10 @@ impl LtxShipper {
             self.snapshot().await?;
         }
         self.compact_due().await?;
-        if retention_due(&self.options, &mut self.last_retention) {
+        let idle = self
+            .retention_idle_until
+            .is_some_and(|(shipped, until)| shipped == self.shipped && Instant::now() < until);
+        if !idle && retention_due(&self.options, &mut self.last_retention) {
             self.enforce_retention().await?;
         }
         Ok(())
@@ -97,16 +111,31 @@ impl LtxShipper {
         let levels = self.options.levels.len().min(8);
         if self.last_compaction.len() != levels {
             self.last_compaction = vec![Instant::now(); levels];
+            self.compacted = vec![(None, None); levels];
         }
         for i in 0..levels {
             if self.last_compaction[i].elapsed() < self.options.levels[i] {
                 continue;
             }
             self.last_compaction[i] = Instant::now();
-            let dst = (i + 1) as u8;
-            if let Some(info) = compact(&self.client, dst - 1, dst).await? {
-                info!(replica = %self.options.name, level = dst, min = %info.min_txid, max = %info.max_txid, bytes = info.size, "compacted");
+            let source = if i == 0 {
+                Some(self.txid)
+            } else {
+                self.compacted[i - 1].1
+            };
+            if source.is_some() && self.compacted[i].0 == source {
+                continue;
             }
+            let dst = (i + 1) as u8;
+            match compact(&self.client, dst - 1, dst).await? {
+                Some(info) => {
+                    info!(replica = %self.options.name, level = dst, min = %info.min_txid, max = %info.max_txid, bytes = info.size, "compacted");
+                    self.compacted[i].1 = Some(info.max_txid.0);
+                }
+                // Nothing newer below: this level reaches as far.
+                None => self.compacted[i].1 = self.compacted[i].1.max(source),
+            }
+            self.compacted[i].0 = source;
         }
         Ok(())
     }
@@ -150,8 +179,9 @@ impl LtxShipper {
             }
         }
         let l1 = self.client.files(1).await?;
+        let mut l0 = Vec::new();
         if !l1.is_empty() {
-            let l0 = self.client.files(0).await?;
+            l0 = self.client.files(0).await?;
             let mut old = Vec::new();
             for f in l0.iter().take(l0.len().saturating_sub(1)) {
                 if age(f) < self.options.l0_retention {
@@ -167,10 +197,23 @@ impl LtxShipper {
             }
             deleted += old.len();
             self.client.delete(&old).await?;
+            l0.drain(..old.len());
         }
         if deleted > 0 {
             info!(replica = %self.options.name, files = deleted, "retention: deleted files no restore needs");
         }
+        // The earliest moment a file kept now could become deletable.
+        let waits = snapshots
+            .iter()
+            .flat_map(|f| [self.options.retention, grace].map(|d| (f, d)))
+            .chain(l1.iter().map(|f| (f, grace)))
+            .chain(l0.iter().map(|f| (f, self.options.l0_retention)))
+            .filter_map(|(f, d)| d.checked_sub(age(f)))
+            .filter(|w| !w.is_zero())
+            .min()
+            // Nothing pending: only new files can make anything deletable.
+            .unwrap_or(Duration::from_secs(365 * 24 * 3600));
+        self.retention_idle_until = Some((self.shipped, Instant::now() + waits));
         Ok(())
     }
 
@@ -179,6 +222,12 @@ impl LtxShipper {
     async fn position(&mut self, view: &ShadowView) -> Result<()> {
         let files = self.client.all_files().await?;
         self.has_snapshot = files.iter().any(|f| f.level == SNAPSHOT_LEVEL);
+        self.snapshot_txid = files
+            .iter()
+            .filter(|f| f.level == SNAPSHOT_LEVEL)
+            .map(|f| f.max_txid.0)
+            .max()
+            .unwrap_or(0);
         if let Some(at) = files
             .iter()
             .filter(|f| f.level == SNAPSHOT_LEVEL)
@@ -257,6 +306,11 @@ impl LtxShipper {
         if self.txid == 0 {
             return Ok(());
         }
+        if self.txid == self.snapshot_txid {
+            // Nothing changed since the newest snapshot.
+            self.last_snapshot = Some(Instant::now());
+            return Ok(());
+        }
         let at = Utc::now();
         let image = open_image(&view)?;
         let header = image_header(&image, 1, self.txid, view.len, at);
@@ -264,6 +318,7 @@ impl LtxShipper {
             .await?;
         info!(replica = %self.options.name, txid = %TxId(self.txid), "snapshot written");
         self.has_snapshot = true;
+        self.snapshot_txid = self.txid;
         self.last_snapshot = Some(Instant::now());
         Ok(())
     }

@@ -367,6 +367,11 @@ pub(crate) trait Ship: Send {
     async fn sync(&mut self) -> Result<()>;
     /// The last round, at stop.
     async fn final_sync(&mut self) -> Result<()>;
+    /// How soon a round has scheduled work (compaction, snapshots,
+    /// retention) without news from the shadow; `None`: none.
+    fn next_due(&self) -> Option<Duration> {
+        None
+    }
 }
 
 #[replica_core::async_trait]
@@ -439,8 +444,11 @@ pub(crate) async fn run<S: Ship>(mut ship: S, mut stop: watch::Receiver<bool>) -
             _ = stop.wait_for(|s| *s) => break,
         }
         if failures == 0 {
-            // Wait for something new, unless a snapshot or retention is due.
+            // Wait for something new, unless scheduled work is due sooner.
             let idle = ship.sync_interval().max(Duration::from_secs(1)) * 10;
+            let idle = ship
+                .next_due()
+                .map_or(idle, |due| due.clamp(Duration::from_millis(10), idle));
             tokio::select! {
                 _ = ship.views().changed() => {}
                 _ = tokio::time::sleep(idle) => {}

@@ -464,6 +464,46 @@ impl Ship for LtxShipper {
     async fn sync(&mut self) -> Result<()> {
         self.round().await
     }
+    fn next_due(&self) -> Option<Duration> {
+        let now = Instant::now();
+        let after = |last: Option<Instant>, every: Duration| {
+            last.map_or(Duration::ZERO, |at| every.saturating_sub(at.elapsed()))
+        };
+        let mut due = Vec::new();
+        if !self.options.retention.is_zero() {
+            match self.retention_idle_until {
+                Some((shipped, until)) if shipped == self.shipped => {
+                    due.push(until.saturating_duration_since(now));
+                }
+                _ => due.push(after(
+                    self.last_retention,
+                    self.options.retention_check_interval,
+                )),
+            }
+        }
+        for (i, every) in self.options.levels.iter().take(8).enumerate() {
+            let (Some(last), Some(done)) = (self.last_compaction.get(i), self.compacted.get(i))
+            else {
+                continue;
+            };
+            let source = if i == 0 {
+                Some(self.txid)
+            } else {
+                self.compacted[i - 1].1
+            };
+            if source.is_none() || done.0 != source {
+                due.push(every.saturating_sub(last.elapsed()));
+            }
+        }
+        if self.txid != self.snapshot_txid {
+            let every = self
+                .options
+                .snapshot_interval
+                .unwrap_or(DEFAULT_SNAPSHOT_INTERVAL);
+            due.push(after(self.last_snapshot, every));
+        }
+        due.into_iter().min()
+    }
     async fn final_sync(&mut self) -> Result<()> {
         let view = self.views.borrow().clone();
         if self.pos.as_ref().map(|p| &p.generation) != Some(&view.generation) {

@@ -156,6 +156,8 @@ fn reliability() -> Result<(), String> {
             "replica-cli",
             "--test",
             "replicate",
+            "--test",
+            "replicate_ltx",
             "--",
             "sigkill",
         ],

@@ -179,7 +179,7 @@ fn sigkills_lose_nothing_reported_shipped() {
     let kills: usize = std::env::var("REPLICA_CRASH_KILLS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .map_or(8, |n: usize| n.min(200));
+        .map_or(20, |n: usize| n.min(200));
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("source.db");
     let mut conn = create_source(&db);

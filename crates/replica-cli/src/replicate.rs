@@ -141,6 +141,7 @@ fn plans(args: &Args) -> Result<Vec<Plan>, Exit> {
                         checkpoint_interval: db.checkpoint_interval,
                         min_checkpoint_page_count: db.min_checkpoint_page_count,
                         max_checkpoint_page_count: db.max_checkpoint_page_count,
+                        busy_timeout: db.busy_timeout,
                         ..DbOptions::default()
                     },
                     path: db.path,
@@ -155,6 +156,7 @@ fn plans(args: &Args) -> Result<Vec<Plan>, Exit> {
                                     snapshot_interval: r.snapshot_interval,
                                     retention: r.retention,
                                     retention_check_interval: r.retention_check_interval,
+                                    max_sync_wal_bytes: db.max_sync_wal_bytes,
                                     ..ReplicaOptions::default()
                                 },
                                 r.url,

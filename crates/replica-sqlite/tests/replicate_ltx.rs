@@ -37,6 +37,7 @@ fn quick_ltx(grace: Duration) -> ReplicaOptions {
         restore_grace: grace,
         levels: vec![Duration::from_millis(150), Duration::from_millis(450)],
         l0_retention: Duration::from_millis(200),
+        max_sync_wal_bytes: None,
     }
 }
 
@@ -279,5 +280,37 @@ async fn an_idle_database_costs_no_requests() {
     assert_eq!(idle, 0, "{idle} requests in 12 s of idleness");
     assert!(settled > 20, "the writes were shipped ({settled} requests)");
     replicator.stop().await.unwrap();
+    assert_eq!(ours(&client, &dir.path().join("ours.db")).await, rows(&db));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_is_shipped_in_pieces_of_max_sync_wal_bytes_cut_at_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let client = LtxClient::new(Arc::new(FileStore::new(dir.path().join("r"))));
+    const MAX: u64 = 40 << 10;
+    let options = ReplicaOptions {
+        // One sync a second: each carries a backlog of many transactions.
+        sync_interval: Duration::from_secs(1),
+        max_sync_wal_bytes: Some(MAX),
+        retention: Duration::ZERO,
+        levels: Vec::new(),
+        ..quick_ltx(Duration::ZERO)
+    };
+    run(&db, &client, options, 60, 0).await;
+    let l0 = client.files(0).await.unwrap();
+    let mut sizes = Vec::new();
+    for f in l0.iter().skip(1) {
+        let h = client.header(f).await.unwrap();
+        sizes.push(h.wal_size as u64);
+    }
+    assert!(sizes.len() >= 5, "pieces: {sizes:?}");
+    // Each piece ends at the first commit past MAX: under MAX plus one
+    // transaction (a round writes well under 40 KiB of frames).
+    assert!(sizes.iter().all(|s| *s < MAX + (40 << 10)), "{sizes:?}");
+    assert!(
+        sizes.iter().filter(|s| **s >= MAX).count() >= 3,
+        "{sizes:?}"
+    );
     assert_eq!(ours(&client, &dir.path().join("ours.db")).await, rows(&db));
 }

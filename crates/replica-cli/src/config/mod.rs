@@ -66,6 +66,11 @@ pub(crate) struct DbConfig {
     /// `max-checkpoint-page-count` (default 10000); zero disables the forced
     /// (RESTART) checkpoint, as in Litestream.
     pub(crate) max_checkpoint_page_count: u32,
+    /// `busy-timeout` (Litestream 0.5; default 1s).
+    pub(crate) busy_timeout: Duration,
+    /// `max-sync-wal-bytes` (Litestream 0.5): at most about this many WAL
+    /// bytes per LTX file; absent or zero: no limit.
+    pub(crate) max_sync_wal_bytes: Option<u64>,
     /// At least one; names are distinct within the database.
     pub(crate) replicas: Vec<ReplicaConfig>,
 }
@@ -337,6 +342,14 @@ struct RawConfig {
     l0_retention: Option<String>,
     l0_retention_check_interval: Option<String>,
     retention: Option<v05::RawRetention>,
+    socket: Option<serde_yaml_ng::Value>,
+    validation: Option<serde_yaml_ng::Value>,
+    verify_compaction: Option<serde_yaml_ng::Value>,
+    heartbeat_url: Option<serde_yaml_ng::Value>,
+    heartbeat_interval: Option<serde_yaml_ng::Value>,
+    mcp_addr: Option<serde_yaml_ng::Value>,
+    shutdown_sync_timeout: Option<serde_yaml_ng::Value>,
+    shutdown_sync_interval: Option<serde_yaml_ng::Value>,
     exec: Option<String>,
     access_key_id: Option<String>,
     secret_access_key: Option<String>,
@@ -367,6 +380,11 @@ struct RawDb {
     replicas: Option<Vec<RawReplica>>,
     replica: Option<RawReplica>,
     snapshot: Option<v05::RawSnapshot>,
+    meta_dir: Option<String>,
+    busy_timeout: Option<String>,
+    max_sync_wal_bytes: Option<String>,
+    truncate_page_n: Option<serde_yaml_ng::Value>,
+    restore_if_db_not_exists: Option<serde_yaml_ng::Value>,
 }
 
 #[derive(Deserialize)]
@@ -397,6 +415,18 @@ struct RawReplica {
     key_path: Option<String>,
     age: Option<RawAge>,
     layout: Option<String>,
+    max_sync_ltx_files: Option<serde_yaml_ng::Value>,
+    auto_recover: Option<serde_yaml_ng::Value>,
+    sign_payload: Option<serde_yaml_ng::Value>,
+    require_content_md5: Option<serde_yaml_ng::Value>,
+    storage_class: Option<serde_yaml_ng::Value>,
+    part_size: Option<serde_yaml_ng::Value>,
+    concurrency: Option<serde_yaml_ng::Value>,
+    sse_customer_algorithm: Option<serde_yaml_ng::Value>,
+    sse_customer_key: Option<serde_yaml_ng::Value>,
+    sse_customer_key_path: Option<serde_yaml_ng::Value>,
+    sse_kms_key_id: Option<serde_yaml_ng::Value>,
+    sas_token: Option<serde_yaml_ng::Value>,
 }
 
 #[derive(Deserialize)]
@@ -489,6 +519,21 @@ impl Resolver<'_> {
         if set(&raw.addr).is_some() {
             self.ignored.push("addr (metrics are not served)".into());
         }
+        for (name, value) in [
+            ("socket", &raw.socket),
+            ("validation", &raw.validation),
+            ("verify-compaction", &raw.verify_compaction),
+            ("heartbeat-url", &raw.heartbeat_url),
+            ("heartbeat-interval", &raw.heartbeat_interval),
+            ("mcp-addr", &raw.mcp_addr),
+            ("shutdown-sync-timeout", &raw.shutdown_sync_timeout),
+            ("shutdown-sync-interval", &raw.shutdown_sync_interval),
+        ] {
+            if value.is_some() {
+                self.ignored
+                    .push(format!("{name} (a Litestream 0.5 key not acted on yet)"));
+            }
+        }
         if raw.logging.is_some() {
             self.ignored
                 .push("logging (its level, type and stderr settings are not applied)".into());
@@ -552,6 +597,41 @@ impl Resolver<'_> {
             )
         })?;
         let path = self.absolute(path, &format!("{key}.path"))?;
+        if set(&raw.meta_dir).is_some() {
+            return Err(self.err(
+                format!("{key}.meta-dir"),
+                "`meta-dir` is not supported: remove it \
+                 (`replica replicate` chooses where it keeps its own state)",
+            ));
+        }
+        for (name, value) in [
+            ("truncate-page-n", &raw.truncate_page_n),
+            ("restore-if-db-not-exists", &raw.restore_if_db_not_exists),
+        ] {
+            if value.is_some() {
+                self.ignored.push(format!(
+                    "{key}.{name} (a Litestream 0.5 key not acted on yet)"
+                ));
+            }
+        }
+        let busy_timeout = self.duration(
+            &raw.busy_timeout,
+            &format!("{key}.busy-timeout"),
+            Duration::from_secs(1),
+            true,
+        )?;
+        let max_sync_wal_bytes = match set(&raw.max_sync_wal_bytes) {
+            None => None,
+            Some(text) => {
+                let n: u64 = text.trim().parse().map_err(|_| {
+                    self.err(
+                        format!("{key}.max-sync-wal-bytes"),
+                        format!("{text:?} is not a number of bytes"),
+                    )
+                })?;
+                (n > 0).then_some(n)
+            }
+        };
         if set(&raw.meta_path).is_some() {
             return Err(self.err(
                 format!("{key}.meta-path"),
@@ -626,6 +706,8 @@ impl Resolver<'_> {
             checkpoint_interval,
             min_checkpoint_page_count,
             max_checkpoint_page_count,
+            busy_timeout,
+            max_sync_wal_bytes,
             replicas,
         })
     }
@@ -703,6 +785,27 @@ impl Resolver<'_> {
             ("password", &raw.password),
             ("key-path", &raw.key_path),
         ];
+        for (name, value) in [
+            ("max-sync-ltx-files", &raw.max_sync_ltx_files),
+            ("auto-recover", &raw.auto_recover),
+            ("sign-payload", &raw.sign_payload),
+            ("require-content-md5", &raw.require_content_md5),
+            ("storage-class", &raw.storage_class),
+            ("part-size", &raw.part_size),
+            ("concurrency", &raw.concurrency),
+            ("sse-customer-algorithm", &raw.sse_customer_algorithm),
+            ("sse-customer-key", &raw.sse_customer_key),
+            ("sse-customer-key-path", &raw.sse_customer_key_path),
+            ("sse-kms-key-id", &raw.sse_kms_key_id),
+            ("sas-token", &raw.sas_token),
+        ] {
+            if value.is_some() {
+                self.ignored.push(format!(
+                    "{} (a Litestream 0.5 key not acted on yet)",
+                    k(name)
+                ));
+            }
+        }
         for (name, value) in specific {
             if set(value).is_some() && !kind.uses(name) {
                 self.ignored.push(format!(

@@ -980,3 +980,33 @@ fn litestream_05_keys_are_checked_by_name_and_place() {
     );
     assert!(one.contains("dbs[0].replica.sync-interval"), "{one}");
 }
+
+#[test]
+fn litestream_05_database_and_replica_keys_are_applied_or_named_as_ignored() {
+    let c = ok("heartbeat-url: http://x\ndbs:\n  - path: /x.db\n    busy-timeout: 3s\n    max-sync-wal-bytes: 1048576\n    truncate-page-n: 5000\n    replica:\n      url: s3://b/p\n      part-size: 5MB\n      auto-recover: true\n");
+    let db = &c.dbs[0];
+    assert_eq!(db.busy_timeout, secs(3));
+    assert_eq!(db.max_sync_wal_bytes, Some(1 << 20));
+    assert_eq!(
+        c.ignored,
+        [
+            "heartbeat-url (a Litestream 0.5 key not acted on yet)",
+            "dbs[0].truncate-page-n (a Litestream 0.5 key not acted on yet)",
+            "dbs[0].replica.auto-recover (a Litestream 0.5 key not acted on yet)",
+            "dbs[0].replica.part-size (a Litestream 0.5 key not acted on yet)",
+        ]
+    );
+    let dir = err(
+        "dbs:\n  - path: /x.db\n    meta-dir: /var/lib/ls\n    replica:\n      url: file:///r\n",
+    );
+    assert!(dir.contains("dbs[0].meta-dir"), "{dir}");
+    let bytes = err(
+        "dbs:\n  - path: /x.db\n    max-sync-wal-bytes: lots\n    replica:\n      url: file:///r\n",
+    );
+    assert!(bytes.contains("dbs[0].max-sync-wal-bytes"), "{bytes}");
+    // Keys neither Litestream knows are still errors.
+    let typo = err(
+        "dbs:\n  - path: /x.db\n    replica:\n      url: file:///r\n      sync-intervall: 1s\n",
+    );
+    assert!(typo.contains("sync-intervall"), "{typo}");
+}

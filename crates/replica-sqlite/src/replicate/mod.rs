@@ -98,6 +98,10 @@ pub struct ReplicaOptions {
     /// old (Litestream 0.5's `l0-retention`, default 5 min) and the restore
     /// grace has passed since its L1 file was written.
     pub l0_retention: Duration,
+    /// LTX layout: at most about this many WAL bytes in one L0 file (cut at
+    /// a commit frame), so a backlog is shipped in pieces (Litestream 0.5's
+    /// `max-sync-wal-bytes`); `None`: one file per sync.
+    pub max_sync_wal_bytes: Option<u64>,
 }
 
 impl Default for ReplicaOptions {
@@ -115,6 +119,7 @@ impl Default for ReplicaOptions {
                 Duration::from_secs(3600),
             ],
             l0_retention: Duration::from_secs(300),
+            max_sync_wal_bytes: None,
         }
     }
 }

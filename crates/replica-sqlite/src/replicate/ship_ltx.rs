@@ -337,7 +337,8 @@ impl LtxShipper {
         Ok(())
     }
 
-    /// One L0 per shadow index with committed bytes beyond the position.
+    /// One L0 per shadow index with committed bytes beyond the position (or
+    /// per `max_sync_wal_bytes` of them, cut at a commit frame).
     async fn ship(&mut self, view: &ShadowView) -> Result<()> {
         loop {
             let Some(pos) = self.pos.clone() else {
@@ -347,9 +348,15 @@ impl LtxShipper {
                 return Ok(());
             };
             let start = pos.offset.max(WAL_HEADER_LEN as u64);
-            if start < len {
+            let full = len;
+            if start < full {
                 let shadow = std::fs::File::open(&path)
                     .map_err(io(format!("opening {}", path.display())))?;
+                let len = match self.options.max_sync_wal_bytes {
+                    Some(max) => commit_cut(&shadow, start, full, max)
+                        .map_err(io(format!("reading {}", path.display())))?,
+                    None => full,
+                };
                 let overlay = overlay(&shadow, start, len)
                     .map_err(io(format!("reading {}", path.display())))?;
                 if let Some(commit) = overlay.db_pages {
@@ -396,6 +403,9 @@ impl LtxShipper {
                 }
                 self.pos = Some(Pos::new(pos.generation.clone(), pos.index, len)?);
                 self.publish();
+                if len < full {
+                    continue;
+                }
             }
             if pos.index < view.index {
                 self.pos = Some(Pos::new(pos.generation.clone(), pos.index + 1, 0)?);
@@ -405,6 +415,28 @@ impl LtxShipper {
             }
         }
     }
+}
+
+/// Where to end a sync of the committed frames `[start, end)` of `shadow`
+/// holding at most about `max` bytes: after the first commit frame at or
+/// past `max` bytes (so a transaction is never split), else `end`.
+fn commit_cut(shadow: &std::fs::File, start: u64, end: u64, max: u64) -> std::io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let mut head = [0u8; WAL_HEADER_LEN];
+    shadow.read_exact_at(&mut head, 0)?;
+    let page_size = u64::from(u32::from_be_bytes(head[8..12].try_into().expect("4 bytes")));
+    let frame = crate::wal::FRAME_HEADER_LEN as u64 + page_size;
+    let mut at = start;
+    let mut fh = [0u8; 8];
+    while at + frame <= end {
+        shadow.read_exact_at(&mut fh, at)?;
+        at += frame;
+        let commit = u32::from_be_bytes(fh[4..8].try_into().expect("4 bytes"));
+        if commit != 0 && at - start >= max {
+            return Ok(at);
+        }
+    }
+    Ok(end)
 }
 
 fn open_image(view: &ShadowView) -> Result<Image> {

@@ -30,6 +30,7 @@ use replica_object_store::{ObjectKeyStore, ObjectStoreClient};
 use serde::Serialize;
 
 mod replicate;
+mod replicate_ltx;
 mod restore;
 mod restore_ltx;
 mod workload;
@@ -56,6 +57,7 @@ struct Sizes {
     cursor_appends: u64,
     restore: restore::RestoreSizes,
     replicate: replicate::ReplicateSizes,
+    replicate_ltx: replicate_ltx::LtxReplicateSizes,
 }
 
 impl Sizes {
@@ -77,6 +79,14 @@ impl Sizes {
                 transactions: 4_000,
                 pace: Duration::from_millis(4),
             },
+            replicate_ltx: replicate_ltx::LtxReplicateSizes {
+                load: replicate::ReplicateSizes {
+                    transactions: 3_000,
+                    pace: Duration::from_millis(4),
+                },
+                idle: Duration::from_secs(60),
+                settle: Duration::from_secs(35),
+            },
         }
     }
 
@@ -97,6 +107,14 @@ impl Sizes {
             replicate: replicate::ReplicateSizes {
                 transactions: 400,
                 pace: Duration::from_millis(4),
+            },
+            replicate_ltx: replicate_ltx::LtxReplicateSizes {
+                load: replicate::ReplicateSizes {
+                    transactions: 300,
+                    pace: Duration::from_millis(4),
+                },
+                idle: Duration::from_secs(15),
+                settle: Duration::from_secs(5),
             },
         }
     }
@@ -729,6 +747,15 @@ async fn main() {
             tokio::task::spawn_blocking(move || restore_ltx::restore_ltx(&dir, &sizes))
                 .await
                 .expect("benchmark 9"),
+        );
+    }
+    if run("10") {
+        let dir = scratch.path().to_owned();
+        let sizes = sizes.replicate_ltx;
+        figures.extend(
+            tokio::task::spawn_blocking(move || replicate_ltx::replicate_ltx(&dir, &sizes))
+                .await
+                .expect("benchmark 10"),
         );
     }
     figures.sort_by(|a, b| a.bench.cmp(&b.bench));

@@ -91,11 +91,20 @@ pub(crate) struct Moto {
 
 impl Moto {
     pub(crate) fn start() -> Option<Moto> {
+        Moto::start_logging(None)
+    }
+
+    /// A moto server whose request log (one line per request) goes to `log`.
+    pub(crate) fn start_logging(log: Option<&Path>) -> Option<Moto> {
         let port = free_port();
+        let stderr = match log {
+            Some(path) => Stdio::from(std::fs::File::create(path).ok()?),
+            None => Stdio::null(),
+        };
         let child = Command::new("moto_server")
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .ok()?;
         let endpoint = format!("http://127.0.0.1:{port}");

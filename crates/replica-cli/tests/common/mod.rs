@@ -499,11 +499,15 @@ impl Running {
     }
 
     pub fn wait_for(&self, needle: &str) {
+        self.wait_for_within(needle, Duration::from_secs(30));
+    }
+
+    pub fn wait_for_within(&self, needle: &str, limit: Duration) {
         let started = Instant::now();
         while !self.text().contains(needle) {
             assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "no {needle:?} within 30 s: {}",
+                started.elapsed() < limit,
+                "no {needle:?} within {limit:?}: {}",
                 self.text()
             );
             std::thread::sleep(Duration::from_millis(10));

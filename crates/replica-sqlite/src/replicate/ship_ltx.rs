@@ -61,6 +61,9 @@ pub(crate) struct LtxShipper {
     pub(crate) shipped: u64,
 }
 
+/// How long one upload may take before it is abandoned (and retried).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Snapshots are written this often when no interval is set (Litestream
 /// 0.5's `snapshot.interval` default).
 const DEFAULT_SNAPSHOT_INTERVAL: Duration = Duration::from_secs(24 * 3600);
@@ -332,7 +335,19 @@ impl LtxShipper {
     ) -> Result<()> {
         let (min, max) = (header.min_txid, header.max_txid);
         let data = encode_stream(header, pages);
-        self.client.write(level, min, max, data, at).await?;
+        // A store's own retries end within their bound (30 s for object
+        // stores); an upload stuck past twice that is abandoned and the
+        // round retried, so one hung request cannot stall the replica.
+        let written =
+            tokio::time::timeout(WRITE_TIMEOUT, self.client.write(level, min, max, data, at))
+                .await
+                .map_err(|_| {
+                    Error::io(
+                        format!("writing TXIDs {min}-{max} at level {level}"),
+                        std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer within 60 s"),
+                    )
+                })?;
+        written?;
         self.shipped += 1;
         Ok(())
     }

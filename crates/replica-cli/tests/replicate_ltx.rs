@@ -364,44 +364,20 @@ fn an_s3_outage_of_ten_seconds_under_load_is_caught_up() {
     let Some((bucket, endpoint)) = s3_settings() else {
         return;
     };
-    let upstream = endpoint
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_owned();
-    let proxy = Proxy::start(upstream);
     let dir = tempfile::tempdir().unwrap();
     let prefix = format!("ltx-outage-{:08x}", rand::random::<u32>());
-    let url = format!(
-        "s3://{bucket}/{prefix}?endpoint=http://127.0.0.1:{}&allow_http=true&timeout=2s&layout=litestream-0.5",
-        proxy.port
-    );
-    let db = dir.path().join("source.db");
-    let mut conn = create_source(&db);
-    let mut args = vec![db.to_str().unwrap(), url.as_str()];
-    args.extend_from_slice(QUICK);
-    let running = Running::start(dir.path(), &args);
-    let mut round = 0;
-    let mut write_for = |conn: &mut rusqlite::Connection, duration: Duration| {
-        let until = std::time::Instant::now() + duration;
-        while std::time::Instant::now() < until {
-            write_round(conn, round);
-            round += 1;
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
-    write_for(&mut conn, Duration::from_secs(1));
-    running.wait_for("ltx shipped");
-    proxy.cut();
-    write_for(&mut conn, Duration::from_secs(10));
-    proxy.restore();
     // A request cut mid-flight may hang until the replicator abandons it
     // (60 s after it began): then the round is retried.
-    running.wait_for_within("replica reachable again", Duration::from_secs(90));
-    write_for(&mut conn, Duration::from_secs(1));
-    let log = running.stop();
-    assert!(
-        log.contains("sync failed; retrying"),
-        "no outage seen: {log}"
+    let (db, _) = replicate_through_an_outage(
+        dir.path(),
+        &endpoint,
+        |port| {
+            format!(
+                "s3://{bucket}/{prefix}?endpoint=http://127.0.0.1:{port}&allow_http=true&timeout=2s&layout=litestream-0.5"
+            )
+        },
+        "ltx shipped",
+        Duration::from_secs(90),
     );
     let ours_url = format!("s3://{bucket}/{prefix}");
     let theirs_url =

@@ -675,3 +675,49 @@ impl Proxy {
         self.down.store(false, std::sync::atomic::Ordering::SeqCst);
     }
 }
+
+/// Replicates a database under load into the S3 URL `url_of(proxy port)`
+/// through a [`Proxy`] to `endpoint`, cut for 10 s in the middle of the
+/// load; waits (up to `catch_up`) for the replica to be reachable again,
+/// writes a little more and stops. Returns the source database and the log.
+pub fn replicate_through_an_outage(
+    dir: &Path,
+    endpoint: &str,
+    url_of: impl Fn(u16) -> String,
+    shipped: &str,
+    catch_up: Duration,
+) -> (PathBuf, String) {
+    let upstream = endpoint
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let proxy = Proxy::start(upstream);
+    let url = url_of(proxy.port);
+    let db = dir.join("source.db");
+    let mut conn = create_source(&db);
+    let mut args = vec![db.to_str().unwrap(), url.as_str()];
+    args.extend_from_slice(QUICK);
+    let running = Running::start(dir, &args);
+    let mut round = 0;
+    let mut write_for = |conn: &mut rusqlite::Connection, duration: Duration| {
+        let until = Instant::now() + duration;
+        while Instant::now() < until {
+            write_round(conn, round);
+            round += 1;
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    write_for(&mut conn, Duration::from_secs(1));
+    running.wait_for(shipped);
+    proxy.cut();
+    write_for(&mut conn, Duration::from_secs(10));
+    proxy.restore();
+    running.wait_for_within("replica reachable again", catch_up);
+    write_for(&mut conn, Duration::from_secs(1));
+    let log = running.stop();
+    assert!(
+        log.contains("sync failed; retrying"),
+        "no outage seen: {log}"
+    );
+    (db, log)
+}

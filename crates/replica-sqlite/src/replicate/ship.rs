@@ -40,6 +40,13 @@ pub(crate) fn index_path(view: &ShadowView, index: u64) -> PathBuf {
     view.dir.join(format!("{index:016x}.wal"))
 }
 
+/// Tells the database task where replica `slot` stands (shadow indexes
+/// every replica has passed are deleted).
+pub(crate) fn publish(shared: &Shared, slot: usize, pos: &Option<Pos>) {
+    let mut positions = shared.positions.lock().unwrap_or_else(|p| p.into_inner());
+    positions[slot] = pos.clone();
+}
+
 /// The shadow index file at `pos` and its committed length, if `pos` is in
 /// the view's generation and not past the view.
 pub(crate) async fn shadow_extent(view: &ShadowView, pos: &Pos) -> Result<Option<(PathBuf, u64)>> {
@@ -67,7 +74,7 @@ pub(crate) fn through(view: &ShadowView, index: u64, len: u64) -> Option<String>
     })
 }
 
-fn io(context: String) -> impl FnOnce(std::io::Error) -> Error {
+pub(crate) fn io(context: String) -> impl FnOnce(std::io::Error) -> Error {
     move |e| Error::io(context, e)
 }
 
@@ -101,12 +108,7 @@ impl Shipper {
     }
 
     fn publish(&self) {
-        let mut positions = self
-            .shared
-            .positions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        positions[self.slot] = self.pos.clone();
+        publish(&self.shared, self.slot, &self.pos);
     }
 
     /// Where this replica stands in the view's generation: after its last

@@ -23,7 +23,7 @@ use tokio::sync::{watch, RwLock};
 use tracing::info;
 
 use super::image::{overlay, Image};
-use super::ship::{index_path, retention_due, shadow_extent, through, Ship};
+use super::ship::{index_path, io, retention_due, shadow_extent, through, Ship};
 use super::{ReplicaOptions, ShadowView, Shared};
 use crate::wal::WAL_HEADER_LEN;
 use replica_core::ltx::encode_stream;
@@ -68,18 +68,9 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 /// 0.5's `snapshot.interval` default).
 const DEFAULT_SNAPSHOT_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 
-fn io(context: String) -> impl FnOnce(std::io::Error) -> Error {
-    move |e| Error::io(context, e)
-}
-
 impl LtxShipper {
     fn publish(&self) {
-        let mut positions = self
-            .shared
-            .positions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        positions[self.slot] = self.pos.clone();
+        super::ship::publish(&self.shared, self.slot, &self.pos);
     }
 
     async fn round(&mut self) -> Result<()> {

@@ -181,10 +181,6 @@ impl Db {
         writer
             .execute_batch(SCHEMA)
             .map_err(sql("creating _litestream_seq"))?;
-        // Our connections stay small after restarting the WAL.
-        writer
-            .execute_batch("PRAGMA journal_size_limit = 0")
-            .map_err(sql("setting journal_size_limit"))?;
         let reader = open_connection(&path, options.busy_timeout)?;
         let checkpointer = open_connection(&path, options.busy_timeout)?;
         let mut wal_path = path.clone().into_os_string();
@@ -499,7 +495,7 @@ impl Db {
     }
 
     /// One round's first half: copy new frames, or start a new generation
-    /// when continuity is lost. Publish after this, then [`Db::checkpoint_if_due`].
+    /// when continuity is lost. Publish after this, then [`Db::checkpoint`] if [`Db::checkpoint_due`].
     pub(crate) fn sync(
         &mut self,
         force_new_generation: bool,
@@ -540,20 +536,24 @@ impl Db {
         self.new_generation(&why)
     }
 
-    /// One round's second half: a checkpoint when the WAL holds enough
-    /// pages or the interval has passed.
-    pub(crate) fn checkpoint_if_due(&mut self) -> Result<(), ReplicateError> {
+    /// Whether a round's second half has a checkpoint to run: the WAL holds
+    /// enough pages or the interval has passed.
+    pub(crate) fn checkpoint_due(&self) -> bool {
         let frames = self.shadow.as_ref().map_or(0, Shadow::frames);
         // Zero turns the interval and the forced checkpoint off, as in Litestream.
         let interval = self.options.checkpoint_interval;
         // Our own `_litestream_seq` write is the one frame of an idle WAL.
         let due = !interval.is_zero() && self.last_checkpoint.elapsed() >= interval && frames > 1;
-        if frames >= u64::from(self.options.min_checkpoint_page_count) || due {
-            let max = self.options.max_checkpoint_page_count;
-            let force = max > 0 && frames >= u64::from(max);
-            self.checkpoint(force)?;
-        }
-        Ok(())
+        frames >= u64::from(self.options.min_checkpoint_page_count) || due
+    }
+
+    /// One round's second half, when [`Db::checkpoint_due`]: a checkpoint,
+    /// forced once the WAL holds `max_checkpoint_page_count` pages.
+    pub(crate) fn checkpoint(&mut self) -> Result<(), ReplicateError> {
+        let frames = self.shadow.as_ref().map_or(0, Shadow::frames);
+        let max = self.options.max_checkpoint_page_count;
+        let force = max > 0 && frames >= u64::from(max);
+        self.checkpoint_with(force)
     }
 
     fn reopen(&mut self) -> Result<(), ReplicateError> {
@@ -562,9 +562,6 @@ impl Db {
         self.writer
             .execute_batch(SCHEMA)
             .map_err(sql("creating _litestream_seq"))?;
-        self.writer
-            .execute_batch("PRAGMA journal_size_limit = 0")
-            .map_err(sql("setting journal_size_limit"))?;
         self.reader = open_connection(&self.path, self.options.busy_timeout)?;
         self.checkpointer = open_connection(&self.path, self.options.busy_timeout)?;
         self.identity = identity(&self.path)?;
@@ -592,7 +589,7 @@ impl Db {
     ///    copy what it appended, end our read transaction, write, commit: if
     ///    the backfill was complete, that write restarted the WAL, and the
     ///    new WAL is the next index.
-    pub(crate) fn checkpoint(&mut self, force: bool) -> Result<(), ReplicateError> {
+    fn checkpoint_with(&mut self, force: bool) -> Result<(), ReplicateError> {
         self.last_checkpoint = Instant::now();
         if let Err(e) = self.writer.execute_batch("BEGIN IMMEDIATE") {
             debug!(error = %e, "checkpoint skipped: the database is busy");
@@ -722,6 +719,7 @@ impl Db {
             len: shadow.len,
             copied_at: self.copied_at,
             db_file: self.db_file.clone(),
+            settled: true,
         }
     }
 

@@ -201,6 +201,9 @@ pub(crate) struct ShadowView {
     copied_at: SystemTime,
     /// The database file, open for the replicator's lifetime.
     db_file: Arc<std::fs::File>,
+    /// Whether the database round that published it is over (false while
+    /// a checkpoint it started may still publish a new index).
+    settled: bool,
 }
 
 /// State shared between the tasks.
@@ -362,12 +365,14 @@ impl Replicator {
 
 /// Wakes the replicas only when there is something new for them; a round
 /// that copied nothing refreshes the copy time silently.
-fn publish(views: &watch::Sender<ShadowView>, view: ShadowView) {
+fn publish(views: &watch::Sender<ShadowView>, mut view: ShadowView, settled: bool) {
+    view.settled = settled;
     views.send_if_modified(|current| {
         let new = current.generation != view.generation
             || current.index != view.index
             || current.len != view.len
-            || current.first_index != view.first_index;
+            || current.first_index != view.first_index
+            || current.settled != view.settled;
         *current = view;
         new
     });
@@ -411,10 +416,13 @@ async fn db_loop(
                     shared.diverged.store(true, Ordering::SeqCst);
                 }
                 let mut result = db.sync(diverged, free);
-                publish(&views, db.view());
-                if result.is_ok() && free {
-                    result = db.checkpoint_if_due();
-                    publish(&views, db.view());
+                // A round with a checkpoint to run publishes twice; replicas
+                // wait for the second (one upload, not two a sync apart).
+                let checkpoint = result.is_ok() && free && db.checkpoint_due();
+                publish(&views, db.view(), !checkpoint);
+                if checkpoint {
+                    result = db.checkpoint();
+                    publish(&views, db.view(), true);
                 }
                 drop(gate);
                 let keep = shared

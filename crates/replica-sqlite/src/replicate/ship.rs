@@ -447,32 +447,25 @@ pub(crate) async fn run<S: Ship>(mut ship: S, mut stop: watch::Receiver<bool>) -
         }
         if failures == 0 {
             // Wait for something new, unless scheduled work is due sooner.
-            // (Only where a sync interval is long enough for the wait to
-            // matter: below 100 ms the second publish waits little anyway.)
-            let settle = if ship.sync_interval() >= Duration::from_millis(100) {
-                (ship.sync_interval() / 10).min(Duration::from_millis(100))
-            } else {
-                Duration::ZERO
-            };
-            let mut news = false;
-            let waiting = Instant::now();
             let idle = ship.sync_interval().max(Duration::from_secs(1)) * 10;
             let idle = ship
                 .next_due()
                 .map_or(idle, |due| due.clamp(Duration::from_millis(10), idle));
             tokio::select! {
-                // One database round publishes twice (its copy, then its
-                // checkpoint's new index): take both in one upload, or
-                // the second waits a whole sync interval behind the first.
-                _ = ship.views().changed() => news = true,
+                _ = ship.views().changed() => {}
                 _ = tokio::time::sleep(idle) => {}
                 _ = stop.wait_for(|s| *s) => break,
             }
-            // News that came while we waited is a database round in
-            // progress: let it finish publishing (news already there when we
-            // began waiting came from a finished round).
-            if news && !settle.is_zero() && waiting.elapsed() > Duration::from_millis(1) {
-                tokio::time::sleep(settle).await;
+            // One database round with a checkpoint publishes twice (its
+            // copy, then the checkpoint's new index): take both in one
+            // upload, or the second waits a whole sync interval behind.
+            if !ship.views().borrow_and_update().settled {
+                let bound = ship.sync_interval();
+                tokio::select! {
+                    _ = ship.views().wait_for(|v| v.settled) => {}
+                    _ = tokio::time::sleep(bound) => {}
+                    _ = stop.wait_for(|s| *s) => break,
+                }
             }
         }
     }

@@ -143,15 +143,29 @@ pub struct WalBreak {
 
 /// SQLite's WAL checksum over `data` (a multiple of 8 bytes), continuing `seed`.
 pub fn checksum(seed: (u32, u32), data: &[u8], big_endian: bool) -> (u32, u32) {
-    let (mut s1, mut s2) = seed;
-    let read = if big_endian {
-        u32::from_be_bytes
+    if big_endian {
+        checksum_in::<true>(seed, data)
     } else {
-        u32::from_le_bytes
+        checksum_in::<false>(seed, data)
+    }
+}
+
+/// [`checksum`] for one byte order, decided at compile time (the loop is
+/// serial by nature; a word order chosen per word would cost a call).
+#[inline]
+fn checksum_in<const BIG: bool>(seed: (u32, u32), data: &[u8]) -> (u32, u32) {
+    let (mut s1, mut s2) = seed;
+    let word = |w: [u8; 4]| {
+        if BIG {
+            u32::from_be_bytes(w)
+        } else {
+            u32::from_le_bytes(w)
+        }
     };
     for pair in data.chunks_exact(8) {
-        let x0 = read(pair[0..4].try_into().expect("4 bytes"));
-        let x1 = read(pair[4..8].try_into().expect("4 bytes"));
+        let pair: &[u8; 8] = pair.try_into().expect("8 bytes");
+        let x0 = word([pair[0], pair[1], pair[2], pair[3]]);
+        let x1 = word([pair[4], pair[5], pair[6], pair[7]]);
         s1 = s1.wrapping_add(x0).wrapping_add(s2);
         s2 = s2.wrapping_add(x1).wrapping_add(s1);
     }

@@ -641,3 +641,73 @@ async fn a_torn_shadow_append_is_cut_back_and_the_generation_continues() {
     assert_eq!(client.generations().await.unwrap(), vec![g]);
     assert_eq!(restored(&*client, dir.path(), "out.db").await, rows(&db));
 }
+
+/// Shadow index files (and their bytes) below `root`.
+fn shadow_files(root: &Path) -> (usize, u64) {
+    let mut found = (0, 0);
+    let Ok(generations) = std::fs::read_dir(root.join("generations")) else {
+        return found;
+    };
+    for g in generations.flatten() {
+        for f in std::fs::read_dir(g.path().join("wal")).into_iter().flatten().flatten() {
+            found.0 += 1;
+            found.1 += f.metadata().map_or(0, |m| m.len());
+        }
+    }
+    found
+}
+
+/// RELIABILITY.md's local-state bound: while the replica keeps up, the
+/// shadow holds the current WAL index and at most the one before it (until
+/// the replica has shipped it), never a backlog; once caught up, one index
+/// no larger than the WAL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_state_holds_no_more_than_the_unshipped_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let mut conn = create(&db);
+    let (client, _) = file_replica(dir.path(), "r", Layout::Litestream03);
+    let root = dir.path().join("shadow");
+    let options = DbOptions {
+        shadow_dir: Some(root.clone()),
+        ..quick_db()
+    };
+    let replicator = start_one(&db, options, &client).await.unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (root, stop) = (root.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut most = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                most = most.max(shadow_files(&root).0);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            most
+        })
+    };
+    for round in 1..=150 {
+        write_round(&mut conn, round);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Caught up: the replica's position is in the current index.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let most = sampler.join().unwrap();
+    let (files, bytes) = shadow_files(&root);
+    let wal = std::fs::metadata(dir.path().join("app.db-wal")).unwrap().len();
+    let generations = client.generations().await.unwrap();
+    let segments = client
+        .wal_segments(&generations[0])
+        .await
+        .unwrap()
+        .collect_all()
+        .await
+        .unwrap();
+    let indexes: std::collections::BTreeSet<u64> = segments.iter().map(|s| s.index).collect();
+    assert!(indexes.len() >= 5, "checkpoints ran: indexes {indexes:?}");
+    assert!(most <= 2, "at most the current and the previous index: saw {most} files");
+    assert_eq!(files, 1, "caught up: only the current index is kept");
+    assert!(bytes <= wal, "the shadow ({bytes} bytes) holds no more than the WAL ({wal})");
+    replicator.stop().await.unwrap();
+    drop(conn);
+}

@@ -210,6 +210,8 @@ pub(crate) struct ShadowView {
 pub(crate) struct Shared {
     positions: Mutex<Vec<Option<Pos>>>,
     diverged: AtomicBool,
+    /// Notified when a replica's position moves to another index.
+    moved: tokio::sync::Notify,
 }
 
 /// A running replication of one database.
@@ -245,6 +247,7 @@ impl Replicator {
         let shared = Arc::new(Shared {
             positions: Mutex::new(vec![None; replicas.len()]),
             diverged: AtomicBool::new(false),
+            moved: tokio::sync::Notify::new(),
         });
         let (stop_db, stop_db_rx) = watch::channel(false);
         let (stop_replicas, stop_replicas_rx) = watch::channel(false);
@@ -425,21 +428,7 @@ async fn db_loop(
                     publish(&views, db.view(), true);
                 }
                 drop(gate);
-                let keep = shared
-                    .positions
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .iter()
-                    .map(|p| {
-                        p.as_ref()
-                            .filter(|p| p.generation == db.view().generation)
-                            .map(|p| p.index)
-                    })
-                    .collect::<Option<Vec<u64>>>()
-                    .map(|v| v.into_iter().min().unwrap_or(u64::MAX));
-                if let Some(keep) = keep {
-                    db.prune(keep);
-                }
+                prune(&mut db, &shared);
                 result
             })
             .await
@@ -455,19 +444,52 @@ async fn db_loop(
         if last {
             return;
         }
-        tokio::select! {
-            // A tick every monitor interval (as Litestream's ticker): a long
-            // round (a large copy, a checkpoint) does not stretch a long
-            // interval. Short intervals keep a full pause between rounds
-            // (measured: back-to-back rounds at 10 ms cost the other tasks
-            // their CPU and raised the shipping lag by half).
-            _ = tokio::time::sleep(if monitor >= Duration::from_millis(100) {
-                monitor.saturating_sub(started.elapsed())
-            } else {
-                monitor
-            }) => {}
-            _ = stop.changed() => {}
+        // A tick every monitor interval (as Litestream's ticker): a long
+        // round (a large copy, a checkpoint) does not stretch a long
+        // interval. Short intervals keep a full pause between rounds
+        // (measured: back-to-back rounds at 10 ms cost the other tasks
+        // their CPU and raised the shipping lag by half).
+        let pause = if monitor >= Duration::from_millis(100) {
+            monitor.saturating_sub(started.elapsed())
+        } else {
+            monitor
+        };
+        let next = tokio::time::Instant::now() + pause;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(next) => break,
+                _ = stop.changed() => break,
+                // Between rounds, shadow files the replicas have passed go.
+                _ = shared.moved.notified() => {
+                    let (db, shared) = (db.clone(), shared.clone());
+                    let _ = tokio::task::spawn_blocking(move || {
+                        let mut db = db.lock().unwrap_or_else(|p| p.into_inner());
+                        prune(&mut db, &shared);
+                    })
+                    .await;
+                }
+            }
         }
+    }
+}
+
+/// Deletes the shadow index files below every replica's position.
+fn prune(db: &mut db::Db, shared: &Shared) {
+    let generation = db.view().generation;
+    let keep = shared
+        .positions
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .map(|p| {
+            p.as_ref()
+                .filter(|p| p.generation == generation)
+                .map(|p| p.index)
+        })
+        .collect::<Option<Vec<u64>>>()
+        .map(|v| v.into_iter().min().unwrap_or(u64::MAX));
+    if let Some(keep) = keep {
+        db.prune(keep);
     }
 }
 

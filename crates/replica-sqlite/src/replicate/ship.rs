@@ -44,7 +44,15 @@ pub(crate) fn index_path(view: &ShadowView, index: u64) -> PathBuf {
 /// every replica has passed are deleted).
 pub(crate) fn publish(shared: &Shared, slot: usize, pos: &Option<Pos>) {
     let mut positions = shared.positions.lock().unwrap_or_else(|p| p.into_inner());
+    let moved = positions[slot].as_ref().map(|p| (&p.generation, p.index))
+        != pos.as_ref().map(|p| (&p.generation, p.index));
     positions[slot] = pos.clone();
+    drop(positions);
+    if moved {
+        // A shipped index's shadow file goes now, not a monitor interval
+        // later (local disk: one index, not two).
+        shared.moved.notify_one();
+    }
 }
 
 /// The shadow index file at `pos` and its committed length, if `pos` is in

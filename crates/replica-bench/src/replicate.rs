@@ -49,7 +49,8 @@ pub(crate) struct Outcome {
     pub(crate) p99_ms: f64,
     pub(crate) rss_mib: f64,
     /// Peak bytes of the tool's local state beside the database (its
-    /// hidden directories: our shadow, Litestream's `-litestream` dir).
+    /// hidden directories: our shadow, Litestream's `-litestream` dir),
+    /// sampled every 5 ms.
     pub(crate) local_mib: f64,
 }
 
@@ -280,7 +281,8 @@ pub(crate) fn run_one(
             let mut peak = 0u64;
             while !stop.load(Ordering::SeqCst) {
                 peak = peak.max(local_state(&dir));
-                std::thread::sleep(Duration::from_millis(100));
+                // Often: a shadow index can live for milliseconds only.
+                std::thread::sleep(Duration::from_millis(5));
             }
             peak
         })

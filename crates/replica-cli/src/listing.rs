@@ -3,6 +3,7 @@
 use std::io::Write;
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use replica::layout::format_index;
 use replica::{newest_generation, Generation, ReplicaClient, TimeBounds};
 use serde::Serialize;
 
@@ -153,9 +154,9 @@ pub(crate) async fn snapshots(
             };
             rows.row(&r, || {
                 format!(
-                    "{:<18} {:>16x} {:>14} {:<20}",
+                    "{:<18} {:>16} {:>14} {:<20}",
                     r.generation,
-                    r.index,
+                    format_index(r.index),
                     r.size,
                     time(r.created_at)
                 )
@@ -200,10 +201,10 @@ pub(crate) async fn wal(
             };
             rows.row(&r, || {
                 format!(
-                    "{:<18} {:>16x} {:>16x} {:>14} {:<20}",
+                    "{:<18} {:>16} {:>16} {:>14} {:<20}",
                     r.generation,
-                    r.index,
-                    r.offset,
+                    format_index(r.index),
+                    format_index(r.offset),
                     r.size,
                     time(r.created_at)
                 )

@@ -7,11 +7,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use replica::{Generation, Layout, ReplicaClient, ReplicaClientExt};
 use replica_conformance::{report, run_part, Part, Report};
 use replica_memory::MemoryStore;
 
+mod args;
 mod config;
 mod copy;
 mod fixtures;
@@ -19,6 +20,7 @@ mod listing;
 mod ltx;
 mod replicate;
 mod restore;
+mod source;
 mod verify;
 
 #[derive(Parser)]
@@ -43,16 +45,16 @@ struct Cli {
 enum Command {
     /// One row per generation: snapshot times and counts, WAL segments, bytes.
     Generations {
-        /// Replica URL (file:///path, a path, memory://name, ...).
-        url: String,
+        #[command(flatten)]
+        source: source::Source,
         /// Print a JSON array instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// One row per snapshot.
     Snapshots {
-        /// Replica URL.
-        url: String,
+        #[command(flatten)]
+        source: source::Source,
         /// Only this generation.
         #[arg(long)]
         generation: Option<String>,
@@ -62,8 +64,8 @@ enum Command {
     },
     /// One row per WAL segment.
     Wal {
-        /// Replica URL.
-        url: String,
+        #[command(flatten)]
+        source: source::Source,
         /// Only this generation.
         #[arg(long)]
         generation: Option<String>,
@@ -74,8 +76,8 @@ enum Command {
     /// One row per LTX file of a Litestream 0.5 replica (as `litestream
     /// ltx`): level, TXID range, size, time.
     Ltx {
-        /// Replica URL.
-        url: String,
+        #[command(flatten)]
+        source: source::Source,
         /// Only this level (0 to 9), or `all`.
         #[arg(long, default_value = "all", value_name = "N|all")]
         level: ltx::Level,
@@ -88,8 +90,8 @@ enum Command {
     /// checksums, and a chain of files reaches the newest TXID). Exit code 1
     /// on any defect.
     Verify {
-        /// Replica URL.
-        url: String,
+        #[command(flatten)]
+        source: source::Source,
         /// Only this generation.
         #[arg(long)]
         generation: Option<String>,
@@ -119,18 +121,20 @@ enum Command {
         /// Replica URL.
         url: String,
         /// A WAL segment as `<generation>/<index>:<offset>`, or a snapshot as
-        /// `<generation>/<index>` (16 hex digits each, whatever the layout).
+        /// `<generation>/<index>` (index and offset in hex, as listings print
+        /// them: `1f`, `0000001f`, `0x1f`; whatever the layout).
         object: String,
     },
     /// Restore a verified SQLite database from a replica (the flags of
     /// `litestream restore`). Every WAL index is checked as SQLite would
     /// trust it before it is applied; on any defect nothing is left at PATH.
     Restore {
-        /// Replica URL.
-        url: String,
-        /// Where to write the database (must not exist).
+        #[command(flatten)]
+        source: source::Source,
+        /// Where to write the database (must not exist). Default, for a
+        /// DB_PATH looked up in a config file: DB_PATH, as Litestream.
         #[arg(short = 'o', long = "output", value_name = "PATH")]
-        output: PathBuf,
+        output: Option<PathBuf>,
         /// Restore this generation (default: the latest).
         #[arg(long)]
         generation: Option<String>,
@@ -230,7 +234,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Litestream's one-dash long flags (`-config`, `-if-replica-exists`).
+    let longs = args::long_names(&Cli::command());
+    let cli = Cli::parse_from(args::with_double_dashes(std::env::args_os(), &longs));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -295,47 +301,40 @@ fn generation_arg(g: Option<String>) -> Result<Option<Generation>, Exit> {
 
 async fn run(command: Command, layout: Option<replica::AnyLayout>) -> Result<(), Exit> {
     match command {
-        Command::Generations { url, json } => {
+        Command::Generations { source, json } => {
+            let url = source.resolve()?.url;
             listing::generations(&*open(&url, layout).await?, json).await
         }
         Command::Snapshots {
-            url,
+            source,
             generation,
             json,
         } => {
+            let url = source.resolve()?.url;
             let client = open(&url, layout).await?;
             listing::snapshots(&*client, generation_arg(generation)?, json).await
         }
         Command::Wal {
-            url,
+            source,
             generation,
             json,
         } => {
+            let url = source.resolve()?.url;
             let client = open(&url, layout).await?;
             listing::wal(&*client, generation_arg(generation)?, json).await
         }
-        Command::Ltx { url, level, json } => match open_any(&url, layout).await? {
-            replica::Replica::Ltx(client) => ltx::list(&client, level, json).await,
-            replica::Replica::Generations(client) => Err(Exit::Error(format!(
-                "{url} holds no LTX files: it reads as a replica of generations in the {} \
-                 layout (list it with `replica generations`); pass --layout litestream-0.5 to \
-                 read it as LTX anyway",
-                client.layout()
-            ))),
-        },
-        Command::Verify { url, generation } => match open_any(&url, layout).await? {
-            replica::Replica::Ltx(client) => {
-                if generation.is_some() {
-                    return Err(Exit::Error(
-                        "--generation: an LTX replica has no generations".into(),
-                    ));
-                }
-                ltx::verify(&client, &url).await
-            }
-            replica::Replica::Generations(client) => {
-                verify(&*client, &url, generation_arg(generation)?).await
-            }
-        },
+        Command::Ltx {
+            source,
+            level,
+            json,
+        } => {
+            let url = source.resolve()?.url;
+            ltx_list(&url, layout, level, json).await
+        }
+        Command::Verify { source, generation } => {
+            let url = source.resolve()?.url;
+            verify_any(&url, layout, generation).await
+        }
         Command::Copy {
             src,
             dst,
@@ -408,7 +407,7 @@ async fn run(command: Command, layout: Option<replica::AnyLayout>) -> Result<(),
         }
         Command::Cat { url, object } => cat(&*open(&url, layout).await?, &object).await,
         Command::Restore {
-            url,
+            source,
             output,
             generation,
             index,
@@ -419,6 +418,17 @@ async fn run(command: Command, layout: Option<replica::AnyLayout>) -> Result<(),
             if_replica_exists,
             integrity_check,
         } => {
+            let resolved = source.resolve()?;
+            let url = resolved.url;
+            let output = match (output, resolved.db) {
+                (Some(output), _) => output,
+                (None, Some(db)) => db,
+                (None, None) => {
+                    return Err(Exit::Error(format!(
+                        "where to? give -o PATH for the restored database (a database path                          with --config restores to that path, as Litestream): `replica                          restore -o app.db {url}`"
+                    )))
+                }
+            };
             let client = match open_any(&url, layout).await? {
                 replica::Replica::Generations(client) => client,
                 replica::Replica::Ltx(client) => {
@@ -503,7 +513,45 @@ async fn run(command: Command, layout: Option<replica::AnyLayout>) -> Result<(),
     }
 }
 
+async fn ltx_list(
+    url: &str,
+    layout: Option<replica::AnyLayout>,
+    level: ltx::Level,
+    json: bool,
+) -> Result<(), Exit> {
+    match open_any(url, layout).await? {
+        replica::Replica::Ltx(client) => ltx::list(&client, level, json).await,
+        replica::Replica::Generations(client) => Err(Exit::Error(format!(
+            "{url} holds no LTX files: it reads as a replica of generations in the {} \
+             layout (list it with `replica generations`); pass --layout litestream-0.5 to \
+             read it as LTX anyway",
+            client.layout()
+        ))),
+    }
+}
+
+async fn verify_any(
+    url: &str,
+    layout: Option<replica::AnyLayout>,
+    generation: Option<String>,
+) -> Result<(), Exit> {
+    match open_any(url, layout).await? {
+        replica::Replica::Ltx(client) => {
+            if generation.is_some() {
+                return Err(Exit::Error(
+                    "--generation: an LTX replica has no generations".into(),
+                ));
+            }
+            ltx::verify(&client, url).await
+        }
+        replica::Replica::Generations(client) => {
+            verify(&*client, url, generation_arg(generation)?).await
+        }
+    }
+}
+
 /// How a command ends other than with success.
+#[derive(Debug)]
 pub(crate) enum Exit {
     /// A finished run whose verdict is a non-zero exit (e.g. failures found).
     Code(ExitCode),
@@ -657,17 +705,22 @@ async fn cat(client: &dyn ReplicaClient, object: &str) -> Result<(), Exit> {
     use futures::TryStreamExt;
     use std::io::Write;
 
-    let mut plain = if object.contains(':') {
-        let pos: replica::Pos = object.parse()?;
-        client.wal_segment_plain(&pos).await?
-    } else {
-        let (g, index) = object.split_once('/').ok_or_else(|| {
-            format!("bad object {object:?}: expected <generation>/<index>[:<offset>]")
-        })?;
-        let index = replica::layout::parse_hex16(index).ok_or_else(|| {
-            format!("bad snapshot index {index:?}: expected 16 lowercase hex digits")
-        })?;
-        client.snapshot_plain(&Generation::new(g)?, index).await?
+    let bad = || {
+        format!(
+            "bad object {object:?}: expected <generation>/<index> (a snapshot) or \
+             <generation>/<index>:<offset> (a WAL segment), index and offset in hex as listings \
+             print them"
+        )
+    };
+    let (g, rest) = object.split_once('/').ok_or_else(bad)?;
+    let generation = Generation::new(g)?;
+    let hex = |s: &str| replica::layout::parse_hex_arg(s).ok_or_else(bad);
+    let mut plain = match rest.split_once(':') {
+        Some((index, offset)) => {
+            let pos = replica::Pos::new(generation, hex(index)?, hex(offset)?)?;
+            client.wal_segment_plain(&pos).await?
+        }
+        None => client.snapshot_plain(&generation, hex(rest)?).await?,
     };
     let mut stdout = std::io::stdout().lock();
     while let Some(chunk) = plain.try_next().await? {

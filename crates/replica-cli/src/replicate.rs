@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use replica::{AnyLayout, Layout, ReplicaClient};
 use replica_sqlite::{DbOptions, Replica, ReplicaOptions, ReplicaTarget, Replicator};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::{config, describe, Exit};
 
@@ -60,9 +60,6 @@ struct Plan {
     replicas: Vec<(ReplicaOptions, String, Option<config::LtxSettings>)>,
 }
 
-/// Litestream's default config path.
-const DEFAULT_CONFIG: &str = "/etc/litestream.yml";
-
 fn plans(args: &Args) -> Result<Vec<Plan>, Exit> {
     match (&args.db, &args.config) {
         (Some(_), Some(_)) => Err(Exit::Error(
@@ -110,8 +107,10 @@ fn plans(args: &Args) -> Result<Vec<Plan>, Exit> {
         }
         (None, config) => {
             let path = config.clone().unwrap_or_else(|| {
-                std::env::var_os("LITESTREAM_CONFIG")
-                    .map_or_else(|| PathBuf::from(DEFAULT_CONFIG), PathBuf::from)
+                std::env::var_os("LITESTREAM_CONFIG").map_or_else(
+                    || PathBuf::from(crate::source::DEFAULT_CONFIG),
+                    PathBuf::from,
+                )
             });
             if config.is_none() && !path.exists() {
                 return Err(Exit::Error(format!(
@@ -200,32 +199,39 @@ async fn open_replica(
     }
 }
 
-/// Runs until SIGTERM or SIGINT, then syncs one last time.
+/// Runs until SIGTERM or SIGINT, then syncs one last time. Only invalid
+/// configuration is fatal at start: each database waits for its file to
+/// appear and retries a failed start on its own, never stopping the others.
 pub(crate) async fn run(args: Args, layout: Option<AnyLayout>) -> Result<(), Exit> {
     let plans = plans(&args)?;
+    // Replica URLs are checked before anything starts: a typo is fatal.
+    for plan in &plans {
+        for (_, url, _) in &plan.replicas {
+            replica::check_location(url, layout)
+                .await
+                .map_err(|e| Exit::Error(format!("{}: {}", plan.path.display(), describe(&e))))?;
+        }
+    }
     // Listening before anything starts: a signal during start-up is a stop.
     let signals = Signals::new()?;
-    let mut running = Vec::new();
-    let mut started = Ok(());
-    for plan in plans {
-        match start(plan, layout).await {
-            Ok(one) => running.push(one),
-            Err(e) => {
-                started = Err(e);
-                break;
-            }
-        }
-    }
-    if started.is_ok() {
-        signals.wait().await;
-    }
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let tasks: Vec<_> = plans
+        .into_iter()
+        .map(|plan| {
+            let path = plan.path.clone();
+            (path, tokio::spawn(supervise(plan, layout, stopped.clone())))
+        })
+        .collect();
+    signals.wait().await;
+    let _ = stop.send(true);
     let mut failed = Vec::new();
-    for (path, replicator) in running {
-        if let Err(e) = replicator.stop().await {
-            failed.push(format!("{}: {}", path.display(), describe(&e)));
+    for (path, task) in tasks {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failed.push(format!("{}: {e}", path.display())),
+            Err(e) => failed.push(format!("{}: {e}", path.display())),
         }
     }
-    started?;
     if failed.is_empty() {
         Ok(())
     } else {
@@ -233,31 +239,83 @@ pub(crate) async fn run(args: Args, layout: Option<AnyLayout>) -> Result<(), Exi
     }
 }
 
-async fn start(plan: Plan, layout: Option<AnyLayout>) -> Result<(PathBuf, Replicator), Exit> {
+/// One database: waits for its file, starts (retrying with backoff), runs
+/// until `stop`, then stops with a final sync. An error is what the exit
+/// reports: a failed final sync, or why it never started.
+async fn supervise(
+    plan: Plan,
+    layout: Option<AnyLayout>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), String> {
+    let poll = plan
+        .options
+        .monitor_interval
+        .max(Duration::from_millis(100));
+    let mut waiting = false;
+    let mut failures = 0u32;
+    let mut last_error: Option<String> = None;
+    loop {
+        if *stop.borrow() {
+            return last_error.map_or(Ok(()), |e| Err(format!("never replicated: {e}")));
+        }
+        let pause = if plan.path.exists() {
+            match start(&plan, layout).await {
+                Ok(replicator) => {
+                    let _ = stop.wait_for(|s| *s).await;
+                    return replicator.stop().await.map_err(|e| describe(&e));
+                }
+                Err(e) => {
+                    let e = match e {
+                        Exit::Error(e) => e,
+                        Exit::Code(code) => format!("exit status {code:?}"),
+                    };
+                    failures += 1;
+                    let retry = Duration::from_secs(1 << failures.min(5));
+                    error!(db = %plan.path.display(), error = %e, retry_in = ?retry, "cannot start replicating; retrying (the other databases go on)");
+                    last_error = Some(e);
+                    retry
+                }
+            }
+        } else {
+            if !waiting {
+                warn!(db = %plan.path.display(), "the database does not exist yet; waiting for it to be created");
+                waiting = true;
+            }
+            poll
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = stop.wait_for(|s| *s) => {}
+        }
+    }
+}
+
+async fn start(plan: &Plan, layout: Option<AnyLayout>) -> Result<Replicator, Exit> {
     let mut replicas = Vec::new();
-    for (mut options, url, ltx) in plan.replicas {
+    for (options, url, ltx) in &plan.replicas {
+        let mut options = options.clone();
         // A Litestream 0.5 config writes an empty location in its layout.
         let empty = if ltx.is_some() {
             AnyLayout::Ltx
         } else {
             Layout::Litestream03.into()
         };
-        let (client, layout) = open_replica(&url, layout, empty).await?;
+        let (client, layout) = open_replica(url, layout, empty).await?;
         if let (ReplicaTarget::Ltx(_), Some(ltx)) = (&client, ltx) {
             options.snapshot_interval = Some(ltx.snapshot_interval);
             options.retention = ltx.retention;
             options.retention_check_interval = ltx.retention_check_interval;
-            options.levels = ltx.levels;
+            options.levels = ltx.levels.clone();
             options.l0_retention = ltx.l0_retention;
         }
-        info!(db = %plan.path.display(), replica = %options.name, url = %redact(&url), layout = %layout, "replica");
+        info!(db = %plan.path.display(), replica = %options.name, url = %redact(url), layout = %layout, "replica");
         replicas.push(Replica { options, client });
     }
-    let replicator = Replicator::start(&plan.path, plan.options, replicas)
+    let replicator = Replicator::start(&plan.path, plan.options.clone(), replicas)
         .await
-        .map_err(|e| Exit::Error(format!("{}: {}", plan.path.display(), describe(&e))))?;
+        .map_err(|e| Exit::Error(describe(&e)))?;
     info!(db = %plan.path.display(), generation = %replicator.generation(), "replicating");
-    Ok((plan.path, replicator))
+    Ok(replicator)
 }
 
 /// A URL without its credentials, for logs.

@@ -15,13 +15,12 @@ use crate::Exit;
 /// The target of `--index HEX` or `--timestamp RFC3339` (neither: the end).
 pub(crate) fn target(index: Option<&str>, timestamp: Option<&str>) -> Result<RestoreTarget, Exit> {
     if let Some(index) = index {
-        let digits = index.strip_prefix("0x").unwrap_or(index);
-        let value = u64::from_str_radix(digits, 16)
-            .ok()
-            .filter(|_| !digits.is_empty() && digits.len() <= 16)
-            .ok_or_else(|| {
-                format!("bad --index {index:?}: expected a WAL index in hex, as Litestream prints it (e.g. 0000001f)")
-            })?;
+        let value = replica::layout::parse_hex_arg(index).ok_or_else(|| {
+            format!(
+                "bad --index {index:?}: expected a WAL index in hex, as listings print it \
+                 (e.g. 1f, 0000001f or 0x1f)"
+            )
+        })?;
         return Ok(RestoreTarget::Index(value));
     }
     if let Some(at) = timestamp {

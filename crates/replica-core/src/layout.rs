@@ -400,6 +400,22 @@ fn parse_hex(s: &str, digits: usize) -> Option<u64> {
     u64::from_str_radix(s, 16).ok()
 }
 
+/// Parses an index or offset as a person types it: 1 to 16 hex digits of
+/// either case, with or without `0x` (what any listing prints, Litestream
+/// 0.3's 8-digit names and our 16-digit ones alike), at most [`MAX_INDEX`].
+pub fn parse_hex_arg(s: &str) -> Option<u64> {
+    let digits = s
+        .strip_prefix("0x")
+        .or_else(|| s.strip_prefix("0X"))
+        .unwrap_or(s);
+    if digits.is_empty() || digits.len() > 16 || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u64::from_str_radix(digits, 16)
+        .ok()
+        .filter(|v| *v <= MAX_INDEX)
+}
+
 /// Parses exactly 16 lowercase hex digits with a value of at most [`MAX_INDEX`].
 pub fn parse_hex16(s: &str) -> Option<u64> {
     parse_hex(s, 16).filter(|v| *v <= MAX_INDEX)

@@ -229,15 +229,8 @@ pub trait ReplicaClientExt: ReplicaClient {
             }
             next = Some(index + 1);
         }
-        if let RestoreTarget::Index(target) = target {
-            let last = by_index.last().map_or(snapshot.index, |(i, _)| *i);
-            if last < target {
-                return Err(Error::Gap {
-                    expected: Pos::new(generation.clone(), last + 1, 0)?,
-                    found: format!("no segments for index {}", format_index(last + 1)),
-                });
-            }
-        }
+        // A target index past the generation's last one restores to its end,
+        // as Litestream does (the caller can tell from the plan and say so).
         Ok(RestorePlan {
             snapshot,
             wal: by_index,

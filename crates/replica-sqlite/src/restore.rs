@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::stream::{self, StreamExt, TryStreamExt};
+use replica_core::layout::format_index;
 use replica_core::{
     collect_bytes, lz4, Error, Generation, Pos, ReplicaClient, ReplicaClientExt, RestoreTarget,
     WalContiguity, WalSegmentInfo,
@@ -293,6 +294,17 @@ pub async fn restore(
     };
     let plan = client.list_restore(&generation, options.target).await?;
     let progress = options.progress.as_deref();
+    if let RestoreTarget::Index(target) = options.target {
+        let last = plan.wal.last().map_or(plan.snapshot.index, |(i, _)| *i);
+        if let (true, Some(p)) = (last < target, progress) {
+            p.note(&format!(
+                "index {} is past the end of generation {generation} (its last index is {}): \
+                 restoring to the end, as Litestream does",
+                format_index(target),
+                format_index(last)
+            ));
+        }
+    }
     if let Some(p) = progress {
         let segments = plan.wal.iter().flat_map(|(_, s)| s);
         p.start(

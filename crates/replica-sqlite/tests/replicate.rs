@@ -649,7 +649,11 @@ fn shadow_files(root: &Path) -> (usize, u64) {
         return found;
     };
     for g in generations.flatten() {
-        for f in std::fs::read_dir(g.path().join("wal")).into_iter().flatten().flatten() {
+        for f in std::fs::read_dir(g.path().join("wal"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             found.0 += 1;
             found.1 += f.metadata().map_or(0, |m| m.len());
         }
@@ -694,7 +698,9 @@ async fn local_state_holds_no_more_than_the_unshipped_wal() {
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let most = sampler.join().unwrap();
     let (files, bytes) = shadow_files(&root);
-    let wal = std::fs::metadata(dir.path().join("app.db-wal")).unwrap().len();
+    let wal = std::fs::metadata(dir.path().join("app.db-wal"))
+        .unwrap()
+        .len();
     let generations = client.generations().await.unwrap();
     let segments = client
         .wal_segments(&generations[0])
@@ -705,9 +711,15 @@ async fn local_state_holds_no_more_than_the_unshipped_wal() {
         .unwrap();
     let indexes: std::collections::BTreeSet<u64> = segments.iter().map(|s| s.index).collect();
     assert!(indexes.len() >= 5, "checkpoints ran: indexes {indexes:?}");
-    assert!(most <= 2, "at most the current and the previous index: saw {most} files");
+    assert!(
+        most <= 2,
+        "at most the current and the previous index: saw {most} files"
+    );
     assert_eq!(files, 1, "caught up: only the current index is kept");
-    assert!(bytes <= wal, "the shadow ({bytes} bytes) holds no more than the WAL ({wal})");
+    assert!(
+        bytes <= wal,
+        "the shadow ({bytes} bytes) holds no more than the WAL ({wal})"
+    );
     replicator.stop().await.unwrap();
     drop(conn);
 }

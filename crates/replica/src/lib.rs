@@ -159,6 +159,12 @@ pub async fn open_any(location: &str, options: OpenAnyOptions) -> Result<Replica
     match url.scheme() {
         #[cfg(feature = "file")]
         "file" => {
+            if let Some((key, _)) = url.query_pairs().next() {
+                return Err(Error::invalid(format!(
+                    "unknown option {key:?} in file URL {location:?}: file URLs take only \
+                     layout= (a typo?)"
+                )));
+            }
             let path = url.to_file_path().map_err(|()| {
                 Error::invalid(format!(
                     "bad file URL {location:?}: expected file:///absolute/path"
@@ -168,6 +174,12 @@ pub async fn open_any(location: &str, options: OpenAnyOptions) -> Result<Replica
         }
         #[cfg(feature = "memory")]
         "memory" => {
+            if let Some((key, _)) = url.query_pairs().next() {
+                return Err(Error::invalid(format!(
+                    "unknown option {key:?} in memory URL {location:?}: memory URLs take only \
+                     layout= (a typo?)"
+                )));
+            }
             let name = format!("{}{}", url.host_str().unwrap_or(""), url.path());
             detect(replica_memory::MemoryStore::named(&name), options).await
         }
@@ -180,6 +192,26 @@ pub async fn open_any(location: &str, options: OpenAnyOptions) -> Result<Replica
             known()
         ))),
     }
+}
+
+/// Checks `location` as [`open_any`] would (scheme, path, options, a
+/// `layout` given twice), without touching the store: a bad URL is
+/// [`Error::InvalidArgument`]; an unreachable store is not found out here.
+pub async fn check_location(location: &str, layout: Option<AnyLayout>) -> Result<()> {
+    let in_url = url::Url::parse(location)
+        .ok()
+        .is_some_and(|u| u.query_pairs().any(|(k, _)| k == "layout"));
+    // With a layout decided, opening reads nothing from the store.
+    let layout = if in_url {
+        layout
+    } else {
+        Some(layout.unwrap_or(AnyLayout::Ltx))
+    };
+    let options = OpenAnyOptions {
+        layout,
+        ..OpenAnyOptions::default()
+    };
+    open_any(location, options).await.map(|_| ())
 }
 
 /// Moves a `layout=` query option from the URL into the options.

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use replica_core::layout::format_index;
 use replica_core::Generation;
 use rusqlite::Connection;
 use tracing::{debug, info, warn};
@@ -314,8 +315,8 @@ impl Db {
             .map_err(|_| lost("shadow unwritable"))?;
         info!(
             generation = %generation,
-            index,
-            offset = len,
+            index = %format_index(index),
+            offset = %format_index(len),
             "resumed the generation"
         );
         self.first_index = first;

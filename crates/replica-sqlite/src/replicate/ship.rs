@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
+use replica_core::layout::format_index;
 use replica_core::{
     bytes_stream, client::reader_stream, decompressed_len, lz4, ByteStream, Error, Pos,
     ReplicaClient, Result,
@@ -157,7 +158,7 @@ impl Shipper {
         };
         match shadow_len {
             Some(len) if pos.offset <= len => {
-                info!(replica = self.name(), generation = %g, index = pos.index, offset = pos.offset, "continuing the generation");
+                info!(replica = self.name(), generation = %g, index = %format_index(pos.index), offset = %format_index(pos.offset), "continuing the generation");
                 self.pos = Some(pos);
                 self.publish();
                 Ok(())
@@ -201,7 +202,7 @@ impl Shipper {
         info!(
             replica = self.name(),
             generation = %view.generation,
-            index = view.index,
+            index = %format_index(view.index),
             bytes = info.size,
             "snapshot written"
         );
@@ -238,9 +239,9 @@ impl Shipper {
                 info!(
                     replica = self.name(),
                     generation = %pos.generation,
-                    index = pos.index,
-                    offset = pos.offset,
-                    end = len,
+                    index = %format_index(pos.index),
+                    offset = %format_index(pos.offset),
+                    end = %format_index(len),
                     through = through.as_deref().unwrap_or(""),
                     "wal shipped"
                 );

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use replica_core::layout::format_index;
 use replica_core::ltx::{compact, format, LtxClient, LtxFileInfo, TxId, SNAPSHOT_LEVEL};
 use replica_core::{Error, Pos, Result};
 use tokio::sync::{watch, RwLock};
@@ -262,7 +263,7 @@ impl LtxShipper {
                 continue;
             };
             if header.wal_offset > 0 && wal.salts == salts && end <= len {
-                info!(replica = %self.options.name, txid = %TxId(self.txid), index, offset = end, "continuing the replica");
+                info!(replica = %self.options.name, txid = %TxId(self.txid), index = %format_index(index), offset = %format_index(end), "continuing the replica");
                 self.pos = Some(Pos::new(view.generation.clone(), index, end)?);
                 self.publish();
                 return Ok(());
@@ -400,9 +401,9 @@ impl LtxShipper {
                         replica = %self.options.name,
                         txid = %TxId(txid),
                         generation = %pos.generation,
-                        index = pos.index,
-                        offset = start,
-                        end = len,
+                        index = %format_index(pos.index),
+                        offset = %format_index(start),
+                        end = %format_index(len),
                         through = through.as_deref().unwrap_or(""),
                         "ltx shipped"
                     );

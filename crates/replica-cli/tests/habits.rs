@@ -1,0 +1,262 @@
+//! A Litestream user's habits through the real binary: Litestream's
+//! one-dash command lines and a config file on every command, databases
+//! that do not exist yet when the replicator starts, and URL typos named.
+
+use std::path::Path;
+use std::time::Duration;
+
+mod common;
+use common::{create_source, replica, rows, write_round, Running};
+
+/// A Litestream 0.3 config replicating `dbs` (each to `dir/replica-<name>`).
+fn config(dir: &Path, dbs: &[&Path]) -> std::path::PathBuf {
+    let mut text = String::from("dbs:\n");
+    for db in dbs {
+        let name = db.file_stem().unwrap().to_str().unwrap();
+        text.push_str(&format!(
+            "  - path: {}\n    monitor-interval: 50ms\n    replicas:\n      - url: file://{}/replica-{name}\n        sync-interval: 50ms\n",
+            db.display(),
+            dir.display()
+        ));
+    }
+    let path = dir.join("litestream.yml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A container entrypoint of Litestream users, unchanged but for the
+/// program name: `restore -if-db-not-exists -if-replica-exists -config`
+/// (nothing to restore on the first boot), `replicate -config`, then after
+/// losing the disk the same restore brings the database back to its path.
+#[test]
+fn a_litestream_entrypoint_runs_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let cfg = config(dir.path(), &[&db]);
+    let cfg = cfg.to_str().unwrap();
+    let restore = |db: &Path| {
+        replica()
+            .args([
+                "restore",
+                "-if-db-not-exists",
+                "-if-replica-exists",
+                "-config",
+                cfg,
+            ])
+            .arg(db)
+            .env("LITESTREAM_CONFIG", "/nonexistent")
+            .output()
+            .unwrap()
+    };
+    // First boot: no replica yet, nothing restored, exit 0.
+    let first = restore(&db);
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(!db.exists(), "nothing restored from an empty replica");
+
+    let mut conn = create_source(&db);
+    let running = Running::start(dir.path(), &["-config", cfg]);
+    for round in 0..20 {
+        write_round(&mut conn, round);
+    }
+    drop(conn);
+    std::thread::sleep(Duration::from_millis(500));
+    running.stop();
+    let source = rows(&db);
+
+    // The database is there: -if-db-not-exists leaves it alone.
+    let again = restore(&db);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(rows(&db), source);
+
+    // The disk is lost: the same command line restores to the db's path.
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    let restored = restore(&db);
+    assert!(restored.status.success(), "{}", stderr(&restored));
+    assert_eq!(rows(&db), source);
+
+    // Listings take the config and the database path too.
+    let listed = replica()
+        .args(["generations", "-config", cfg])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).contains("latest"),
+        "{}",
+        String::from_utf8_lossy(&listed.stdout)
+    );
+    // -o still picks another output.
+    let out = dir.path().join("elsewhere.db");
+    let other = replica()
+        .args(["restore", "-config", cfg, "-o"])
+        .arg(&out)
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(other.status.success(), "{}", stderr(&other));
+    assert_eq!(rows(&out), source);
+}
+
+/// A config naming a database that does not exist yet: the replicator
+/// logs that it waits, replicates the other one meanwhile, and starts the
+/// missing one when it appears; both restore to their rows.
+#[test]
+fn a_missing_database_is_waited_for_and_never_stops_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let present = dir.path().join("present.db");
+    let later = dir.path().join("later.db");
+    let cfg = config(dir.path(), &[&present, &later]);
+    let mut conn = create_source(&present);
+    let running = Running::start(dir.path(), &["--config", cfg.to_str().unwrap()]);
+    running.wait_for("does not exist yet");
+    for round in 0..5 {
+        write_round(&mut conn, round);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let mut late = create_source(&later);
+    for round in 0..7 {
+        write_round(&mut late, round);
+    }
+    // Started within a few polls of appearing.
+    let started = std::time::Instant::now();
+    while running.text().matches("\"replicating\"").count() < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the second database never started: {}",
+            running.text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop((conn, late));
+    std::thread::sleep(Duration::from_millis(500));
+    let log = running.stop();
+    assert_eq!(
+        log.matches("does not exist yet").count(),
+        1,
+        "the wait is logged once: {log}"
+    );
+    for (db, name) in [(&present, "present"), (&later, "later")] {
+        let out = dir.path().join(format!("{name}-restored.db"));
+        let restored = replica()
+            .args(["restore", "-o"])
+            .arg(&out)
+            .arg(dir.path().join(format!("replica-{name}")))
+            .output()
+            .unwrap();
+        assert!(restored.status.success(), "{name}: {}", stderr(&restored));
+        assert_eq!(rows(&out), rows(db), "{name}");
+    }
+}
+
+/// The same with the database and URL on the command line.
+#[test]
+fn replicate_db_url_waits_for_the_database_to_be_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let url = format!("file://{}/replica", dir.path().display());
+    let log = dir.path().join("log");
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("replica"))
+        .arg("replicate")
+        .arg(&db)
+        .arg(&url)
+        .args(["--monitor-interval", "50ms", "--sync-interval", "50ms"])
+        .args(["--log-format", "json"])
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let running = Running { child, log };
+    running.wait_for("does not exist yet");
+    let mut conn = create_source(&db);
+    write_round(&mut conn, 1);
+    running.wait_for("replicating");
+    drop(conn);
+    std::thread::sleep(Duration::from_millis(500));
+    running.stop();
+    let out = dir.path().join("restored.db");
+    let restored = replica()
+        .args(["restore", "-o"])
+        .arg(&out)
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert!(restored.status.success(), "{}", stderr(&restored));
+    assert_eq!(rows(&out), rows(&db));
+}
+
+/// A bad replica URL is invalid configuration: fatal at start, named.
+#[test]
+fn a_typo_in_a_replica_url_is_fatal_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    drop(create_source(&db));
+    let out = replica()
+        .arg("replicate")
+        .arg(&db)
+        .arg(format!(
+            "file://{}/r?layot=litestream-0.3",
+            dir.path().display()
+        ))
+        .timeout(Duration::from_secs(20))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("unknown option \"layot\""),
+        "{}",
+        stderr(&out)
+    );
+    // Read commands name it too.
+    let listed = replica()
+        .arg("generations")
+        .arg(format!(
+            "file://{}/r?layot=litestream-0.3",
+            dir.path().display()
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(listed.status.code(), Some(2));
+    assert!(
+        stderr(&listed).contains("unknown option \"layot\""),
+        "{}",
+        stderr(&listed)
+    );
+}
+
+/// A database file where a replica URL belongs: said so, with the fix.
+#[test]
+fn a_database_path_without_a_config_asks_for_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    drop(create_source(&db));
+    let out = replica()
+        .arg("generations")
+        .arg(&db)
+        .env("LITESTREAM_CONFIG", dir.path().join("none.yml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let text = stderr(&out);
+    assert!(text.contains("is a file, not a replica location"), "{text}");
+    assert!(text.contains("--config FILE"), "{text}");
+    // With LITESTREAM_CONFIG naming it, the path resolves.
+    let cfg = config(dir.path(), &[&db]);
+    let resolved = replica()
+        .arg("generations")
+        .arg(&db)
+        .env("LITESTREAM_CONFIG", &cfg)
+        .output()
+        .unwrap();
+    // The replica is empty: listed as such, not an error about a file.
+    assert!(
+        !stderr(&resolved).contains("is a file"),
+        "{}",
+        stderr(&resolved)
+    );
+}

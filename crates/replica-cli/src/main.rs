@@ -610,12 +610,18 @@ fn hint(text: &str) -> Option<String> {
             "{which}, and plain HTTP is off: set AWS_ALLOW_HTTP=true or add ?allow_http=true to the URL"
         ));
     }
-    if text.contains("169.254.169.254") || text.contains("169.254.170.2") {
+    // The instance metadata service, at its address or its paths (the
+    // address is AWS_METADATA_ENDPOINT's where that is set).
+    if text.contains("169.254.169.254")
+        || text.contains("169.254.170.2")
+        || text.contains("/latest/api/token")
+        || text.contains("/latest/meta-data")
+    {
         return Some(
             "no AWS credentials were configured, so the cloud's instance metadata service was \
              asked for some: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or \
              ?access_key_id=...&secret_access_key=...), or AWS_SKIP_SIGNATURE=true for a public \
-             bucket"
+             bucket (AWS_EC2_METADATA_DISABLED=true fails at once instead of asking)"
                 .to_owned(),
         );
     }

@@ -713,11 +713,9 @@ fn an_http_endpoint_without_allow_http_names_the_fix() {
     assert_eq!(err.lines().count(), 1, "one line: {err}");
 }
 
-#[test]
-fn missing_credentials_are_named_as_the_cause() {
-    // Without keys, object_store asks the instance metadata service, which
-    // is not there; the message says what to set.
-    let out = replica()
+/// `replica generations` on an S3 URL with no AWS keys, under `envs`.
+fn without_credentials(envs: &[(&str, &str)]) -> std::process::Output {
+    replica()
         .args([
             "generations",
             "s3://bucket/prefix?endpoint=http://127.0.0.1:9&allow_http=true&region=us-east-1",
@@ -727,13 +725,43 @@ fn missing_credentials_are_named_as_the_cause() {
         .env_remove("AWS_ACCESS_KEY_ID")
         .env_remove("AWS_SECRET_ACCESS_KEY")
         .env_remove("AWS_PROFILE")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_EC2_METADATA_DISABLED")
+        .envs(envs.iter().copied())
         .timeout(std::time::Duration::from_secs(120))
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn missing_credentials_are_named_as_the_cause() {
+    // AWS_EC2_METADATA_DISABLED=true (the AWS SDKs' convention): no request
+    // to the instance metadata service at all, an immediate error. (The
+    // metadata endpoint is a closed local port, should one be made.)
+    let started = std::time::Instant::now();
+    let out = without_credentials(&[
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("AWS_METADATA_ENDPOINT", "http://127.0.0.1:9"),
+    ]);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr_of(&out);
     assert!(err.contains("AWS_ACCESS_KEY_ID"), "{err}");
+    assert!(
+        err.contains("AWS_EC2_METADATA_DISABLED=true forbids"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("latest/api/token"),
+        "no metadata request: {err}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    // Without it, object_store asks the metadata service: here a closed
+    // local port (never the cloud's address from a test), and the message
+    // names the missing keys as the cause, not the endpoint.
+    let out = without_credentials(&[("AWS_METADATA_ENDPOINT", "http://127.0.0.1:9")]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr_of(&out);
+    assert!(err.contains("127.0.0.1:9/latest/api/token"), "{err}");
+    assert!(err.contains("no AWS credentials were configured"), "{err}");
 }
 
 #[test]

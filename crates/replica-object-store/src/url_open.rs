@@ -63,7 +63,7 @@ pub fn open_url(url: &Url) -> Result<ObjectKeyStore> {
     };
     #[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
     macro_rules! build {
-        ($builder:ty, $key:ty) => {{
+        ($builder:ty, $key:ty, $check:expr) => {{
             let mut builder = <$builder>::new().with_url(bare.as_str());
             for (key, value) in env {
                 if let Ok(key) = key.parse::<$key>() {
@@ -80,6 +80,7 @@ pub fn open_url(url: &Url) -> Result<ObjectKeyStore> {
                 })?;
                 builder = builder.with_config(key, value);
             }
+            $check(&builder)?;
             Arc::new(builder.with_retry(retry).build().map_err(|e| cannot(&e))?)
                 as Arc<dyn ObjectStore>
         }};
@@ -89,7 +90,8 @@ pub fn open_url(url: &Url) -> Result<ObjectKeyStore> {
         ObjectStoreScheme::AmazonS3 => (
             build!(
                 object_store::aws::AmazonS3Builder,
-                object_store::aws::AmazonS3ConfigKey
+                object_store::aws::AmazonS3ConfigKey,
+                |b: &object_store::aws::AmazonS3Builder| aws_credentials_possible(url, b)
             ),
             "s3",
         ),
@@ -97,7 +99,8 @@ pub fn open_url(url: &Url) -> Result<ObjectKeyStore> {
         ObjectStoreScheme::GoogleCloudStorage => (
             build!(
                 object_store::gcp::GoogleCloudStorageBuilder,
-                object_store::gcp::GoogleConfigKey
+                object_store::gcp::GoogleConfigKey,
+                |_: &object_store::gcp::GoogleCloudStorageBuilder| Ok::<(), Error>(())
             ),
             "gcs",
         ),
@@ -105,7 +108,8 @@ pub fn open_url(url: &Url) -> Result<ObjectKeyStore> {
         ObjectStoreScheme::MicrosoftAzure => (
             build!(
                 object_store::azure::MicrosoftAzureBuilder,
-                object_store::azure::AzureConfigKey
+                object_store::azure::AzureConfigKey,
+                |_: &object_store::azure::MicrosoftAzureBuilder| Ok::<(), Error>(())
             ),
             "azure",
         ),
@@ -133,4 +137,35 @@ pub fn open_url(url: &Url) -> Result<ObjectKeyStore> {
     #[cfg(not(any(feature = "aws", feature = "gcp", feature = "azure")))]
     drop(env);
     Ok(ObjectKeyStore::new(store, prefix.as_ref()).with_kind(kind))
+}
+
+/// With `AWS_EC2_METADATA_DISABLED=true` (the AWS SDKs' convention), no
+/// request may go to the instance metadata service: without credentials
+/// from the environment or the URL, opening fails at once saying so, where
+/// object_store would ask the metadata address.
+#[cfg(feature = "aws")]
+fn aws_credentials_possible(url: &Url, b: &object_store::aws::AmazonS3Builder) -> Result<()> {
+    use object_store::aws::AmazonS3ConfigKey as K;
+    let disabled =
+        std::env::var("AWS_EC2_METADATA_DISABLED").is_ok_and(|v| v.eq_ignore_ascii_case("true"));
+    let set = |k: K| b.get_config_value(&k).is_some_and(|v| !v.is_empty());
+    let skip = b
+        .get_config_value(&K::SkipSignature)
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let other_source = [
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    ]
+    .iter()
+    .any(|k| std::env::var_os(k).is_some_and(|v| !v.is_empty()));
+    if disabled && !skip && !other_source && !(set(K::AccessKeyId) && set(K::SecretAccessKey)) {
+        return Err(Error::invalid(format!(
+            "cannot open {url}: no AWS credentials, and AWS_EC2_METADATA_DISABLED=true forbids \
+             asking the instance metadata service for some: set AWS_ACCESS_KEY_ID and \
+             AWS_SECRET_ACCESS_KEY (or ?access_key_id=...&secret_access_key=...), or \
+             AWS_SKIP_SIGNATURE=true for a public bucket"
+        )));
+    }
+    Ok(())
 }

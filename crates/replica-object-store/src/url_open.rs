@@ -159,7 +159,9 @@ fn aws_credentials_possible(url: &Url, b: &object_store::aws::AmazonS3Builder) -
     ]
     .iter()
     .any(|k| std::env::var_os(k).is_some_and(|v| !v.is_empty()));
-    if disabled && !skip && !other_source && !(set(K::AccessKeyId) && set(K::SecretAccessKey)) {
+    let keys = set(K::AccessKeyId) && set(K::SecretAccessKey);
+    let credentials = skip || other_source || keys;
+    if disabled && !credentials {
         return Err(Error::invalid(format!(
             "cannot open {url}: no AWS credentials, and AWS_EC2_METADATA_DISABLED=true forbids \
              asking the instance metadata service for some: set AWS_ACCESS_KEY_ID and \

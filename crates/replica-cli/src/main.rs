@@ -585,6 +585,7 @@ pub(crate) fn describe(e: &(dyn std::error::Error + 'static)) -> String {
         }
         source = cause.source();
     }
+    let mut text = tidy_xml(&text);
     if let Some(hint) = hint(&text) {
         text.push_str("; ");
         text.push_str(&hint);
@@ -592,8 +593,38 @@ pub(crate) fn describe(e: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+/// An S3 error body (`<?xml ...><Error><Code>C</Code><Message>M</Message>
+/// ...</Error>`) inside `text`, shortened to `C: M`.
+fn tidy_xml(text: &str) -> String {
+    let Some(start) = text.find("<?xml").or_else(|| text.find("<Error>")) else {
+        return text.to_owned();
+    };
+    let tag = |name: &str| {
+        let open = format!("<{name}>");
+        let from = text[start..].find(&open)? + start + open.len();
+        let to = text[from..].find(&format!("</{name}>"))? + from;
+        Some(text[from..to].to_owned())
+    };
+    let end = text[start..]
+        .find("</Error>")
+        .map_or(text.len(), |e| start + e + "</Error>".len());
+    let short = match (tag("Code"), tag("Message")) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        (Some(code), None) => code,
+        _ => return text.to_owned(),
+    };
+    format!("{}{short}{}", &text[..start], &text[end..])
+}
+
 /// The fix for errors whose cause is known.
 fn hint(text: &str) -> Option<String> {
+    if text.contains("NoSuchBucket") {
+        return Some(
+            "the bucket does not exist: create it, or check the bucket name (and the region \
+             or endpoint it lives at)"
+                .to_owned(),
+        );
+    }
     let endpoint = std::env::var("AWS_ENDPOINT")
         .ok()
         .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
@@ -729,12 +760,18 @@ async fn cat(client: &dyn ReplicaClient, object: &str) -> Result<(), Exit> {
         None => client.snapshot_plain(&generation, hex(rest)?).await?,
     };
     let mut stdout = std::io::stdout().lock();
+    // A reader that stops early (`| head`) is not an error.
+    let written = |r: std::io::Result<()>| match r {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(format!("writing stdout: {e}")),
+        Ok(()) => Ok(true),
+    };
     while let Some(chunk) = plain.try_next().await? {
-        stdout
-            .write_all(&chunk)
-            .map_err(|e| format!("writing stdout: {e}"))?;
+        if !written(stdout.write_all(&chunk))? {
+            return Ok(());
+        }
     }
-    stdout.flush().map_err(|e| format!("writing stdout: {e}"))?;
+    written(stdout.flush())?;
     Ok(())
 }
 

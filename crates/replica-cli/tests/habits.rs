@@ -188,6 +188,21 @@ fn replicate_db_url_waits_for_the_database_to_be_created() {
         .unwrap();
     assert!(restored.status.success(), "{}", stderr(&restored));
     assert_eq!(rows(&out), rows(&db));
+    // An index past the end restores to the end, as Litestream, and says so.
+    let past = dir.path().join("past.db");
+    let restored = replica()
+        .args(["restore", "-index", "0x7fff", "-o"])
+        .arg(&past)
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert!(restored.status.success(), "{}", stderr(&restored));
+    assert!(
+        stderr(&restored).contains("index 0000000000007fff is past the end"),
+        "{}",
+        stderr(&restored)
+    );
+    assert_eq!(rows(&past), rows(&db));
 }
 
 /// A bad replica URL is invalid configuration: fatal at start, named.
@@ -259,4 +274,150 @@ fn a_database_path_without_a_config_asks_for_one() {
         "{}",
         stderr(&resolved)
     );
+}
+
+/// As Litestream, a restore creates the output's missing directories; a
+/// failed one removes those it created (nothing left behind).
+#[test]
+fn restore_creates_the_output_directory_and_a_failed_one_removes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let url = format!("file://{}/replica", dir.path().display());
+    let mut conn = create_source(&db);
+    write_round(&mut conn, 1);
+    drop(conn);
+    let snap = replica()
+        .arg("snapshot")
+        .arg(&db)
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert!(snap.status.success(), "{}", stderr(&snap));
+    let out = dir.path().join("new/sub/app.db");
+    let restored = replica()
+        .args(["restore", "-o"])
+        .arg(&out)
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert!(restored.status.success(), "{}", stderr(&restored));
+    assert_eq!(rows(&out), rows(&db));
+
+    // A replica whose snapshot is no database: refused after the directory
+    // was made, and the directory goes again.
+    let bad = dir.path().join("bad");
+    let put = bad.join("generations/00000000000000a1/snapshots/00000000.snapshot.lz4");
+    std::fs::create_dir_all(put.parent().unwrap()).unwrap();
+    std::fs::write(&put, replica::lz4::compress(&[7u8; 8192])).unwrap();
+    let target = dir.path().join("fresh/deeper/app.db");
+    let failed = replica()
+        .args(["restore", "-o"])
+        .arg(&target)
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(failed.status.code(), Some(2), "{}", stderr(&failed));
+    assert!(
+        stderr(&failed).contains("not a SQLite database"),
+        "{}",
+        stderr(&failed)
+    );
+    assert!(
+        !dir.path().join("fresh").exists(),
+        "the directories it made are gone"
+    );
+}
+
+/// A rollback-journal database is switched to WAL, and the log says so.
+#[test]
+fn a_rollback_journal_database_is_switched_to_wal_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    common::sqlite3(
+        &db,
+        "PRAGMA journal_mode=delete; CREATE TABLE t (x); INSERT INTO t VALUES (1);",
+    );
+    let url = format!("file://{}/replica", dir.path().display());
+    let running = Running::start(dir.path(), &[db.to_str().unwrap(), &url]);
+    let log = running.stop();
+    assert_eq!(log.matches("switched it to WAL").count(), 1, "{log}");
+    assert!(log.contains("\"was\":\"delete\""), "{log}");
+    assert_eq!(common::sqlite3(&db, "PRAGMA journal_mode").trim(), "wal");
+}
+
+/// `replica cat ... | head`: a reader that stops early is no error.
+#[test]
+fn cat_into_a_closed_pipe_exits_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let mut conn = create_source(&db);
+    for round in 0..40 {
+        write_round(&mut conn, round);
+    }
+    drop(conn);
+    let root = dir.path().join("replica");
+    let snap = replica()
+        .arg("snapshot")
+        .arg(&db)
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert!(snap.status.success(), "{}", stderr(&snap));
+    let listed = replica()
+        .args(["generations", "--json"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    let rows: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let generation = rows[0]["generation"].as_str().unwrap().to_owned();
+    let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    let bytes = size(&db) + size(&dir.path().join("app.db-wal"));
+    assert!(bytes > 1 << 18, "more than a pipe holds: {bytes}");
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("replica"))
+        .arg("cat")
+        .arg(&root)
+        .arg(format!("{generation}/0"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read a little, then close the pipe, as `head` does.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 100];
+    std::io::Read::read_exact(&mut stdout, &mut first).unwrap();
+    assert_eq!(&first[..16], b"SQLite format 3\0");
+    drop(stdout);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status,
+        stderr(&out)
+    );
+    assert_eq!(stderr(&out), "", "nothing on stderr");
+}
+
+/// A bucket that does not exist: one line naming it, no raw S3 XML.
+#[test]
+fn a_missing_bucket_is_named_without_raw_xml() {
+    let Some((_, endpoint)) = common::s3_settings() else {
+        return;
+    };
+    let out = replica()
+        .args([
+            "generations",
+            "s3://replica-no-such-bucket/x?allow_http=true",
+        ])
+        .env("AWS_ENDPOINT", &endpoint)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let text = stderr(&out);
+    assert!(text.contains("NoSuchBucket"), "{text}");
+    assert!(text.contains("the bucket does not exist"), "{text}");
+    assert!(
+        !text.contains("<?xml") && !text.contains("<Error>"),
+        "{text}"
+    );
+    assert_eq!(text.lines().count(), 1, "{text}");
 }

@@ -658,6 +658,10 @@ pub(crate) struct TempDb {
     pub(crate) path: PathBuf,
     pub(crate) file: fs::File,
     committed: bool,
+    /// The outermost directory this restore created for the output (as
+    /// Litestream creates the output's directory), removed again if the
+    /// restore fails and it is still empty.
+    created: Option<PathBuf>,
 }
 
 impl TempDb {
@@ -681,6 +685,7 @@ impl TempDb {
             .to_string_lossy()
             .into_owned();
         let dir = parent_dir(output);
+        let created = create_dirs(&dir)?;
         remove_stale_temps(&dir, &name, output, progress)?;
         let path = dir.join(format!(
             ".{name}.{:016x}.restore.tmp",
@@ -691,11 +696,15 @@ impl TempDb {
             .write(true)
             .create_new(true)
             .open(&path)
-            .map_err(io(format!("creating {}", path.display())))?;
+            .map_err(|e| {
+                remove_created(created.as_deref(), &dir);
+                io(format!("creating {}", path.display()))(e)
+            })?;
         let temp = TempDb {
             path,
             file,
             committed: false,
+            created,
         };
         rustix::fs::flock(
             &temp.file,
@@ -728,7 +737,40 @@ impl Drop for TempDb {
     fn drop(&mut self) {
         if !self.committed {
             let _ = fs::remove_file(&self.path);
+            remove_created(self.created.as_deref(), &parent_dir(&self.path));
         }
+    }
+}
+
+/// Creates `dir` and its missing ancestors; returns the outermost one it
+/// created (`None` when `dir` existed).
+fn create_dirs(dir: &Path) -> Result<Option<PathBuf>, RestoreError> {
+    if dir.is_dir() {
+        return Ok(None);
+    }
+    let mut outermost = dir.to_owned();
+    while let Some(parent) = outermost.parent() {
+        if parent.as_os_str().is_empty() || parent.exists() {
+            break;
+        }
+        outermost = parent.to_owned();
+    }
+    fs::create_dir_all(dir).map_err(io(format!("creating directory {}", dir.display())))?;
+    Ok(Some(outermost))
+}
+
+/// Removes the directories [`create_dirs`] made, from `dir` up to
+/// `outermost`, while they are empty.
+fn remove_created(outermost: Option<&Path>, dir: &Path) {
+    let Some(outermost) = outermost else {
+        return;
+    };
+    let mut at = Some(dir);
+    while let Some(d) = at {
+        if fs::remove_dir(d).is_err() || d == outermost {
+            break;
+        }
+        at = d.parent();
     }
 }
 

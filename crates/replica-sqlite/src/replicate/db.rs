@@ -150,9 +150,22 @@ fn open_connection(path: &Path, busy: Duration) -> Result<Connection, ReplicateE
     let conn = Connection::open_with_flags(path, flags).map_err(sql("opening the database"))?;
     conn.busy_timeout(busy)
         .map_err(sql("setting busy_timeout"))?;
+    let before: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .map_err(sql("reading journal_mode"))?;
     let mode: String = conn
         .query_row("PRAGMA journal_mode = wal", [], |r| r.get(0))
         .map_err(sql("switching to WAL mode"))?;
+    if !before.eq_ignore_ascii_case("wal") && mode.eq_ignore_ascii_case("wal") {
+        // Persistent, and the application's own connections now use WAL
+        // too: say so (as Litestream does it silently).
+        warn!(
+            path = %path.display(),
+            was = %before,
+            "the database was in {before} journal mode; switched it to WAL (replication needs \
+             WAL; the change persists in the file)"
+        );
+    }
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(ReplicateError::NotWal(path.to_owned(), mode));
     }

@@ -285,10 +285,8 @@ impl Shipper {
                 return Ok(());
             }
         }
-        let mut keep = snapshots
-            .iter()
-            .position(|s| now - s.created_at < window)
-            .unwrap_or(snapshots.len() - 1);
+        let in_window = snapshots.iter().position(|s| now - s.created_at < window);
+        let mut keep = in_window.unwrap_or(snapshots.len() - 1);
         // A restore that started within the grace period may have chosen the
         // snapshot before the first kept one.
         while keep > 0 && now - snapshots[keep].created_at < grace {
@@ -318,9 +316,25 @@ impl Shipper {
             self.client.delete_wal_segments(&batch).await?;
             deleted += batch.len();
         }
-        if keep > 0 || deleted > 0 {
-            info!(replica = self.name(), generation = %g, snapshots = keep, segments = deleted, "retention: deleted before index {floor}");
-        }
+        // One line per pass: what was kept, why, and what went.
+        let first = &snapshots[keep];
+        let why = match in_window {
+            None => "the newest snapshot (always kept; none is inside the window)",
+            Some(w) if keep < w => "the restore grace (a restore begun within it may read it)",
+            Some(_) => "the retention window",
+        };
+        info!(
+            replica = self.name(),
+            generation = %g,
+            kept_from = %format_index(floor),
+            kept_snapshot_created = %first.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            kept_by = why,
+            deleted_snapshots = keep,
+            deleted_segments = deleted,
+            window = ?self.options.retention,
+            grace = ?self.options.restore_grace,
+            "retention"
+        );
         // Older generations, once a restore can no longer be reading them.
         if now - snapshots[0].created_at >= grace {
             for other in self.client.generations().await? {

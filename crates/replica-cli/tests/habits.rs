@@ -24,6 +24,18 @@ fn config(dir: &Path, dbs: &[&Path]) -> std::path::PathBuf {
     path
 }
 
+/// `replica restore -o OUT URL` succeeds with the rows of `source`.
+fn restores_to(out: &Path, url: &str, source: &Path) {
+    let restored = replica()
+        .args(["restore", "-o"])
+        .arg(out)
+        .arg(url)
+        .output()
+        .unwrap();
+    assert!(restored.status.success(), "{}", stderr(&restored));
+    assert_eq!(rows(out), rows(source));
+}
+
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -144,14 +156,8 @@ fn a_missing_database_is_waited_for_and_never_stops_the_others() {
     );
     for (db, name) in [(&present, "present"), (&later, "later")] {
         let out = dir.path().join(format!("{name}-restored.db"));
-        let restored = replica()
-            .args(["restore", "-o"])
-            .arg(&out)
-            .arg(dir.path().join(format!("replica-{name}")))
-            .output()
-            .unwrap();
-        assert!(restored.status.success(), "{name}: {}", stderr(&restored));
-        assert_eq!(rows(&out), rows(db), "{name}");
+        let url = dir.path().join(format!("replica-{name}"));
+        restores_to(&out, url.to_str().unwrap(), db);
     }
 }
 
@@ -180,14 +186,7 @@ fn replicate_db_url_waits_for_the_database_to_be_created() {
     std::thread::sleep(Duration::from_millis(500));
     running.stop();
     let out = dir.path().join("restored.db");
-    let restored = replica()
-        .args(["restore", "-o"])
-        .arg(&out)
-        .arg(&url)
-        .output()
-        .unwrap();
-    assert!(restored.status.success(), "{}", stderr(&restored));
-    assert_eq!(rows(&out), rows(&db));
+    restores_to(&out, &url, &db);
     // An index past the end restores to the end, as Litestream, and says so.
     let past = dir.path().join("past.db");
     let restored = replica()
@@ -294,14 +293,7 @@ fn restore_creates_the_output_directory_and_a_failed_one_removes_it() {
         .unwrap();
     assert!(snap.status.success(), "{}", stderr(&snap));
     let out = dir.path().join("new/sub/app.db");
-    let restored = replica()
-        .args(["restore", "-o"])
-        .arg(&out)
-        .arg(&url)
-        .output()
-        .unwrap();
-    assert!(restored.status.success(), "{}", stderr(&restored));
-    assert_eq!(rows(&out), rows(&db));
+    restores_to(&out, &url, &db);
 
     // A replica whose snapshot is no database: refused after the directory
     // was made, and the directory goes again.

@@ -413,3 +413,90 @@ fn a_missing_bucket_is_named_without_raw_xml() {
     );
     assert_eq!(text.lines().count(), 1, "{text}");
 }
+
+/// `replica copy` keeps each object's time (a file's mtime, an object's
+/// `litestream-timestamp` metadata read back for point-in-time restores),
+/// so a replica copied file → S3 → file restores by timestamp exactly as
+/// its source: the state between two bursts of writes.
+#[test]
+fn copy_keeps_object_times_so_a_copy_restores_by_timestamp_as_its_source() {
+    let Some((bucket, _)) = common::s3_settings() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let src = format!("file://{}/src", dir.path().display());
+    let mut conn = create_source(&db);
+    let running = Running::start(
+        dir.path(),
+        &[
+            db.to_str().unwrap(),
+            &src,
+            "--monitor-interval",
+            "50ms",
+            "--sync-interval",
+            "50ms",
+        ],
+    );
+    for round in 0..5 {
+        write_round(&mut conn, round);
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let between = chrono::Utc::now();
+    let first_burst = rows(&db);
+    std::thread::sleep(Duration::from_millis(1500));
+    for round in 5..10 {
+        write_round(&mut conn, round);
+    }
+    std::thread::sleep(Duration::from_millis(800));
+    drop(conn);
+    running.stop();
+    let s3 = format!("s3://{bucket}/copy-times-{:08x}", rand::random::<u32>());
+    let back = format!("file://{}/back", dir.path().display());
+    for (from, to) in [(&src, &s3), (&s3, &back)] {
+        let copied = replica().args(["copy", from, to]).output().unwrap();
+        assert!(
+            copied.status.success(),
+            "{from} -> {to}: {}",
+            stderr(&copied)
+        );
+    }
+    let at = between.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    for (name, url) in [("source", &src), ("s3", &s3), ("back", &back)] {
+        let out = dir.path().join(format!("{name}.db"));
+        let restored = replica()
+            .args(["restore", "-timestamp", &at, "-o"])
+            .arg(&out)
+            .arg(url)
+            .output()
+            .unwrap();
+        assert!(restored.status.success(), "{name}: {}", stderr(&restored));
+        assert_eq!(rows(&out), first_burst, "{name}: the state at {at}");
+    }
+    // The file copy's mtimes are the source's.
+    let times = |root: &str| -> Vec<(String, std::time::SystemTime)> {
+        let root = Path::new(root.strip_prefix("file://").unwrap());
+        let mut all = Vec::new();
+        let mut stack = vec![root.to_owned()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap().flatten() {
+                let m = e.metadata().unwrap();
+                if m.is_dir() {
+                    stack.push(e.path());
+                } else {
+                    let rel = e.path().strip_prefix(root).unwrap().display().to_string();
+                    all.push((rel, m.modified().unwrap()));
+                }
+            }
+        }
+        all.sort();
+        all
+    };
+    let (a, b) = (times(&src), times(&back));
+    assert_eq!(a.len(), b.len());
+    for ((ka, ta), (kb, tb)) in a.iter().zip(&b) {
+        assert_eq!(ka, kb);
+        let gap = ta.duration_since(*tb).unwrap_or_else(|e| e.duration());
+        assert!(gap < Duration::from_millis(2), "{ka}: {ta:?} vs {tb:?}");
+    }
+}

@@ -5,15 +5,23 @@
 //! layout cannot name is refused before anything is copied. Objects already
 //! present at the destination with the same size are skipped, and writes are
 //! atomic, so an interrupted copy is simply run again. Nothing at the
-//! destination is deleted.
+//! destination is deleted. Each object keeps its time: read where the
+//! source keeps it (listings, or metadata on object stores), written as the
+//! destination keeps times (a file's mtime, an object's
+//! `litestream-timestamp`), so a copy restores by timestamp as its source.
 
 use std::collections::HashMap;
 
 use futures::stream::{self, StreamExt, TryStreamExt};
 
-use crate::client::ReplicaClient;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use crate::client::{ByteStream, ReplicaClient};
 use crate::error::{Error, Result};
-use crate::types::{Generation, WalSegmentInfo};
+use crate::store::{KeyStore, PutOptions};
+use crate::types::{Generation, SnapshotInfo, WalSegmentInfo};
 
 /// Counts of a finished copy.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -41,16 +49,46 @@ impl CopyProgress for () {
 }
 
 enum Object {
-    Snapshot(Generation, u64, u64),
+    Snapshot(SnapshotInfo),
     Segment(WalSegmentInfo),
 }
 
 impl Object {
     fn size(&self) -> u64 {
         match self {
-            Object::Snapshot(_, _, size) => *size,
+            Object::Snapshot(s) => s.size,
             Object::Segment(s) => s.size,
         }
+    }
+}
+
+/// The time `key` of `src` carries (`listed` where its listings say it).
+async fn source_time(
+    src: Option<&Arc<dyn KeyStore>>,
+    key: &str,
+    listed: DateTime<Utc>,
+) -> Result<DateTime<Utc>> {
+    match src {
+        Some(store) if !store.times_listed() => Ok(store.object_time(key).await?.unwrap_or(listed)),
+        _ => Ok(listed),
+    }
+}
+
+/// Writes `data` as `key` of `dst` carrying `time` (through its key store;
+/// a client over none gets `fallback`, which cannot keep the time).
+async fn write_at(
+    dst: Option<&Arc<dyn KeyStore>>,
+    key: &str,
+    data: ByteStream,
+    time: DateTime<Utc>,
+    fallback: impl std::future::Future<Output = Result<()>>,
+) -> Result<()> {
+    match dst {
+        Some(store) => {
+            let options = PutOptions { time: Some(time) };
+            store.put_opts(key, data, &options).await.map(drop)
+        }
+        None => fallback.await,
     }
 }
 
@@ -76,7 +114,7 @@ pub async fn copy(
     let mut present = Present::default();
     for g in generations {
         for s in src.snapshots(g).await? {
-            objects.push(Object::Snapshot(g.clone(), s.index, s.size));
+            objects.push(Object::Snapshot(s));
         }
         let segments = src.wal_segments(g).await?.collect_all().await?;
         objects.extend(segments.into_iter().map(Object::Segment));
@@ -92,7 +130,7 @@ pub async fn copy(
     let layout = dst.layout();
     for object in &objects {
         let checked = match object {
-            Object::Snapshot(g, index, _) => layout.snapshot_key(g, *index).map(drop),
+            Object::Snapshot(s) => layout.snapshot_key(&s.generation, s.index).map(drop),
             Object::Segment(s) => layout.wal_segment_key(&s.pos()).map(drop),
         };
         checked.map_err(|e| {
@@ -106,16 +144,34 @@ pub async fn copy(
     progress.start(objects.iter().map(Object::size).sum());
 
     let present = &present;
+    // Each object keeps its time (a copied replica restores by timestamp as
+    // its source does): read where the source keeps it, written as the
+    // destination keeps times (a file's mtime, an object's metadata).
+    let (src_store, dst_store) = (src.key_store(), dst.key_store());
+    let (src_store, dst_store) = (src_store.as_ref(), dst_store.as_ref());
+    let src_layout = src.layout();
     stream::iter(objects)
         .map(|object| async move {
             let size = object.size();
             let done = match &object {
-                Object::Snapshot(g, index, size) => {
-                    if present.snapshots.get(&(g.clone(), *index)) == Some(size) {
+                Object::Snapshot(s) => {
+                    let (g, index) = (&s.generation, s.index);
+                    if present.snapshots.get(&(g.clone(), index)) == Some(&s.size) {
                         false
                     } else {
-                        let data = src.snapshot_reader(g, *index).await?;
-                        dst.write_snapshot(g, *index, data).await?;
+                        let time = source_time(
+                            src_store,
+                            &src_layout.snapshot_key(g, index)?,
+                            s.created_at,
+                        )
+                        .await?;
+                        let data = src.snapshot_reader(g, index).await?;
+                        let key = layout.snapshot_key(g, index)?;
+                        write_at(dst_store, &key, data, time, async {
+                            let data = src.snapshot_reader(g, index).await?;
+                            dst.write_snapshot(g, index, data).await.map(drop)
+                        })
+                        .await?;
                         true
                     }
                 }
@@ -124,8 +180,20 @@ pub async fn copy(
                     if present.segments.get(&key) == Some(&info.size) {
                         false
                     } else {
-                        let data = src.wal_segment_reader(&info.pos()).await?;
-                        dst.write_wal_segment(&info.pos(), data).await?;
+                        let pos = info.pos();
+                        let time = source_time(
+                            src_store,
+                            &src_layout.wal_segment_key(&pos)?,
+                            info.created_at,
+                        )
+                        .await?;
+                        let data = src.wal_segment_reader(&pos).await?;
+                        let key = layout.wal_segment_key(&pos)?;
+                        write_at(dst_store, &key, data, time, async {
+                            let data = src.wal_segment_reader(&pos).await?;
+                            dst.write_wal_segment(&pos, data).await.map(drop)
+                        })
+                        .await?;
                         true
                     }
                 }

@@ -96,13 +96,39 @@ pub trait ReplicaClientExt: ReplicaClient {
 
     /// Oldest and newest `created_at` in a generation; `None` when it is empty.
     async fn generation_time_bounds(&self, generation: &Generation) -> Result<Option<TimeBounds>> {
+        // Where the store keeps object times as metadata, the kept times of
+        // the snapshots and of the first and last segment (kept times grow
+        // with the position); elsewhere the listed times.
+        let kept = self.key_store().filter(|s| !s.times_listed());
+        let layout = self.layout();
         let mut bounds = None;
         for snapshot in self.snapshots(generation).await? {
-            bounds = TimeBounds::widen(bounds, snapshot.created_at);
+            let mut at = snapshot.created_at;
+            if let Some(store) = &kept {
+                let key = layout.snapshot_key(generation, snapshot.index)?;
+                at = store.object_time(&key).await?.unwrap_or(at);
+            }
+            bounds = TimeBounds::widen(bounds, at);
         }
+        let mut ends: Option<(WalSegmentInfo, WalSegmentInfo)> = None;
         let mut cursor = self.wal_segments(generation).await?;
         while let Some(info) = cursor.next().await {
-            bounds = TimeBounds::widen(bounds, info?.created_at);
+            let info = info?;
+            if kept.is_none() {
+                bounds = TimeBounds::widen(bounds, info.created_at);
+                continue;
+            }
+            ends = Some(match ends {
+                None => (info.clone(), info),
+                Some((first, _)) => (first, info),
+            });
+        }
+        if let (Some(store), Some((first, last))) = (&kept, ends) {
+            for info in [first, last] {
+                let key = layout.wal_segment_key(&info.pos())?;
+                let at = store.object_time(&key).await?.unwrap_or(info.created_at);
+                bounds = TimeBounds::widen(bounds, at);
+            }
         }
         Ok(bounds)
     }
@@ -177,15 +203,28 @@ pub trait ReplicaClientExt: ReplicaClient {
         generation: &Generation,
         target: RestoreTarget,
     ) -> Result<RestorePlan> {
+        // A store that keeps object times as metadata (a copied replica on
+        // S3) lists its own last-modified times: a point in time is judged by
+        // the kept times, read one object at a time.
+        let kept = self.key_store().filter(|s| !s.times_listed());
+        let layout = self.layout();
         let snapshot = match target {
             RestoreTarget::End => self.snapshots(generation).await?.pop(),
             RestoreTarget::Index(index) => self.snapshot_for_index(generation, index).await?,
-            RestoreTarget::Timestamp(at) => self
-                .snapshots(generation)
-                .await?
-                .into_iter()
-                .filter(|s| s.created_at <= at)
-                .max_by_key(|s| (s.created_at, s.index)),
+            RestoreTarget::Timestamp(at) => {
+                let mut timed = Vec::new();
+                for mut s in self.snapshots(generation).await? {
+                    if let Some(store) = &kept {
+                        let key = layout.snapshot_key(generation, s.index)?;
+                        s.created_at = store.object_time(&key).await?.unwrap_or(s.created_at);
+                    }
+                    timed.push(s);
+                }
+                timed
+                    .into_iter()
+                    .filter(|s| s.created_at <= at)
+                    .max_by_key(|s| (s.created_at, s.index))
+            }
         }
         .ok_or_else(|| {
             Error::not_found(format!(
@@ -193,18 +232,39 @@ pub trait ReplicaClientExt: ReplicaClient {
             ))
         })?;
 
-        let mut by_index: Vec<(u64, Vec<WalSegmentInfo>)> = Vec::new();
+        let mut chosen: Vec<WalSegmentInfo> = Vec::new();
         let mut cursor = self.wal_segments(generation).await?;
         while let Some(info) = cursor.next().await {
             let info = info?;
             match target {
                 RestoreTarget::Index(t) if info.index > t => break,
-                RestoreTarget::Timestamp(at) if info.created_at > at => break,
+                RestoreTarget::Timestamp(at) if kept.is_none() && info.created_at > at => break,
                 _ => {}
             }
-            if info.index < snapshot.index {
-                continue;
+            if info.index >= snapshot.index {
+                chosen.push(info);
             }
+        }
+        if let (RestoreTarget::Timestamp(at), Some(store)) = (target, &kept) {
+            // Kept times grow with the position (segments are written in
+            // order, and a copy keeps each one's time): the first segment
+            // after `at` is found by bisection, a few reads in all.
+            let (mut low, mut high) = (0, chosen.len());
+            while low < high {
+                let mid = low + (high - low) / 2;
+                let info = &chosen[mid];
+                let key = layout.wal_segment_key(&info.pos())?;
+                let time = store.object_time(&key).await?.unwrap_or(info.created_at);
+                if time <= at {
+                    low = mid + 1;
+                } else {
+                    high = mid;
+                }
+            }
+            chosen.truncate(low);
+        }
+        let mut by_index: Vec<(u64, Vec<WalSegmentInfo>)> = Vec::new();
+        for info in chosen {
             match by_index.last_mut() {
                 Some((index, segments)) if *index == info.index => segments.push(info),
                 _ => by_index.push((info.index, vec![info])),

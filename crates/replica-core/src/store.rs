@@ -98,6 +98,14 @@ pub trait KeyStore: Send + Sync + fmt::Debug + 'static {
         options: &PutOptions,
     ) -> Result<ObjectMeta>;
 
+    /// Whether a listing's times are the times objects carry (a file's
+    /// mtime is both). `false` for stores that keep [`PutOptions::time`] as
+    /// metadata beside a last-modified time they set themselves: there
+    /// [`object_time`](KeyStore::object_time) reads the kept time.
+    fn times_listed(&self) -> bool {
+        true
+    }
+
     /// [`put_opts`](KeyStore::put_opts) without options.
     async fn put(&self, key: &str, data: ByteStream) -> Result<ObjectMeta> {
         self.put_opts(key, data, &PutOptions::default()).await

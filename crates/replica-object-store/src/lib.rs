@@ -411,6 +411,11 @@ impl KeyStore for ObjectKeyStore {
         self.read(key, range).await
     }
 
+    fn times_listed(&self) -> bool {
+        // Listings give last-modified; a kept time is metadata.
+        !self.inner.metadata
+    }
+
     /// The `litestream-timestamp` metadata of one HEAD request; without it,
     /// the store's last-modified. `LocalFileSystem` keeps no metadata: `None`.
     async fn object_time(&self, key: &str) -> Result<Option<chrono::DateTime<Utc>>> {

@@ -32,9 +32,11 @@ mod verify;
 struct Cli {
     /// Replica layout: litestream-0.3 (released Litestream 0.3), litestream-0.4
     /// (its 0.4 betas) or litestream-0.5 (LTX files in levels, Litestream
-    /// 0.5). Default: the layout the replica's objects are in, or
-    /// litestream-0.4 for an empty one. Same as `?layout=` on a URL; for
-    /// `copy` it names the source's layout.
+    /// 0.5). Default: the layout the replica's objects are in; for an empty
+    /// one, litestream-0.3 when `replicate` or `snapshot` writes it
+    /// (Litestream 0.3 and 0.5 restore it; litestream-0.5 from a Litestream
+    /// 0.5 config), the source's for `copy`, litestream-0.4 otherwise. Same
+    /// as `?layout=` on a URL; for `copy` it names the source's layout.
     #[arg(long, global = true, value_name = "L")]
     layout: Option<replica::AnyLayout>,
     #[command(subcommand)]
@@ -303,7 +305,9 @@ async fn run(command: Command, layout: Option<replica::AnyLayout>) -> Result<(),
     match command {
         Command::Generations { source, json } => {
             let url = source.resolve()?.url;
-            listing::generations(&*open(&url, layout).await?, json).await
+            let client = open(&url, layout).await?;
+            note_if_empty(&*client, &url).await?;
+            listing::generations(&*client, json).await
         }
         Command::Snapshots {
             source,
@@ -312,6 +316,9 @@ async fn run(command: Command, layout: Option<replica::AnyLayout>) -> Result<(),
         } => {
             let url = source.resolve()?.url;
             let client = open(&url, layout).await?;
+            if generation.is_none() {
+                note_if_empty(&*client, &url).await?;
+            }
             listing::snapshots(&*client, generation_arg(generation)?, json).await
         }
         Command::Wal {
@@ -321,6 +328,9 @@ async fn run(command: Command, layout: Option<replica::AnyLayout>) -> Result<(),
         } => {
             let url = source.resolve()?.url;
             let client = open(&url, layout).await?;
+            if generation.is_none() {
+                note_if_empty(&*client, &url).await?;
+            }
             listing::wal(&*client, generation_arg(generation)?, json).await
         }
         Command::Ltx {
@@ -521,6 +531,17 @@ async fn ltx_list(
 ) -> Result<(), Exit> {
     match open_any(url, layout).await? {
         replica::Replica::Ltx(client) => ltx::list(&client, level, json).await,
+        replica::Replica::Generations(client) if client.generations().await?.is_empty() => {
+            // Nothing there at all: an empty listing, and stderr says so.
+            eprintln!(
+                "replica: no replica found at {url}: no LTX files and no generations (a typo \
+                 in the path or prefix?)"
+            );
+            match open_any(url, Some(replica::AnyLayout::Ltx)).await? {
+                replica::Replica::Ltx(client) => ltx::list(&client, level, json).await,
+                replica::Replica::Generations(_) => Ok(()),
+            }
+        }
         replica::Replica::Generations(client) => Err(Exit::Error(format!(
             "{url} holds no LTX files: it reads as a replica of generations in the {} \
              layout (list it with `replica generations`); pass --layout litestream-0.5 to \
@@ -712,6 +733,15 @@ async fn verify(
     }
     if defects > 0 {
         return Err(Exit::Code(ExitCode::FAILURE));
+    }
+    Ok(())
+}
+
+/// A listing of a location holding nothing is empty, and stderr says why
+/// (with the hint `verify` gives: a typo, another layout).
+async fn note_if_empty(client: &dyn ReplicaClient, url: &str) -> Result<(), Exit> {
+    if client.generations().await?.is_empty() {
+        eprintln!("replica: {}", nothing_found(client, url).await);
     }
     Ok(())
 }

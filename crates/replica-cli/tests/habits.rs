@@ -500,3 +500,24 @@ fn copy_keeps_object_times_so_a_copy_restores_by_timestamp_as_its_source() {
         assert!(gap < Duration::from_millis(2), "{ka}: {ta:?} vs {tb:?}");
     }
 }
+
+/// Listing a location that holds nothing: an empty listing (exit 0, valid
+/// JSON), and stderr says nothing is there, with the typo hint.
+#[test]
+fn listing_an_empty_location_says_so_on_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("replcia");
+    for command in ["generations", "snapshots", "wal", "ltx"] {
+        let out = replica()
+            .args([command, "--json"])
+            .arg(&typo)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{command}: {}", stderr(&out));
+        let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(rows, serde_json::json!([]), "{command}");
+        let text = stderr(&out);
+        assert!(text.contains("no replica found at"), "{command}: {text}");
+        assert!(text.contains("a typo in the path"), "{command}: {text}");
+    }
+}

@@ -521,3 +521,87 @@ fn listing_an_empty_location_says_so_on_stderr() {
         assert!(text.contains("a typo in the path"), "{command}: {text}");
     }
 }
+
+/// The real Litestream replicating the same database at the same time: we
+/// say so at start (its directory beside the database is fresh), and again
+/// when our checkpoints keep failing to restart the WAL (its read
+/// transaction holds the WAL), instead of letting the WAL grow unnoticed.
+#[test]
+fn litestream_on_the_same_database_is_noticed() {
+    let Some(litestream) = common::litestream() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let mut conn = create_source(&db);
+    write_round(&mut conn, 0);
+    let theirs_cfg = dir.path().join("theirs.yml");
+    std::fs::write(
+        &theirs_cfg,
+        format!(
+            "dbs:\n  - path: {}\n    replicas:\n      - path: {}/theirs\n",
+            db.display(),
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let mut theirs = std::process::Command::new(&litestream)
+        .args(["replicate", "-config"])
+        .arg(&theirs_cfg)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let lite_dir = dir.path().join(".app.db-litestream");
+    let started = std::time::Instant::now();
+    while !lite_dir.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "litestream never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let url = format!("file://{}/ours", dir.path().display());
+    let running = Running::start(
+        dir.path(),
+        &[
+            db.to_str().unwrap(),
+            &url,
+            "--monitor-interval",
+            "20ms",
+            "--sync-interval",
+            "20ms",
+            "--checkpoint-interval",
+            "50ms",
+            "--min-checkpoint-page-count",
+            "1",
+        ],
+    );
+    let started = std::time::Instant::now();
+    let mut round = 1;
+    while !running.text().contains("have not restarted the WAL") {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no warning about the stalled checkpoints: {}",
+            running.text()
+        );
+        write_round(&mut conn, round);
+        round += 1;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: signalling the litestream child this test started, by its PID.
+    unsafe {
+        libc::kill(theirs.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let _ = theirs.wait();
+    let log = running.stop();
+    assert!(
+        log.contains("Litestream replicates this database too"),
+        "{log}"
+    );
+    assert!(
+        log.contains("have not restarted the WAL 10 times in a row"),
+        "{log}"
+    );
+}

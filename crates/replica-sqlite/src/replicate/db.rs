@@ -75,6 +75,9 @@ pub(crate) struct Db {
     identity: (u64, u64),
     shadow: Option<Shadow>,
     last_checkpoint: Instant,
+    /// Checkpoints in a row that did not restart the WAL (another
+    /// connection's read transaction holds it: a second replicator?).
+    stalled: u32,
     copied_at: SystemTime,
     first_index: u64,
     /// Read buffer of `copy_frames`, kept between rounds.
@@ -213,6 +216,7 @@ impl Db {
             reading: false,
             shadow: None,
             last_checkpoint: Instant::now(),
+            stalled: 0,
             copied_at: SystemTime::UNIX_EPOCH,
             first_index: 0,
             buf: Vec::new(),
@@ -221,6 +225,10 @@ impl Db {
             db_file,
         };
         db.seq_root = seq_root(&db.writer)?;
+        let hint = db.litestream_hint();
+        if hint.ends_with("replicates this database too") {
+            warn!(path = %db.path.display(), "{hint}: two replicators of one database hold off each other's checkpoints; stop one");
+        }
         // A write first, so our read transaction holds a mark inside the WAL
         // (a reader of a fully checkpointed WAL would not stop a restart).
         db.writer
@@ -683,8 +691,25 @@ impl Db {
                 checkpointed = done,
                 "checkpoint without restart"
             );
+            self.stalled += 1;
+            if self.stalled == STALLED_WARNING {
+                warn!(
+                    path = %self.path.display(),
+                    checkpoints = self.stalled,
+                    wal_frames = log,
+                    litestream = %self.litestream_hint(),
+                    "our checkpoints have not restarted the WAL {STALLED_WARNING} times in a row: \
+                     another connection holds a read transaction open (another replicator, such \
+                     as Litestream on the same database, or a long-lived reader), so the WAL \
+                     only grows; run one replicator per database"
+                );
+            }
             return Ok(());
         }
+        if self.stalled >= STALLED_WARNING {
+            info!(path = %self.path.display(), after = self.stalled, "checkpoints restart the WAL again");
+        }
+        self.stalled = 0;
         let shadow = self.shadow.as_ref().expect("a shadow is open");
         // A restart adds one to salt-1 (in the header all connections
         // share); anything else means another restart or a truncation in
@@ -722,6 +747,30 @@ impl Db {
         }
     }
 
+    /// Whether Litestream's own directory is beside the database, changed
+    /// within the last five minutes (then it is replicating it too).
+    fn litestream_hint(&self) -> String {
+        let name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let dir = self.path.with_file_name(format!(".{name}-litestream"));
+        let age = fs::metadata(&dir)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok());
+        match age {
+            Some(age) if age < Duration::from_secs(300) => format!(
+                "{} changed {} s ago: Litestream replicates this database too",
+                dir.display(),
+                age.as_secs()
+            ),
+            Some(_) => format!("{} exists (not changed lately)", dir.display()),
+            None => "no Litestream directory beside the database".to_owned(),
+        }
+    }
+
     /// What replicas see.
     pub(crate) fn view(&self) -> ShadowView {
         let shadow = self.shadow.as_ref().expect("a shadow is open");
@@ -755,6 +804,9 @@ impl Db {
         }
     }
 }
+
+/// Checkpoints in a row without a WAL restart before a warning.
+const STALLED_WARNING: u32 = 10;
 
 /// The root page of `_litestream_seq` (the one page our write changes).
 fn seq_root(conn: &Connection) -> Result<u32, ReplicateError> {

@@ -462,10 +462,16 @@ impl Db {
         let mut offset = shadow.len;
         let mut chain = shadow.chain;
         let mut committed = (shadow.len, shadow.chain);
-        let batch_frames = (4 << 20) / frame_len.max(1) + 1;
+        // Batches start small and double while every frame is valid: past
+        // the last valid frame the file may hold stale frames of an earlier
+        // WAL (SQLite reuses the file after a restart), which a large first
+        // read would pull in every round for nothing.
+        let max_batch = (4 << 20) / frame_len.max(1) + 1;
+        let mut batch_frames = 8u64.min(max_batch);
         let mut buf = std::mem::take(&mut self.buf);
         'outer: while offset + frame_len <= size {
             let frames = ((size - offset) / frame_len).min(batch_frames);
+            batch_frames = (batch_frames * 2).min(max_batch);
             let want = (frames * frame_len) as usize;
             if buf.len() < want {
                 buf.resize(want, 0);

@@ -605,3 +605,62 @@ fn litestream_on_the_same_database_is_noticed() {
         "{log}"
     );
 }
+
+/// Retention says what it kept, why, and what it deleted, once per pass.
+#[test]
+fn retention_logs_what_it_kept_and_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let cfg = dir.path().join("litestream.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "dbs:\n  - path: {}\n    monitor-interval: 50ms\n    replicas:\n      - url: file://{}/replica\n        sync-interval: 50ms\n        snapshot-interval: 500ms\n        retention: 1s\n        retention-check-interval: 500ms\n",
+            db.display(),
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let mut conn = create_source(&db);
+    let running = Running::start(dir.path(), &["-config", cfg.to_str().unwrap()]);
+    let started = std::time::Instant::now();
+    let mut round = 0;
+    // Snapshots older than the 1 s window are kept by the restore grace
+    // (an hour): the log says so.
+    while !running.text().contains("the restore grace") {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no retention pass kept a snapshot for the grace: {}",
+            running.text()
+        );
+        write_round(&mut conn, round);
+        round += 1;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(conn);
+    let log = running.stop();
+    let passes: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("\"message\":\"retention\""))
+        .collect();
+    assert!(!passes.is_empty(), "{log}");
+    for pass in &passes {
+        for field in [
+            "kept_from",
+            "kept_by",
+            "deleted_snapshots",
+            "deleted_segments",
+            "window",
+            "grace",
+        ] {
+            assert!(
+                pass.contains(&format!("\"{field}\"")),
+                "{field} missing: {pass}"
+            );
+        }
+    }
+    assert!(
+        passes.iter().any(|p| p.contains("\"deleted_snapshots\":0")),
+        "{log}"
+    );
+}

@@ -41,6 +41,34 @@ pub(crate) fn index_path(view: &ShadowView, index: u64) -> PathBuf {
     view.dir.join(format!("{index:016x}.wal"))
 }
 
+/// How long an upload of `bytes` (uncompressed, at most) may take before it
+/// is abandoned and its round retried: a store's own retries end within
+/// their bound (30 s for object stores), so twice that, plus a second per
+/// MiB (a 1 GiB snapshot gets 18 minutes). One hung request (seen once in
+/// CI under the outage proxy) then cannot stall a replica for good.
+pub(crate) fn upload_bound(bytes: u64) -> Duration {
+    Duration::from_secs(60 + (bytes >> 20))
+}
+
+/// `upload`, abandoned as a timed-out I/O error (naming `what`) past
+/// [`upload_bound`] of `bytes`.
+pub(crate) async fn bounded<T>(
+    what: impl FnOnce() -> String,
+    bytes: u64,
+    upload: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    let bound = upload_bound(bytes);
+    tokio::time::timeout(bound, upload).await.map_err(|_| {
+        Error::io(
+            what(),
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer within {} s", bound.as_secs()),
+            ),
+        )
+    })?
+}
+
 /// Tells the database task where replica `slot` stands (shadow indexes
 /// every replica has passed are deleted).
 pub(crate) fn publish(shared: &Shared, slot: usize, pos: &Option<Pos>) {
@@ -195,10 +223,14 @@ impl Shipper {
         let shadow = index_path(&view, view.index);
         let data =
             lz4::compress_stream(super::image::image(view.db_file.clone(), shadow, view.len));
-        let info = self
-            .client
-            .write_snapshot(&view.generation, view.index, data)
-            .await?;
+        let size = view.db_file.metadata().map_or(0, |m| m.len()) + view.len;
+        let info = bounded(
+            || format!("writing the snapshot of generation {}", view.generation),
+            size,
+            self.client
+                .write_snapshot(&view.generation, view.index, data),
+        )
+        .await?;
         info!(
             replica = self.name(),
             generation = %view.generation,
@@ -233,7 +265,12 @@ impl Shipper {
             };
             if pos.offset < len {
                 let data = read_range(path, pos.offset, len).await?;
-                self.client.write_wal_segment(&pos, data).await?;
+                bounded(
+                    || format!("writing WAL segment {pos}"),
+                    len - pos.offset,
+                    self.client.write_wal_segment(&pos, data),
+                )
+                .await?;
                 self.shipped += 1;
                 let through = through(view, pos.index, len);
                 info!(

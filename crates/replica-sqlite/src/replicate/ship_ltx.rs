@@ -62,9 +62,6 @@ pub(crate) struct LtxShipper {
     pub(crate) shipped: u64,
 }
 
-/// How long one upload may take before it is abandoned (and retried).
-const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
-
 /// Snapshots are written this often when no interval is set (Litestream
 /// 0.5's `snapshot.interval` default).
 const DEFAULT_SNAPSHOT_INTERVAL: Duration = Duration::from_secs(24 * 3600);
@@ -327,18 +324,13 @@ impl LtxShipper {
     ) -> Result<()> {
         let (min, max) = (header.min_txid, header.max_txid);
         let data = encode_stream(header, pages);
-        // A store's own retries end within their bound (30 s for object
-        // stores); an upload stuck past twice that is abandoned and the
-        // round retried, so one hung request cannot stall the replica.
-        let written =
-            tokio::time::timeout(WRITE_TIMEOUT, self.client.write(level, min, max, data, at))
-                .await
-                .map_err(|_| {
-                    Error::io(
-                        format!("writing TXIDs {min}-{max} at level {level}"),
-                        std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer within 60 s"),
-                    )
-                })?;
+        let bytes = u64::from(header.commit) * u64::from(header.page_size);
+        let written = super::ship::bounded(
+            || format!("writing TXIDs {min}-{max} at level {level}"),
+            bytes,
+            self.client.write(level, min, max, data, at),
+        )
+        .await;
         written?;
         self.shipped += 1;
         Ok(())

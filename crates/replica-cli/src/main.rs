@@ -182,6 +182,11 @@ enum Command {
         /// Do not expand $VAR and ${VAR} in the config file.
         #[arg(long)]
         no_expand_env: bool,
+        /// Run this command once replication is running (Litestream's
+        /// `-exec`, also `exec:` in the config): SIGINT and SIGTERM go to
+        /// it; when it exits, a final sync, then exit with its status.
+        #[arg(long, value_name = "CMD")]
+        exec: Option<String>,
         /// Log format.
         #[arg(long, value_enum, default_value = "text")]
         log_format: replicate::LogFormat,
@@ -488,6 +493,7 @@ async fn run(command: Command, layout: Option<replica::AnyLayout>) -> Result<(),
             urls,
             config,
             no_expand_env,
+            exec,
             log_format,
             monitor_interval,
             sync_interval,
@@ -501,6 +507,7 @@ async fn run(command: Command, layout: Option<replica::AnyLayout>) -> Result<(),
                 urls,
                 config,
                 no_expand_env,
+                exec,
                 monitor_interval,
                 sync_interval,
                 snapshot_interval,

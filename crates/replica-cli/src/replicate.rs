@@ -47,6 +47,7 @@ pub(crate) struct Args {
     pub(crate) urls: Vec<String>,
     pub(crate) config: Option<PathBuf>,
     pub(crate) no_expand_env: bool,
+    pub(crate) exec: Option<String>,
     pub(crate) monitor_interval: Option<Duration>,
     pub(crate) sync_interval: Option<Duration>,
     pub(crate) snapshot_interval: Option<Duration>,
@@ -63,7 +64,9 @@ struct Plan {
     replicas: Vec<(ReplicaOptions, String, Option<config::LtxSettings>)>,
 }
 
-fn plans(args: &Args) -> Result<Vec<Plan>, Exit> {
+/// The databases to replicate, and the command to run (`--exec`, else the
+/// config's `exec`).
+fn plans(args: &Args) -> Result<(Vec<Plan>, Option<String>), Exit> {
     match (&args.db, &args.config) {
         (Some(_), Some(_)) => Err(Exit::Error(
             "give a database and replica URLs, or --config FILE, not both".into(),
@@ -102,11 +105,12 @@ fn plans(args: &Args) -> Result<Vec<Plan>, Exit> {
                     (replica, url.clone(), None)
                 })
                 .collect();
-            Ok(vec![Plan {
+            let plan = Plan {
                 path: db.clone(),
                 options,
                 replicas,
-            }])
+            };
+            Ok((vec![plan], args.exec.clone()))
         }
         (None, config) => {
             let path = config.clone().unwrap_or_else(|| {
@@ -134,7 +138,8 @@ fn plans(args: &Args) -> Result<Vec<Plan>, Exit> {
                     }
                 }
             }
-            Ok(parsed
+            let exec = args.exec.clone().or(parsed.exec);
+            let plans = parsed
                 .dbs
                 .into_iter()
                 .map(|db| Plan {
@@ -167,7 +172,8 @@ fn plans(args: &Args) -> Result<Vec<Plan>, Exit> {
                         })
                         .collect(),
                 })
-                .collect())
+                .collect();
+            Ok((plans, exec))
         }
     }
 }
@@ -202,11 +208,13 @@ async fn open_replica(
     }
 }
 
-/// Runs until SIGTERM or SIGINT, then syncs one last time. Only invalid
-/// configuration is fatal at start: each database waits for its file to
-/// appear and retries a failed start on its own, never stopping the others.
+/// Runs until SIGTERM or SIGINT (or, with `exec`, until its command exits),
+/// then syncs one last time. Only invalid configuration is fatal at start:
+/// each database waits for its file to appear and retries a failed start on
+/// its own, never stopping the others.
 pub(crate) async fn run(args: Args, layout: Option<AnyLayout>) -> Result<(), Exit> {
-    let plans = plans(&args)?;
+    let (plans, exec) = plans(&args)?;
+    let exec = exec.map(|cmd| parse_exec(&cmd)).transpose()?;
     // Replica URLs are checked before anything starts: a typo is fatal.
     for plan in &plans {
         for (_, url, _) in &plan.replicas {
@@ -216,16 +224,34 @@ pub(crate) async fn run(args: Args, layout: Option<AnyLayout>) -> Result<(), Exi
         }
     }
     // Listening before anything starts: a signal during start-up is a stop.
-    let signals = Signals::new()?;
+    let mut signals = Signals::new()?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut ready = Vec::new();
     let tasks: Vec<_> = plans
         .into_iter()
         .map(|plan| {
             let path = plan.path.clone();
-            (path, tokio::spawn(supervise(plan, layout, stopped.clone())))
+            let (tell, told) = tokio::sync::oneshot::channel();
+            ready.push(told);
+            (
+                path,
+                tokio::spawn(supervise(plan, layout, stopped.clone(), tell)),
+            )
         })
         .collect();
-    signals.wait().await;
+    let child_status = match exec {
+        None => {
+            signals.wait().await;
+            None
+        }
+        Some(argv) => {
+            // Once every database has started (or is waiting for its file).
+            for told in ready {
+                let _ = told.await;
+            }
+            Some(run_child(&argv, &mut signals).await?)
+        }
+    };
     let _ = stop.send(true);
     let mut failed = Vec::new();
     for (path, task) in tasks {
@@ -235,10 +261,60 @@ pub(crate) async fn run(args: Args, layout: Option<AnyLayout>) -> Result<(), Exi
             Err(e) => failed.push(format!("{}: {e}", path.display())),
         }
     }
-    if failed.is_empty() {
-        Ok(())
-    } else {
-        Err(Exit::Error(failed.join("; ")))
+    if !failed.is_empty() {
+        return Err(Exit::Error(failed.join("; ")));
+    }
+    match child_status {
+        Some(code) if code != 0 => Err(Exit::Code(std::process::ExitCode::from(code))),
+        _ => Ok(()),
+    }
+}
+
+/// `exec`'s command line split as a shell would (no shell runs it, as in
+/// Litestream).
+fn parse_exec(cmd: &str) -> Result<Vec<String>, Exit> {
+    match shlex::split(cmd) {
+        Some(argv) if !argv.is_empty() => Ok(argv),
+        _ => Err(Exit::Error(format!(
+            "exec: cannot split {cmd:?} into a command and its arguments (unbalanced quotes?)"
+        ))),
+    }
+}
+
+/// Runs the `exec` child: SIGINT and SIGTERM are passed on to it; its
+/// exit status is returned (128 + the signal that ended it, as a shell
+/// reports it).
+async fn run_child(argv: &[String], signals: &mut Signals) -> Result<u8, Exit> {
+    let mut child = tokio::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .spawn()
+        .map_err(|e| Exit::Error(format!("exec: cannot start {:?}: {e}", argv[0])))?;
+    info!(command = %argv.join(" "), pid = child.id().unwrap_or(0), "exec: started");
+    loop {
+        tokio::select! {
+            status = child.wait() => {
+                let status = status.map_err(|e| Exit::Error(format!("exec: waiting for {:?}: {e}", argv[0])))?;
+                use std::os::unix::process::ExitStatusExt;
+                let code = status
+                    .code()
+                    .map(|c| c.clamp(0, 255) as u8)
+                    .or_else(|| status.signal().map(|s| (128 + s).clamp(0, 255) as u8))
+                    .unwrap_or(1);
+                info!(status = code, "exec: the command exited; a final sync, then exit with its status");
+                return Ok(code);
+            }
+            name = signals.next() => {
+                let number = if name == "SIGTERM" { libc::SIGTERM } else { libc::SIGINT };
+                if let Some(pid) = child.id() {
+                    info!(signal = name, pid, "exec: passing the signal on to the command");
+                    // SAFETY: signalling our own child, by the PID it has
+                    // while we have not reaped it.
+                    unsafe {
+                        libc::kill(pid as libc::pid_t, number);
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -249,7 +325,15 @@ async fn supervise(
     plan: Plan,
     layout: Option<AnyLayout>,
     mut stop: tokio::sync::watch::Receiver<bool>,
+    ready: tokio::sync::oneshot::Sender<()>,
 ) -> Result<(), String> {
+    // Told once the first attempt is over (started, waiting, or failed).
+    let mut ready = Some(ready);
+    let mut tell = move || {
+        if let Some(r) = ready.take() {
+            let _ = r.send(());
+        }
+    };
     let poll = plan
         .options
         .monitor_interval
@@ -264,6 +348,7 @@ async fn supervise(
         let pause = if plan.path.exists() {
             match start(&plan, layout).await {
                 Ok(replicator) => {
+                    tell();
                     let _ = stop.wait_for(|s| *s).await;
                     return replicator.stop().await.map_err(|e| describe(&e));
                 }
@@ -276,6 +361,7 @@ async fn supervise(
                     let retry = Duration::from_secs(1 << failures.min(5));
                     error!(db = %plan.path.display(), error = %e, retry_in = ?retry, "cannot start replicating; retrying (the other databases go on)");
                     last_error = Some(e);
+                    tell();
                     retry
                 }
             }
@@ -284,6 +370,7 @@ async fn supervise(
                 warn!(db = %plan.path.display(), "the database does not exist yet; waiting for it to be created");
                 waiting = true;
             }
+            tell();
             poll
         };
         tokio::select! {
@@ -364,11 +451,16 @@ impl Signals {
         })
     }
 
-    async fn wait(mut self) {
-        let name = tokio::select! {
+    /// The next SIGTERM or SIGINT, by name.
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
             _ = self.term.recv() => "SIGTERM",
             _ = self.int.recv() => "SIGINT",
-        };
+        }
+    }
+
+    async fn wait(mut self) {
+        let name = self.next().await;
         info!(signal = name, "stopping: a final sync, then exit");
         // A second signal while the final sync hangs ends the process.
         tokio::spawn(async move {

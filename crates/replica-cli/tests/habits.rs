@@ -664,3 +664,57 @@ fn retention_logs_what_it_kept_and_why() {
         "{log}"
     );
 }
+
+/// `replicate -exec CMD -config FILE` (Litestream's entrypoint): the command
+/// starts once replication runs, its writes are replicated, and when it
+/// exits a final sync runs and the replicator exits with its status.
+#[test]
+fn exec_runs_the_application_and_exits_with_its_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    drop(create_source(&db));
+    let cfg = config(dir.path(), &[&db]);
+    let app = format!(
+        "sh -c 'for i in 1 2 3 4 5; do sqlite3 {} \"INSERT INTO orders (customer, item, qty, price) VALUES (\\\"c$i\\\", \\\"i\\\", $i, 1.5)\"; done; exit 3'",
+        db.display()
+    );
+    let out = replica()
+        .args(["replicate", "-exec", &app, "-config", cfg.to_str().unwrap()])
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("exec: started"), "{}", stderr(&out));
+    // Everything the command wrote is in the replica (the final sync).
+    let restored = dir.path().join("restored.db");
+    let url = dir.path().join("replica-app");
+    restores_to(&restored, url.to_str().unwrap(), &db);
+    assert_eq!(rows(&restored).lines().count(), 5);
+}
+
+/// SIGTERM to the replicator goes to the `exec` command; its status is ours.
+#[test]
+fn exec_passes_sigterm_on_to_the_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    drop(create_source(&db));
+    let cfg = dir.path().join("litestream.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "exec: sh -c 'trap \"exit 7\" TERM; while true; do sleep 0.05; done'\ndbs:\n  - path: {}\n    replicas:\n      - url: file://{}/replica\n",
+            db.display(),
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let running = Running::start(dir.path(), &["-config", cfg.to_str().unwrap()]);
+    running.wait_for("exec: started");
+    std::thread::sleep(Duration::from_millis(300));
+    running.signal(libc::SIGTERM);
+    let mut running = running;
+    let status = running.child.wait().unwrap();
+    let log = running.text();
+    assert_eq!(status.code(), Some(7), "{log}");
+    assert!(log.contains("passing the signal on"), "{log}");
+}

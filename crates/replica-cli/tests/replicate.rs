@@ -369,21 +369,32 @@ fn a_one_off_snapshot_is_restored_by_litestream() {
     assert_litestream_restores(&litestream, dir.path(), &url, &rows(&db));
 }
 
+/// A database that does not exist is waited for, as Litestream does (a
+/// container may start the replicator before the application), and never
+/// created; SIGTERM while waiting exits 0.
 #[test]
-fn a_missing_database_is_a_clear_error() {
+fn a_missing_database_is_waited_for_and_never_created() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("nope.db");
     let url = format!("file://{}", dir.path().join("r").display());
-    let out = replica()
-        .args(["replicate", db.to_str().unwrap(), &url])
-        .output()
+    let log = dir.path().join("log");
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("replica"))
+        .args([
+            "replicate",
+            db.to_str().unwrap(),
+            &url,
+            "--log-format",
+            "json",
+        ])
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("no database at") && err.contains("nope.db"),
-        "{err}"
-    );
+    let running = Running { child, log };
+    running.wait_for("does not exist yet");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(!db.exists(), "nothing is created");
+    let text = running.stop();
+    assert!(text.contains("nope.db"), "{text}");
     assert!(!db.exists(), "nothing is created");
 }
 

@@ -12,7 +12,7 @@
 //! Ignored, and listed in [`Config::ignored`] for the caller to warn about:
 //! `addr`, `logging`, and replica keys that do not apply to the replica's
 //! type (Litestream ignores those too). Rejected with an error naming the
-//! key: `exec`, `meta-path`, `age`, `type: sftp`, and any unknown key.
+//! key: `meta-path`, `age`, `type: sftp`, and any unknown key.
 
 // Wired into `replica replicate` by main.rs.
 #![allow(dead_code)]
@@ -49,6 +49,9 @@ pub(crate) struct Config {
     /// Keys that were accepted but are not acted on, each with its place and
     /// why (`addr (metrics are not served)`), for the caller to warn about.
     pub(crate) ignored: Vec<String>,
+    /// `exec`: the command `replicate` runs once replication is running
+    /// (Litestream's `-exec`).
+    pub(crate) exec: Option<String>,
 }
 
 /// One `dbs` entry.
@@ -509,13 +512,7 @@ impl Resolver<'_> {
     }
 
     fn config(mut self, raw: RawConfig) -> Result<Config, ConfigError> {
-        if set(&raw.exec).is_some() {
-            return Err(self.err(
-                "exec",
-                "`exec` is not supported: remove it and run the command yourself \
-                 once `replica replicate` has started (or run both under a supervisor)",
-            ));
-        }
+        let exec = set(&raw.exec).map(str::to_owned);
         if set(&raw.addr).is_some() {
             self.ignored.push("addr (metrics are not served)".into());
         }
@@ -580,6 +577,7 @@ impl Resolver<'_> {
         Ok(Config {
             dbs: out,
             ignored: self.ignored,
+            exec,
         })
     }
 

@@ -373,12 +373,9 @@ fn config_unknown_replica_key_is_named_with_its_place() {
 }
 
 #[test]
-fn config_exec_sftp_meta_path_and_age_are_rejected() {
-    let e = err("exec: myapp serve\ndbs:\n  - path: /a\n    replicas: [{path: /b}]\n");
-    assert!(
-        e.starts_with("config: exec: `exec` is not supported"),
-        "{e}"
-    );
+fn config_sftp_meta_path_and_age_are_rejected() {
+    let c = ok("exec: myapp serve --port 80\ndbs:\n  - path: /a\n    replicas: [{path: /b}]\n");
+    assert_eq!(c.exec.as_deref(), Some("myapp serve --port 80"));
     let e = err(&replica_yaml("type: sftp\nhost: h:22\nuser: u\npath: /b"));
     assert!(
         e.contains("dbs[0].replicas[0].type: sftp replicas are not supported"),

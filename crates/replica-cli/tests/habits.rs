@@ -184,7 +184,34 @@ fn replicate_db_url_waits_for_the_database_to_be_created() {
     running.wait_for("replicating");
     drop(conn);
     std::thread::sleep(Duration::from_millis(500));
-    running.stop();
+    let log = running.stop();
+    // One numbering: logs and listings print indexes and offsets as 16 hex
+    // digits, and `cat` takes them (or any shorter hex spelling).
+    let shipped = log
+        .lines()
+        .find(|l| l.contains("\"wal shipped\""))
+        .expect("a wal shipped event");
+    let event: serde_json::Value = serde_json::from_str(shipped).unwrap();
+    let (index, offset) = (
+        event["index"].as_str().unwrap(),
+        event["offset"].as_str().unwrap(),
+    );
+    assert_eq!((index.len(), offset.len()), (16, 16), "{shipped}");
+    let listed = replica().arg("wal").arg(&url).output().unwrap();
+    let table = String::from_utf8_lossy(&listed.stdout).into_owned();
+    let generation = event["generation"].as_str().unwrap();
+    assert!(table.contains(&format!("{index} {offset}")), "{table}");
+    let hex = |s: &str| u64::from_str_radix(s, 16).unwrap();
+    let short = format!("0x{:x}:{:x}", hex(index), hex(offset));
+    for spelling in [format!("{index}:{offset}"), short] {
+        let cat = replica()
+            .arg("cat")
+            .arg(&url)
+            .arg(format!("{generation}/{spelling}"))
+            .output()
+            .unwrap();
+        assert!(cat.status.success(), "{spelling}: {}", stderr(&cat));
+    }
     let out = dir.path().join("restored.db");
     restores_to(&out, &url, &db);
     // An index past the end restores to the end, as Litestream, and says so.

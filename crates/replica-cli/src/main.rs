@@ -259,8 +259,42 @@ fn main() -> ExitCode {
 }
 
 fn fail(message: &str) -> ExitCode {
-    eprintln!("replica: {message}");
+    eprintln!("replica: {}", scrub(message));
     ExitCode::from(2)
+}
+
+/// `text` with the values of credential options in any URL in it replaced
+/// by `***` (URLs built from a config file carry the keys it names).
+pub(crate) fn scrub(text: &str) -> String {
+    const SECRETS: [&str; 8] = [
+        "secret_access_key=",
+        "access_key_id=",
+        "session_token=",
+        "account_key=",
+        "access_key=",
+        "sas_key=",
+        "sas_token=",
+        "bearer_token=",
+    ];
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    'outer: while !rest.is_empty() {
+        for key in SECRETS {
+            if let Some(tail) = rest.strip_prefix(key) {
+                out.push_str(key);
+                out.push_str("***");
+                let end = tail
+                    .find(|c: char| "&\"'`:;,)".contains(c) || c.is_whitespace())
+                    .unwrap_or(tail.len());
+                rest = &tail[end..];
+                continue 'outer;
+            }
+        }
+        let mut chars = rest.chars();
+        out.extend(chars.next());
+        rest = chars.as_str();
+    }
+    out
 }
 
 /// Opens a replica in any layout.
@@ -440,7 +474,9 @@ async fn run(command: Command, layout: Option<replica::AnyLayout>) -> Result<(),
                 (None, Some(db)) => db,
                 (None, None) => {
                     return Err(Exit::Error(format!(
-                        "where to? give -o PATH for the restored database (a database path                          with --config restores to that path, as Litestream): `replica                          restore -o app.db {url}`"
+                        "where to? give -o PATH for the restored database (a database path \
+                         with --config restores to that path, as Litestream): `replica \
+                         restore -o app.db {url}`"
                     )))
                 }
             };
@@ -541,8 +577,9 @@ async fn ltx_list(
         replica::Replica::Generations(client) if client.generations().await?.is_empty() => {
             // Nothing there at all: an empty listing, and stderr says so.
             eprintln!(
-                "replica: no replica found at {url}: no LTX files and no generations (a typo \
-                 in the path or prefix?)"
+                "replica: no replica found at {}: no LTX files and no generations (a typo \
+                 in the path or prefix?)",
+                scrub(url)
             );
             match open_any(url, Some(replica::AnyLayout::Ltx)).await? {
                 replica::Replica::Ltx(client) => ltx::list(&client, level, json).await,
@@ -748,7 +785,7 @@ async fn verify(
 /// (with the hint `verify` gives: a typo, another layout).
 async fn note_if_empty(client: &dyn ReplicaClient, url: &str) -> Result<(), Exit> {
     if client.generations().await?.is_empty() {
-        eprintln!("replica: {}", nothing_found(client, url).await);
+        eprintln!("replica: {}", scrub(&nothing_found(client, url).await));
     }
     Ok(())
 }

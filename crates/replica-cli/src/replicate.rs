@@ -178,6 +178,18 @@ fn plans(args: &Args) -> Result<(Vec<Plan>, Option<String>), Exit> {
     }
 }
 
+/// Whether `path` holds a database to replicate: a file with SQLite's
+/// header. An empty file just created is not one yet (the application may
+/// still set `page_size` or `auto_vacuum` before its first write, which our
+/// opening it first would defeat).
+fn is_database(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 16];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok_and(|()| &head == b"SQLite format 3\0")
+}
+
 fn scheme_name(url: &str) -> String {
     url.split_once("://")
         .map_or("file", |(scheme, _)| scheme)
@@ -245,11 +257,28 @@ pub(crate) async fn run(args: Args, layout: Option<AnyLayout>) -> Result<(), Exi
             None
         }
         Some(argv) => {
-            // Once every database has started (or is waiting for its file).
-            for told in ready {
-                let _ = told.await;
-            }
-            Some(run_child(&argv, &mut signals).await?)
+            // Once every database has started (or is waiting for its file);
+            // a signal before then stops us without starting the command.
+            let all_ready = async {
+                for told in ready {
+                    let _ = told.await;
+                }
+            };
+            let started = tokio::select! {
+                () = all_ready => true,
+                name = signals.next() => {
+                    info!(signal = name, "stopping before the exec command started: a final sync, then exit");
+                    false
+                }
+            };
+            let status = if started {
+                Some(run_child(&argv, &mut signals).await)
+            } else {
+                None
+            };
+            // A second signal while the final sync hangs ends the process.
+            signals.escape();
+            status
         }
     };
     let _ = stop.send(true);
@@ -284,24 +313,37 @@ fn parse_exec(cmd: &str) -> Result<Vec<String>, Exit> {
 /// Runs the `exec` child: SIGINT and SIGTERM are passed on to it; its
 /// exit status is returned (128 + the signal that ended it, as a shell
 /// reports it).
-async fn run_child(argv: &[String], signals: &mut Signals) -> Result<u8, Exit> {
-    let mut child = tokio::process::Command::new(&argv[0])
+async fn run_child(argv: &[String], signals: &mut Signals) -> u8 {
+    let mut child = match tokio::process::Command::new(&argv[0])
         .args(&argv[1..])
         .spawn()
-        .map_err(|e| Exit::Error(format!("exec: cannot start {:?}: {e}", argv[0])))?;
+    {
+        Ok(child) => child,
+        Err(e) => {
+            // As a shell reports a command it cannot run; replication still
+            // stops with its final sync.
+            error!(command = %argv[0], error = %e, "exec: cannot start the command");
+            return 127;
+        }
+    };
     info!(command = %argv.join(" "), pid = child.id().unwrap_or(0), "exec: started");
     loop {
         tokio::select! {
             status = child.wait() => {
-                let status = status.map_err(|e| Exit::Error(format!("exec: waiting for {:?}: {e}", argv[0])))?;
                 use std::os::unix::process::ExitStatusExt;
-                let code = status
-                    .code()
-                    .map(|c| c.clamp(0, 255) as u8)
-                    .or_else(|| status.signal().map(|s| (128 + s).clamp(0, 255) as u8))
-                    .unwrap_or(1);
+                let code = match status {
+                    Ok(status) => status
+                        .code()
+                        .map(|c| c.clamp(0, 255) as u8)
+                        .or_else(|| status.signal().map(|s| (128 + s).clamp(0, 255) as u8))
+                        .unwrap_or(1),
+                    Err(e) => {
+                        error!(command = %argv[0], error = %e, "exec: cannot wait for the command");
+                        1
+                    }
+                };
                 info!(status = code, "exec: the command exited; a final sync, then exit with its status");
-                return Ok(code);
+                return code;
             }
             name = signals.next() => {
                 let number = if name == "SIGTERM" { libc::SIGTERM } else { libc::SIGINT };
@@ -345,7 +387,7 @@ async fn supervise(
         if *stop.borrow() {
             return last_error.map_or(Ok(()), |e| Err(format!("never replicated: {e}")));
         }
-        let pause = if plan.path.exists() {
+        let pause = if is_database(&plan.path) {
             match start(&plan, layout).await {
                 Ok(replicator) => {
                     tell();
@@ -367,7 +409,7 @@ async fn supervise(
             }
         } else {
             if !waiting {
-                warn!(db = %plan.path.display(), "the database does not exist yet; waiting for it to be created");
+                warn!(db = %plan.path.display(), "the database does not exist yet (no file with a SQLite header); waiting for it to be created");
                 waiting = true;
             }
             tell();
@@ -462,7 +504,12 @@ impl Signals {
     async fn wait(mut self) {
         let name = self.next().await;
         info!(signal = name, "stopping: a final sync, then exit");
-        // A second signal while the final sync hangs ends the process.
+        self.escape();
+    }
+
+    /// From now on, a signal ends the process at once (a final sync that
+    /// hangs must not hold it).
+    fn escape(mut self) {
         tokio::spawn(async move {
             tokio::select! {
                 _ = self.term.recv() => {}

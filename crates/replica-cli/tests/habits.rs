@@ -745,3 +745,37 @@ fn exec_passes_sigterm_on_to_the_command() {
     assert_eq!(status.code(), Some(7), "{log}");
     assert!(log.contains("passing the signal on"), "{log}");
 }
+
+/// Credentials named in a config file never reach the messages of a read
+/// command that resolved the database's replica through it.
+#[test]
+fn credentials_from_a_config_are_never_printed() {
+    let Some((bucket, endpoint)) = common::s3_settings() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let cfg = dir.path().join("litestream.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "access-key-id: test\nsecret-access-key: SUPERSECRET123\ndbs:\n  - path: {}\n    replicas:\n      - type: s3\n        bucket: {bucket}\n        path: empty-{:08x}\n        endpoint: {endpoint}\n        region: us-east-1\n        force-path-style: true\n",
+            db.display(),
+            rand::random::<u32>()
+        ),
+    )
+    .unwrap();
+    for command in ["generations", "verify", "ltx"] {
+        let out = replica()
+            .args([command, "-config", cfg.to_str().unwrap()])
+            .arg(&db)
+            .output()
+            .unwrap();
+        let text = format!("{}{}", stderr(&out), String::from_utf8_lossy(&out.stdout));
+        assert!(text.contains("no replica found"), "{command}: {text}");
+        assert!(
+            !text.contains("SUPERSECRET123"),
+            "{command} printed the secret: {text}"
+        );
+    }
+}

@@ -12,6 +12,21 @@ use crate::layout::{check_index, format_index};
 use crate::lz4::decompress_stream;
 use crate::types::{Generation, Pos, SnapshotInfo, WalSegmentInfo};
 
+/// The time `key` carries in `store`; `listed` when the store keeps none,
+/// or when the object went since it was listed (retention may delete it
+/// meanwhile: its listed time still places it).
+async fn kept_time(
+    store: &dyn crate::KeyStore,
+    key: &str,
+    listed: DateTime<Utc>,
+) -> Result<DateTime<Utc>> {
+    match store.object_time(key).await {
+        Ok(at) => Ok(at.unwrap_or(listed)),
+        Err(Error::NotFound { .. }) => Ok(listed),
+        Err(e) => Err(e),
+    }
+}
+
 /// Oldest and newest `created_at` of a set of objects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimeBounds {
@@ -96,37 +111,49 @@ pub trait ReplicaClientExt: ReplicaClient {
 
     /// Oldest and newest `created_at` in a generation; `None` when it is empty.
     async fn generation_time_bounds(&self, generation: &Generation) -> Result<Option<TimeBounds>> {
-        // Where the store keeps object times as metadata, the kept times of
-        // the snapshots and of the first and last segment (kept times grow
-        // with the position); elsewhere the listed times.
-        let kept = self.key_store().filter(|s| !s.times_listed());
+        let mut bounds = None;
+        for snapshot in self.snapshots(generation).await? {
+            bounds = TimeBounds::widen(bounds, snapshot.created_at);
+        }
+        let mut cursor = self.wal_segments(generation).await?;
+        while let Some(info) = cursor.next().await {
+            bounds = TimeBounds::widen(bounds, info?.created_at);
+        }
+        Ok(bounds)
+    }
+
+    /// [`generation_time_bounds`](Self::generation_time_bounds) by the times
+    /// objects carry: where the store keeps them as metadata (a copied
+    /// replica on S3), the kept times of the snapshots and of the first and
+    /// last segment (kept times grow with the position), a few reads; else
+    /// the listed times. For restores to a point in time.
+    async fn generation_kept_time_bounds(
+        &self,
+        generation: &Generation,
+    ) -> Result<Option<TimeBounds>> {
+        let Some(store) = self.key_store().filter(|s| !s.times_listed()) else {
+            return self.generation_time_bounds(generation).await;
+        };
         let layout = self.layout();
         let mut bounds = None;
         for snapshot in self.snapshots(generation).await? {
-            let mut at = snapshot.created_at;
-            if let Some(store) = &kept {
-                let key = layout.snapshot_key(generation, snapshot.index)?;
-                at = store.object_time(&key).await?.unwrap_or(at);
-            }
+            let key = layout.snapshot_key(generation, snapshot.index)?;
+            let at = kept_time(&*store, &key, snapshot.created_at).await?;
             bounds = TimeBounds::widen(bounds, at);
         }
         let mut ends: Option<(WalSegmentInfo, WalSegmentInfo)> = None;
         let mut cursor = self.wal_segments(generation).await?;
         while let Some(info) = cursor.next().await {
             let info = info?;
-            if kept.is_none() {
-                bounds = TimeBounds::widen(bounds, info.created_at);
-                continue;
-            }
             ends = Some(match ends {
                 None => (info.clone(), info),
                 Some((first, _)) => (first, info),
             });
         }
-        if let (Some(store), Some((first, last))) = (&kept, ends) {
+        if let Some((first, last)) = ends {
             for info in [first, last] {
                 let key = layout.wal_segment_key(&info.pos())?;
-                let at = store.object_time(&key).await?.unwrap_or(info.created_at);
+                let at = kept_time(&*store, &key, info.created_at).await?;
                 bounds = TimeBounds::widen(bounds, at);
             }
         }
@@ -206,7 +233,10 @@ pub trait ReplicaClientExt: ReplicaClient {
         // A store that keeps object times as metadata (a copied replica on
         // S3) lists its own last-modified times: a point in time is judged by
         // the kept times, read one object at a time.
-        let kept = self.key_store().filter(|s| !s.times_listed());
+        let kept = match target {
+            RestoreTarget::Timestamp(_) => self.key_store().filter(|s| !s.times_listed()),
+            _ => None,
+        };
         let layout = self.layout();
         let snapshot = match target {
             RestoreTarget::End => self.snapshots(generation).await?.pop(),
@@ -216,7 +246,7 @@ pub trait ReplicaClientExt: ReplicaClient {
                 for mut s in self.snapshots(generation).await? {
                     if let Some(store) = &kept {
                         let key = layout.snapshot_key(generation, s.index)?;
-                        s.created_at = store.object_time(&key).await?.unwrap_or(s.created_at);
+                        s.created_at = kept_time(&**store, &key, s.created_at).await?;
                     }
                     timed.push(s);
                 }
@@ -254,7 +284,7 @@ pub trait ReplicaClientExt: ReplicaClient {
                 let mid = low + (high - low) / 2;
                 let info = &chosen[mid];
                 let key = layout.wal_segment_key(&info.pos())?;
-                let time = store.object_time(&key).await?.unwrap_or(info.created_at);
+                let time = kept_time(&**store, &key, info.created_at).await?;
                 if time <= at {
                     low = mid + 1;
                 } else {

@@ -574,7 +574,7 @@ async fn choose_generation(
         RestoreTarget::Timestamp(at) => {
             let mut candidates = Vec::new();
             for g in all {
-                if let Some(b) = client.generation_time_bounds(&g).await? {
+                if let Some(b) = client.generation_kept_time_bounds(&g).await? {
                     if b.first <= at && at <= b.last {
                         candidates.push((g, b));
                     }
@@ -756,6 +756,23 @@ fn create_dirs(dir: &Path) -> Result<Option<PathBuf>, RestoreError> {
         outermost = parent.to_owned();
     }
     fs::create_dir_all(dir).map_err(io(format!("creating directory {}", dir.display())))?;
+    // Each new directory's entry made durable in its parent.
+    let mut at = Some(dir);
+    while let Some(d) = at {
+        let Some(parent) = d.parent() else { break };
+        let parent = if parent.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            parent
+        };
+        fs::File::open(parent)
+            .and_then(|p| p.sync_all())
+            .map_err(io(format!("syncing directory {}", parent.display())))?;
+        if d == outermost {
+            break;
+        }
+        at = Some(parent);
+    }
     Ok(Some(outermost))
 }
 

@@ -44,10 +44,11 @@ pub(crate) fn index_path(view: &ShadowView, index: u64) -> PathBuf {
 /// How long an upload of `bytes` (uncompressed, at most) may take before it
 /// is abandoned and its round retried: a store's own retries end within
 /// their bound (30 s for object stores), so twice that, plus a second per
-/// MiB (a 1 GiB snapshot gets 18 minutes). One hung request (seen once in
-/// CI under the outage proxy) then cannot stall a replica for good.
+/// 64 KiB — as slow as 512 kbit/s still finishes (a 2 GiB snapshot gets
+/// 9 hours), while a small segment's hung request (seen once in CI under
+/// the outage proxy) is given up after about a minute.
 pub(crate) fn upload_bound(bytes: u64) -> Duration {
-    Duration::from_secs(60 + (bytes >> 20))
+    Duration::from_secs(60 + (bytes >> 16))
 }
 
 /// `upload`, abandoned as a timed-out I/O error (naming `what`) past

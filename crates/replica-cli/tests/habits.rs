@@ -36,6 +36,23 @@ fn restores_to(out: &Path, url: &str, source: &Path) {
     assert_eq!(rows(out), rows(source));
 }
 
+/// Writes rounds to `conn`, one every `pace_ms`, until the log of
+/// `running` holds `needle` (at most 30 s).
+fn write_until(running: &Running, conn: &mut rusqlite::Connection, needle: &str, pace_ms: u64) {
+    let started = std::time::Instant::now();
+    let mut round = 1;
+    while !running.text().contains(needle) {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no {needle:?} in the log within 30 s: {}",
+            running.text()
+        );
+        write_round(conn, round);
+        round += 1;
+        std::thread::sleep(Duration::from_millis(pace_ms));
+    }
+}
+
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -605,18 +622,7 @@ fn litestream_on_the_same_database_is_noticed() {
             "1",
         ],
     );
-    let started = std::time::Instant::now();
-    let mut round = 1;
-    while !running.text().contains("have not restarted the WAL") {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "no warning about the stalled checkpoints: {}",
-            running.text()
-        );
-        write_round(&mut conn, round);
-        round += 1;
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    write_until(&running, &mut conn, "have not restarted the WAL", 20);
     // SAFETY: signalling the litestream child this test started, by its PID.
     unsafe {
         libc::kill(theirs.id() as libc::pid_t, libc::SIGTERM);
@@ -650,20 +656,9 @@ fn retention_logs_what_it_kept_and_why() {
     .unwrap();
     let mut conn = create_source(&db);
     let running = Running::start(dir.path(), &["-config", cfg.to_str().unwrap()]);
-    let started = std::time::Instant::now();
-    let mut round = 0;
     // Snapshots older than the 1 s window are kept by the restore grace
     // (an hour): the log says so.
-    while !running.text().contains("the restore grace") {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "no retention pass kept a snapshot for the grace: {}",
-            running.text()
-        );
-        write_round(&mut conn, round);
-        round += 1;
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    write_until(&running, &mut conn, "the restore grace", 50);
     drop(conn);
     let log = running.stop();
     let passes: Vec<&str> = log

@@ -76,19 +76,23 @@ async fn source_time(
 
 /// Writes `data` as `key` of `dst` carrying `time` (through its key store;
 /// a client over none gets `fallback`, which cannot keep the time).
-async fn write_at(
+async fn write_at<F, Fut>(
     dst: Option<&Arc<dyn KeyStore>>,
     key: &str,
     data: ByteStream,
     time: DateTime<Utc>,
-    fallback: impl std::future::Future<Output = Result<()>>,
-) -> Result<()> {
+    fallback: F,
+) -> Result<()>
+where
+    F: FnOnce(ByteStream) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
     match dst {
         Some(store) => {
             let options = PutOptions { time: Some(time) };
             store.put_opts(key, data, &options).await.map(drop)
         }
-        None => fallback.await,
+        None => fallback(data).await,
     }
 }
 
@@ -167,8 +171,7 @@ pub async fn copy(
                         .await?;
                         let data = src.snapshot_reader(g, index).await?;
                         let key = layout.snapshot_key(g, index)?;
-                        write_at(dst_store, &key, data, time, async {
-                            let data = src.snapshot_reader(g, index).await?;
+                        write_at(dst_store, &key, data, time, |data| async move {
                             dst.write_snapshot(g, index, data).await.map(drop)
                         })
                         .await?;
@@ -189,9 +192,9 @@ pub async fn copy(
                         .await?;
                         let data = src.wal_segment_reader(&pos).await?;
                         let key = layout.wal_segment_key(&pos)?;
-                        write_at(dst_store, &key, data, time, async {
-                            let data = src.wal_segment_reader(&pos).await?;
-                            dst.write_wal_segment(&pos, data).await.map(drop)
+                        let pos = &pos;
+                        write_at(dst_store, &key, data, time, |data| async move {
+                            dst.write_wal_segment(pos, data).await.map(drop)
                         })
                         .await?;
                         true

@@ -91,6 +91,21 @@ fn file_replica(dir: &Path, name: &str, layout: Layout) -> (Arc<dyn ReplicaClien
     )
 }
 
+/// The WAL indexes generation `g` of `client` holds segments at.
+async fn wal_indexes(
+    client: &dyn ReplicaClient,
+    g: &replica_core::Generation,
+) -> std::collections::BTreeSet<u64> {
+    let segments = client
+        .wal_segments(g)
+        .await
+        .unwrap()
+        .collect_all()
+        .await
+        .unwrap();
+    segments.iter().map(|s| s.index).collect()
+}
+
 async fn restored(client: &dyn ReplicaClient, dir: &Path, name: &str) -> Vec<(i64, String, i64)> {
     let out = dir.join(name);
     let options = RestoreOptions {
@@ -138,14 +153,7 @@ async fn a_live_database_restores_to_its_rows_from_every_replica() {
     assert_eq!(restored(&*nested, dir.path(), "nested.db").await, source);
     // One generation, several WAL indexes (our checkpoints restarted the WAL).
     assert_eq!(flat.generations().await.unwrap(), vec![first.clone()]);
-    let segments = flat
-        .wal_segments(&first)
-        .await
-        .unwrap()
-        .collect_all()
-        .await
-        .unwrap();
-    let indexes: std::collections::BTreeSet<u64> = segments.iter().map(|s| s.index).collect();
+    let indexes = wal_indexes(&*flat, &first).await;
     assert!(indexes.len() >= 3, "indexes {indexes:?}");
 }
 
@@ -702,14 +710,7 @@ async fn local_state_holds_no_more_than_the_unshipped_wal() {
         .unwrap()
         .len();
     let generations = client.generations().await.unwrap();
-    let segments = client
-        .wal_segments(&generations[0])
-        .await
-        .unwrap()
-        .collect_all()
-        .await
-        .unwrap();
-    let indexes: std::collections::BTreeSet<u64> = segments.iter().map(|s| s.index).collect();
+    let indexes = wal_indexes(&*client, &generations[0]).await;
     assert!(indexes.len() >= 5, "checkpoints ran: indexes {indexes:?}");
     assert!(
         most <= 2,

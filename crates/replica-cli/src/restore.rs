@@ -122,12 +122,12 @@ pub(crate) async fn run(
     match outcome.map_err(|e| Exit::Error(crate::describe(&e)))? {
         Restored::Done(s) => {
             println!(
-                "restored generation {} to {} ({} bytes): snapshot at index {:08x}, WAL up to index {:08x} ({} segments, {} frames)",
+                "restored generation {} to {} ({} bytes): snapshot at index {}, WAL up to index {} ({} segments, {} frames)",
                 s.generation,
                 output.display(),
                 s.database_bytes,
-                s.snapshot_index,
-                s.last_index,
+                replica::layout::format_index(s.snapshot_index),
+                replica::layout::format_index(s.last_index),
                 s.segments,
                 s.frames
             );

@@ -23,6 +23,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::Utc;
@@ -138,12 +139,9 @@ impl ObjectKeyStore {
     pub async fn delete_everything(&self) -> Result<()> {
         let prefix =
             (!self.inner.prefix.is_empty()).then(|| Path::from(self.inner.prefix.as_str()));
-        let locations = self
-            .inner
-            .store
-            .list(prefix.as_ref())
-            .map_ok(|m| m.location);
-        self.delete_locations(locations.boxed()).await
+        let store = self.inner.store.clone();
+        self.delete_locations(|| store.list(prefix.as_ref()).map_ok(|m| m.location).boxed())
+            .await
     }
 
     /// The underlying store.
@@ -355,21 +353,45 @@ impl ObjectKeyStore {
         }
     }
 
-    /// Deletes locations, in the store's batches; missing ones are fine.
+    /// Deletes the locations `listed` yields, in the store's batches;
+    /// missing ones are fine.
+    ///
+    /// Deleting is idempotent, so a batch that fails with a transport or
+    /// server error (a bulk delete is a POST, which `object_store` does not
+    /// retry once sent) is retried: the locations are listed again and the
+    /// whole delete redone, up to [`DELETE_ATTEMPTS`] times with a growing
+    /// pause. Errors that are not [`Error::is_transient`] (permission,
+    /// credentials, preconditions) are not retried.
     async fn delete_locations(
         &self,
-        locations: BoxStream<'static, object_store::Result<Path>>,
+        listed: impl Fn() -> BoxStream<'static, object_store::Result<Path>>,
     ) -> Result<()> {
-        let mut deleted = self.inner.store.delete_stream(locations);
-        while let Some(result) = deleted.next().await {
-            match result {
-                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(self.error("deleting", e)),
+        let mut pause = DELETE_RETRY_PAUSE;
+        let mut attempt = 1;
+        loop {
+            let mut deleted = self.inner.store.delete_stream(listed());
+            let failed = loop {
+                match deleted.next().await {
+                    None => return Ok(()),
+                    Some(Ok(_)) | Some(Err(object_store::Error::NotFound { .. })) => {}
+                    Some(Err(e)) => break self.error("deleting", e),
+                }
+            };
+            if attempt >= DELETE_ATTEMPTS || !failed.is_transient() {
+                return Err(failed);
             }
+            tokio::time::sleep(pause).await;
+            pause *= 2;
+            attempt += 1;
         }
-        Ok(())
     }
 }
+
+/// How many times a delete that fails with a transient error is tried.
+pub const DELETE_ATTEMPTS: u32 = 4;
+
+/// The pause before the first retry of a failed delete (doubled each time).
+const DELETE_RETRY_PAUSE: Duration = Duration::from_millis(250);
 
 /// A multipart upload in progress, aborted if it is dropped before it was
 /// completed or aborted (a write cancelled mid-upload): no orphan upload
@@ -442,7 +464,7 @@ impl KeyStore for ObjectKeyStore {
 
     async fn delete(&self, keys: &[String]) -> Result<()> {
         let locations: Vec<Path> = keys.iter().map(|k| self.key(k)).collect();
-        self.delete_locations(stream::iter(locations.into_iter().map(Ok)).boxed())
+        self.delete_locations(|| stream::iter(locations.clone().into_iter().map(Ok)).boxed())
             .await
     }
 
@@ -481,7 +503,8 @@ impl KeyStore for ObjectKeyStore {
         let key = self.key(dir);
         // Streamed: keys go to the batched deletes as they are listed, never
         // all held at once.
-        let locations = self.inner.store.list(Some(&key)).map_ok(|m| m.location);
-        self.delete_locations(locations.boxed()).await
+        let store = self.inner.store.clone();
+        self.delete_locations(|| store.list(Some(&key)).map_ok(|m| m.location).boxed())
+            .await
     }
 }

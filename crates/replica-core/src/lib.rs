@@ -17,6 +17,7 @@
 //!   requests in flight;
 //! - [`ReplicaClientExt`]: operations over any client (latest generation,
 //!   time bounds, restore with gap detection);
+//! - [`metered`]: request counting over any key store (for metrics);
 //! - the one [`Error`] type.
 //!
 //! It does no storage itself: backends live in their own crates
@@ -30,6 +31,7 @@ pub mod error;
 pub mod layout;
 pub mod ltx;
 pub mod lz4;
+pub mod metered;
 pub mod ops;
 pub mod store;
 pub mod types;

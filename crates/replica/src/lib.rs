@@ -33,6 +33,7 @@
 
 use std::sync::Arc;
 
+use replica_core::metered::{Metered, Meters};
 pub use replica_core::*;
 
 /// The URL schemes [`open`] understands in this build.
@@ -142,12 +143,22 @@ pub async fn open_ltx(location: &str) -> Result<ltx::LtxClient> {
 /// Opens a replica in any layout: as [`open_with`], with the Litestream 0.5
 /// (LTX) layout among those detected (`?layout=litestream-0.5` chooses it).
 pub async fn open_any(location: &str, options: OpenAnyOptions) -> Result<Replica> {
+    open_any_metered(location, options, None).await
+}
+
+/// [`open_any`], with every request of the opened replica counted into
+/// the meter of its backend kind in `meters` (for metrics).
+pub async fn open_any_metered(
+    location: &str,
+    options: OpenAnyOptions,
+    meters: Option<&Meters>,
+) -> Result<Replica> {
     let known = || known_schemes().join(", ");
     if location.is_empty() {
         return Err(Error::invalid("replica path required"));
     }
     if !location.contains("://") {
-        return open_path(std::path::PathBuf::from(location), options).await;
+        return open_path(std::path::PathBuf::from(location), options, meters).await;
     }
     let mut url = url::Url::parse(location).map_err(|e| {
         Error::invalid(format!(
@@ -170,7 +181,7 @@ pub async fn open_any(location: &str, options: OpenAnyOptions) -> Result<Replica
                     "bad file URL {location:?}: expected file:///absolute/path"
                 ))
             })?;
-            open_path(path, options).await
+            open_path(path, options, meters).await
         }
         #[cfg(feature = "memory")]
         "memory" => {
@@ -181,11 +192,11 @@ pub async fn open_any(location: &str, options: OpenAnyOptions) -> Result<Replica
                 )));
             }
             let name = format!("{}{}", url.host_str().unwrap_or(""), url.path());
-            detect(replica_memory::MemoryStore::named(&name), options).await
+            detect(replica_memory::MemoryStore::named(&name), options, meters).await
         }
         #[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
         scheme if replica_object_store::OBJECT_STORE_SCHEMES.contains(&scheme) => {
-            detect(replica_object_store::open_url(&url)?, options).await
+            detect(replica_object_store::open_url(&url)?, options, meters).await
         }
         other => Err(Error::invalid(format!(
             "unknown scheme {other:?} in replica URL {location:?}; known schemes: {}",
@@ -250,7 +261,21 @@ fn opened<S: KeyStore>(store: Arc<S>, layout: AnyLayout) -> Replica {
     }
 }
 
-async fn detect<S: KeyStore>(store: S, options: OpenAnyOptions) -> Result<Replica> {
+async fn detect<S: KeyStore>(
+    store: S,
+    options: OpenAnyOptions,
+    meters: Option<&Meters>,
+) -> Result<Replica> {
+    match meters {
+        Some(meters) => {
+            let meter = meters.meter(store.kind());
+            detect_in(Metered::new(Arc::new(store), meter), options).await
+        }
+        None => detect_in(store, options).await,
+    }
+}
+
+async fn detect_in<S: KeyStore>(store: S, options: OpenAnyOptions) -> Result<Replica> {
     let store = Arc::new(store);
     if let Some(layout) = options.layout {
         return Ok(opened(store, layout));
@@ -282,12 +307,20 @@ async fn detect<S: KeyStore>(store: S, options: OpenAnyOptions) -> Result<Replic
 }
 
 #[cfg(feature = "file")]
-async fn open_path(path: std::path::PathBuf, options: OpenAnyOptions) -> Result<Replica> {
-    detect(replica_file::FileStore::new(path), options).await
+async fn open_path(
+    path: std::path::PathBuf,
+    options: OpenAnyOptions,
+    meters: Option<&Meters>,
+) -> Result<Replica> {
+    detect(replica_file::FileStore::new(path), options, meters).await
 }
 
 #[cfg(not(feature = "file"))]
-async fn open_path(path: std::path::PathBuf, _: OpenAnyOptions) -> Result<Replica> {
+async fn open_path(
+    path: std::path::PathBuf,
+    _: OpenAnyOptions,
+    _: Option<&Meters>,
+) -> Result<Replica> {
     Err(Error::invalid(format!(
         "{} is a file path, but this build has no file backend (feature `file`)",
         path.display()
@@ -308,6 +341,42 @@ mod tests {
         let b = open(&url).await.unwrap();
         assert_eq!(b.kind(), "file");
         assert_eq!(b.generations().await.unwrap(), vec![g]);
+    }
+
+    #[tokio::test]
+    async fn a_metered_open_counts_the_replicas_requests_by_backend_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let meters = Meters::new();
+        let options = OpenAnyOptions {
+            layout: Some(Layout::Litestream03.into()),
+            ..OpenAnyOptions::default()
+        };
+        let opened = open_any_metered(dir.path().to_str().unwrap(), options, Some(&meters))
+            .await
+            .unwrap();
+        let Replica::Generations(client) = opened else {
+            panic!("a generations layout was asked for")
+        };
+        let g = Generation::random();
+        client
+            .write_snapshot(&g, 1, bytes_stream("x"))
+            .await
+            .unwrap();
+        let all = meters.all();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].0, "file");
+        let put = all[0].1.counts(replica_core::metered::Operation::Put);
+        assert_eq!(put.total, 1);
+        assert!(put.bytes > 0, "{put:?}");
+        // Unmetered opens count nothing.
+        open(dir.path().to_str().unwrap()).await.unwrap();
+        assert_eq!(
+            meters.all()[0]
+                .1
+                .counts(replica_core::metered::Operation::Put)
+                .total,
+            1
+        );
     }
 
     #[tokio::test]

@@ -724,3 +724,80 @@ async fn local_state_holds_no_more_than_the_unshipped_wal() {
     replicator.stop().await.unwrap();
     drop(conn);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_counts_the_work_and_names_a_failing_replica_with_its_lag() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let mut conn = create(&db);
+    let (good, _) = file_replica(dir.path(), "good", Layout::Litestream03);
+    // A regular file where the replica's directory belongs: every write fails.
+    std::fs::write(dir.path().join("bad"), b"not a directory").unwrap();
+    let (bad, _) = file_replica(dir.path(), "bad", Layout::Litestream03);
+    let replicator = Replicator::start(
+        &db,
+        quick_db(),
+        vec![
+            Replica {
+                options: quick_replica("good"),
+                client: good.clone().into(),
+            },
+            Replica {
+                options: quick_replica("bad"),
+                client: bad.into(),
+            },
+        ],
+    )
+    .await
+    .unwrap();
+    for round in 0..60 {
+        write_round(&mut conn, round);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        let status = replicator.status();
+        let checkpointed = status.checkpoints.iter().any(|(_, w)| w.count > 0);
+        if checkpointed && status.replicas[0].caught_up && status.replicas[1].sync.errors > 0 {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status:#?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(status.generation, replicator.generation());
+    assert!(
+        status.db_size > 0 && status.wal_bytes > 0 && status.wal_frames > 0,
+        "{status:#?}"
+    );
+    assert!(
+        status.sync.count > 0 && status.sync.errors == 0,
+        "{status:#?}"
+    );
+    assert!(status.last_sync.is_some() && status.failing.is_none());
+    let ok = &status.replicas[0];
+    assert_eq!(ok.name, "good");
+    assert!(ok.failing.is_none() && ok.last_sync.is_some(), "{ok:#?}");
+    assert_eq!(ok.lag, Duration::ZERO);
+    assert!(ok.wal_bytes > 0 && ok.pos.is_some(), "{ok:#?}");
+    let failing = &status.replicas[1];
+    assert_eq!(failing.name, "bad");
+    assert!(
+        !failing.caught_up && failing.lag > Duration::ZERO,
+        "{failing:#?}"
+    );
+    let failure = failing
+        .failing
+        .as_ref()
+        .expect("the bad replica is failing");
+    assert!(!failure.error.is_empty());
+    assert!(
+        failing.last_sync.is_none() && failing.wal_bytes == 0,
+        "{failing:#?}"
+    );
+    // Lag grows while it keeps failing.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(replicator.status().replicas[1].lag > failing.lag);
+    assert!(
+        replicator.stop().await.is_err(),
+        "the bad replica's final sync fails"
+    );
+}

@@ -22,6 +22,7 @@ use replica_core::Generation;
 use rusqlite::Connection;
 use tracing::{debug, info, warn};
 
+use super::stats::{CheckpointMode, DbCounters};
 use super::{DbOptions, ReplicateError, ShadowView};
 use crate::wal::{WalHeader, FRAME_HEADER_LEN, WAL_HEADER_LEN};
 
@@ -89,6 +90,8 @@ pub(crate) struct Db {
     /// The database file, opened once and kept open: closing any descriptor
     /// of it would drop the POSIX locks of our SQLite connections.
     db_file: Arc<File>,
+    /// What the database side has done, for [`Replicator::status`](super::Replicator::status).
+    pub(crate) counters: Arc<DbCounters>,
 }
 
 /// Locks `<root>/lock`, so two replicators never share a shadow WAL.
@@ -223,6 +226,7 @@ impl Db {
             seq_root: 0,
             _lock: lock,
             db_file,
+            counters: Arc::default(),
         };
         db.seq_root = seq_root(&db.writer)?;
         let hint = db.litestream_hint();
@@ -507,6 +511,7 @@ impl Db {
         self.buf = buf;
         let shadow = self.shadow.as_mut().expect("a shadow is open");
         let copied = committed.0 - shadow.len;
+        self.counters.copied(copied, copied / frame_len);
         if offset != shadow.len {
             // Drop frames of a transaction not committed yet; they are copied
             // again once it is.
@@ -581,7 +586,26 @@ impl Db {
         let frames = self.shadow.as_ref().map_or(0, Shadow::frames);
         let max = self.options.max_checkpoint_page_count;
         let force = max > 0 && frames >= u64::from(max);
-        self.checkpoint_with(force)
+        let started = Instant::now();
+        let result = self.checkpoint_with(force);
+        let mode = if force {
+            CheckpointMode::Restart
+        } else {
+            CheckpointMode::Passive
+        };
+        self.counters
+            .checkpointed(mode, started.elapsed(), result.is_ok());
+        result
+    }
+
+    /// The database file's path (resolved).
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The WAL file's path.
+    pub(crate) fn wal_path(&self) -> &Path {
+        &self.wal_path
     }
 
     fn reopen(&mut self) -> Result<(), ReplicateError> {

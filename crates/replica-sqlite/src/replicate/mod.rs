@@ -28,6 +28,10 @@ mod db;
 mod image;
 mod ship;
 mod ship_ltx;
+mod stats;
+
+pub use stats::{CheckpointMode, Failure, ReplicaStatus, Status, Work};
+use stats::{DbCounters, ReplicaCounters};
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -212,6 +216,10 @@ pub(crate) struct Shared {
     diverged: AtomicBool,
     /// Notified when a replica's position moves to another index.
     moved: tokio::sync::Notify,
+    /// The database task's counters.
+    db: Arc<DbCounters>,
+    /// Each replica task's counters, by slot.
+    replicas: Vec<ReplicaCounters>,
 }
 
 /// A running replication of one database.
@@ -222,6 +230,11 @@ pub struct Replicator {
     replica_tasks: Vec<(String, JoinHandle<replica_core::Result<()>>)>,
     views: watch::Receiver<ShadowView>,
     shared: Arc<Shared>,
+    /// The database and WAL files, for their sizes.
+    files: (PathBuf, PathBuf),
+    /// Each replica's name and sync interval, by slot.
+    replica_settings: Vec<(String, Duration)>,
+    started: SystemTime,
 }
 
 impl std::fmt::Debug for Replicator {
@@ -248,7 +261,17 @@ impl Replicator {
             positions: Mutex::new(vec![None; replicas.len()]),
             diverged: AtomicBool::new(false),
             moved: tokio::sync::Notify::new(),
+            db: db.counters.clone(),
+            replicas: replicas
+                .iter()
+                .map(|_| ReplicaCounters::default())
+                .collect(),
         });
+        let files = (db.path().to_owned(), db.wal_path().to_owned());
+        let replica_settings = replicas
+            .iter()
+            .map(|r| (r.options.name.clone(), r.options.sync_interval))
+            .collect();
         let (stop_db, stop_db_rx) = watch::channel(false);
         let (stop_replicas, stop_replicas_rx) = watch::channel(false);
         let db = Arc::new(Mutex::new(db));
@@ -314,7 +337,41 @@ impl Replicator {
             replica_tasks,
             views,
             shared,
+            files,
+            replica_settings,
+            started: SystemTime::now(),
         })
+    }
+
+    /// A reading of what the replication has done and where it stands.
+    pub fn status(&self) -> Status {
+        let view = self.views.borrow().clone();
+        let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+        let positions = self.positions();
+        let replicas = self
+            .replica_settings
+            .iter()
+            .zip(&self.shared.replicas)
+            .zip(positions)
+            .map(|(((name, interval), counters), pos)| {
+                let at_end = pos.as_ref().is_some_and(|p| at_view_end(&view, p));
+                counters.read(name.clone(), *interval, pos, at_end, self.started)
+            })
+            .collect();
+        let (sync, checkpoints, last_sync, failing) = self.shared.db.read();
+        Status {
+            generation: view.generation.clone(),
+            shadow: (view.index, view.len),
+            db_size: size(&self.files.0),
+            wal_size: size(&self.files.1),
+            wal_bytes: self.shared.db.wal_bytes.load(Ordering::Relaxed),
+            wal_frames: self.shared.db.wal_frames.load(Ordering::Relaxed),
+            sync,
+            checkpoints,
+            last_sync,
+            failing,
+            replicas,
+        }
     }
 
     /// The generation being written.
@@ -434,6 +491,10 @@ async fn db_loop(
             .await
             .expect("a sync does not panic")
         };
+        shared.db.synced(
+            started.elapsed(),
+            round.as_ref().map(|_| ()).map_err(|e| e.to_string()),
+        );
         match round {
             Ok(()) => failures = 0,
             Err(e) => {
@@ -471,6 +532,11 @@ async fn db_loop(
             }
         }
     }
+}
+
+/// Whether `pos` is the end of what `view` holds.
+pub(crate) fn at_view_end(view: &ShadowView, pos: &Pos) -> bool {
+    pos.generation == view.generation && pos.index == view.index && pos.offset == view.len
 }
 
 /// Deletes the shadow index files below every replica's position.

@@ -273,6 +273,7 @@ impl Shipper {
                 )
                 .await?;
                 self.shipped += 1;
+                self.shared.replicas[self.slot].shipped(len - pos.offset);
                 let through = through(view, pos.index, len);
                 info!(
                     replica = self.name(),
@@ -426,6 +427,8 @@ pub(crate) trait Ship: Send {
     fn shipped(&self) -> u64;
     /// The shadow views it follows.
     fn views(&mut self) -> &mut watch::Receiver<ShadowView>;
+    /// Its slot among the replicas, and the state they share.
+    fn shared(&self) -> (usize, &Shared);
     /// One round.
     async fn sync(&mut self) -> Result<()>;
     /// The last round, at stop.
@@ -450,6 +453,9 @@ impl Ship for Shipper {
     }
     fn views(&mut self) -> &mut watch::Receiver<ShadowView> {
         &mut self.views
+    }
+    fn shared(&self) -> (usize, &Shared) {
+        (self.slot, &self.shared)
     }
     async fn sync(&mut self) -> Result<()> {
         Shipper::sync(self).await
@@ -481,6 +487,7 @@ pub(crate) async fn run<S: Ship>(mut ship: S, mut stop: watch::Receiver<bool>) -
                 std::io::Error::other(what),
             ))
         });
+        record(&mut ship, started.elapsed(), &round);
         let wait = match round {
             Ok(()) => {
                 if failures > 0 {
@@ -543,6 +550,19 @@ pub(crate) async fn run<S: Ship>(mut ship: S, mut stop: watch::Receiver<bool>) -
         }
     }
     last
+}
+
+/// Counts a round, and when it left the replica at the end of the current
+/// view, that view's copy time as what it has caught up to.
+fn record<S: Ship>(ship: &mut S, took: Duration, round: &Result<()>) {
+    let view = ship.views().borrow().clone();
+    let (slot, shared) = ship.shared();
+    let counters = &shared.replicas[slot];
+    counters.synced(took, round.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+    let pos = shared.positions.lock().unwrap_or_else(|p| p.into_inner())[slot].clone();
+    if pos.is_some_and(|p| super::at_view_end(&view, &p)) {
+        counters.caught_up(view.copied_at);
+    }
 }
 
 /// Ranges up to this size are read and compressed in one blocking call;

@@ -388,6 +388,7 @@ impl LtxShipper {
                     });
                     self.write(0, header, source, at).await?;
                     self.txid = txid;
+                    self.shared.replicas[self.slot].shipped(len - start);
                     let through = through(view, pos.index, len);
                     info!(
                         replica = %self.options.name,
@@ -491,6 +492,9 @@ impl Ship for LtxShipper {
     }
     fn views(&mut self) -> &mut watch::Receiver<ShadowView> {
         &mut self.views
+    }
+    fn shared(&self) -> (usize, &Shared) {
+        (self.slot, &self.shared)
     }
     async fn sync(&mut self) -> Result<()> {
         self.round().await

@@ -1,0 +1,271 @@
+//! What a running replication reports about itself: counters the database
+//! and replica tasks bump as they work (atomics, never a lock on the hot
+//! path), and [`Status`], a point-in-time reading of them for metrics,
+//! health checks and `replica status`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use replica_core::{Generation, Pos};
+
+/// A checkpoint mode, as Litestream labels its checkpoint metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckpointMode {
+    /// A checkpoint that never waits for readers.
+    Passive,
+    /// A checkpoint that waits for readers so the WAL can restart
+    /// (`max-checkpoint-page-count` reached).
+    Restart,
+}
+
+impl CheckpointMode {
+    /// Both modes, in metric order.
+    pub const ALL: [CheckpointMode; 2] = [CheckpointMode::Passive, CheckpointMode::Restart];
+
+    /// Litestream's label value: `PASSIVE`, `RESTART`.
+    pub fn name(self) -> &'static str {
+        match self {
+            CheckpointMode::Passive => "PASSIVE",
+            CheckpointMode::Restart => "RESTART",
+        }
+    }
+}
+
+/// Counts and time spent of one kind of work.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Work {
+    /// Times it ran.
+    pub count: u64,
+    /// Times it failed.
+    pub errors: u64,
+    /// Time spent in it.
+    pub seconds: f64,
+}
+
+#[derive(Default)]
+struct WorkCounters {
+    count: AtomicU64,
+    errors: AtomicU64,
+    nanos: AtomicU64,
+}
+
+impl WorkCounters {
+    fn record(&self, took: Duration, ok: bool) {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        if !ok {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        self.nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    fn read(&self) -> Work {
+        Work {
+            count: self.count.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+            seconds: self.nanos.load(Ordering::Relaxed) as f64 / 1e9,
+        }
+    }
+}
+
+/// The last error of a task, and since when it has been failing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The error of the last round, as logged.
+    pub error: String,
+    /// When the rounds began to fail (the first failure in a row).
+    pub since: SystemTime,
+}
+
+#[derive(Default)]
+struct Health {
+    last_ok: Option<SystemTime>,
+    failing: Option<Failure>,
+}
+
+impl Health {
+    fn record(&mut self, result: Result<(), String>) {
+        let now = SystemTime::now();
+        match result {
+            Ok(()) => {
+                self.last_ok = Some(now);
+                self.failing = None;
+            }
+            Err(error) => {
+                let since = self.failing.as_ref().map_or(now, |f| f.since);
+                self.failing = Some(Failure { error, since });
+            }
+        }
+    }
+}
+
+/// The database task's counters.
+#[derive(Default)]
+pub(crate) struct DbCounters {
+    /// Bytes of WAL copied into the shadow (Litestream's
+    /// `litestream_total_wal_bytes`).
+    pub(crate) wal_bytes: AtomicU64,
+    /// Frames copied into the shadow.
+    pub(crate) wal_frames: AtomicU64,
+    sync: WorkCounters,
+    checkpoints: [WorkCounters; 2],
+    health: Mutex<Health>,
+}
+
+impl DbCounters {
+    pub(crate) fn copied(&self, bytes: u64, frames: u64) {
+        self.wal_bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.wal_frames.fetch_add(frames, Ordering::Relaxed);
+    }
+
+    pub(crate) fn checkpointed(&self, mode: CheckpointMode, took: Duration, ok: bool) {
+        self.checkpoints[mode as usize].record(took, ok);
+    }
+
+    pub(crate) fn synced(&self, took: Duration, result: Result<(), String>) {
+        self.sync.record(took, result.is_ok());
+        lock(&self.health).record(result);
+    }
+}
+
+/// One replica task's counters.
+#[derive(Default)]
+pub(crate) struct ReplicaCounters {
+    /// WAL bytes shipped, uncompressed (Litestream 0.3's
+    /// `litestream_replica_wal_bytes`).
+    wal_bytes: AtomicU64,
+    sync: WorkCounters,
+    health: Mutex<Health>,
+    /// The copy time of the newest shadow view this replica had wholly
+    /// shipped at the end of a round: every transaction committed before
+    /// it is in the replica.
+    caught_up: Mutex<Option<SystemTime>>,
+}
+
+impl ReplicaCounters {
+    pub(crate) fn shipped(&self, bytes: u64) {
+        self.wal_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub(crate) fn synced(&self, took: Duration, result: Result<(), String>) {
+        self.sync.record(took, result.is_ok());
+        lock(&self.health).record(result);
+    }
+
+    pub(crate) fn caught_up(&self, through: SystemTime) {
+        let mut at = lock(&self.caught_up);
+        if at.is_none_or(|t| t < through) {
+            *at = Some(through);
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A reading of one running replication.
+#[derive(Debug, Clone)]
+pub struct Status {
+    /// The generation being written.
+    pub generation: Generation,
+    /// The shadow WAL's current index and committed length.
+    pub shadow: (u64, u64),
+    /// The database file's size (Litestream's `litestream_db_size`).
+    pub db_size: u64,
+    /// The WAL file's size (`litestream_wal_size`).
+    pub wal_size: u64,
+    /// WAL bytes copied into the shadow (`litestream_total_wal_bytes`).
+    pub wal_bytes: u64,
+    /// WAL frames copied into the shadow.
+    pub wal_frames: u64,
+    /// Database rounds (`litestream_sync_count`, `_error_count`, `_seconds`).
+    pub sync: Work,
+    /// Checkpoints by mode (`litestream_checkpoint_count`, ...).
+    pub checkpoints: Vec<(CheckpointMode, Work)>,
+    /// When a database round last succeeded.
+    pub last_sync: Option<SystemTime>,
+    /// Set while the database rounds fail.
+    pub failing: Option<Failure>,
+    /// Each replica, in configuration order.
+    pub replicas: Vec<ReplicaStatus>,
+}
+
+/// A reading of one replica.
+#[derive(Debug, Clone)]
+pub struct ReplicaStatus {
+    /// Its name.
+    pub name: String,
+    /// Its sync interval.
+    pub sync_interval: Duration,
+    /// The next position it writes (`None` while it positions itself).
+    pub pos: Option<Pos>,
+    /// WAL bytes shipped, uncompressed.
+    pub wal_bytes: u64,
+    /// Its rounds.
+    pub sync: Work,
+    /// When a round last succeeded.
+    pub last_sync: Option<SystemTime>,
+    /// Set while its rounds fail.
+    pub failing: Option<Failure>,
+    /// Whether it holds everything the shadow holds now.
+    pub caught_up: bool,
+    /// How far behind the database it is: zero when caught up, else the
+    /// time since the newest moment of which it holds every transaction
+    /// (since it started, if it never caught up).
+    pub lag: Duration,
+}
+
+impl ReplicaCounters {
+    pub(crate) fn read(
+        &self,
+        name: String,
+        sync_interval: Duration,
+        pos: Option<Pos>,
+        at_end: bool,
+        started: SystemTime,
+    ) -> ReplicaStatus {
+        let health = lock(&self.health);
+        let now = SystemTime::now();
+        let since = lock(&self.caught_up).unwrap_or(started);
+        ReplicaStatus {
+            name,
+            sync_interval,
+            pos,
+            wal_bytes: self.wal_bytes.load(Ordering::Relaxed),
+            sync: self.sync.read(),
+            last_sync: health.last_ok,
+            failing: health.failing.clone(),
+            caught_up: at_end,
+            lag: if at_end {
+                Duration::ZERO
+            } else {
+                now.duration_since(since).unwrap_or_default()
+            },
+        }
+    }
+}
+
+impl DbCounters {
+    pub(crate) fn read(
+        &self,
+    ) -> (
+        Work,
+        Vec<(CheckpointMode, Work)>,
+        Option<SystemTime>,
+        Option<Failure>,
+    ) {
+        let health = lock(&self.health);
+        let checkpoints = CheckpointMode::ALL
+            .iter()
+            .map(|m| (*m, self.checkpoints[*m as usize].read()))
+            .collect();
+        (
+            self.sync.read(),
+            checkpoints,
+            health.last_ok,
+            health.failing.clone(),
+        )
+    }
+}

@@ -358,7 +358,12 @@ impl Replicator {
                 counters.read(name.clone(), *interval, pos, at_end, self.started)
             })
             .collect();
-        let (sync, checkpoints, last_sync, failing) = self.shared.db.read();
+        let stats::DbReading {
+            sync,
+            checkpoints,
+            last_sync,
+            failing,
+        } = self.shared.db.read();
         Status {
             generation: view.generation.clone(),
             shadow: (view.index, view.len),

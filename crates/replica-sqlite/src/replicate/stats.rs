@@ -247,25 +247,25 @@ impl ReplicaCounters {
     }
 }
 
+/// What [`DbCounters::read`] gives.
+pub(crate) struct DbReading {
+    pub(crate) sync: Work,
+    pub(crate) checkpoints: Vec<(CheckpointMode, Work)>,
+    pub(crate) last_sync: Option<SystemTime>,
+    pub(crate) failing: Option<Failure>,
+}
+
 impl DbCounters {
-    pub(crate) fn read(
-        &self,
-    ) -> (
-        Work,
-        Vec<(CheckpointMode, Work)>,
-        Option<SystemTime>,
-        Option<Failure>,
-    ) {
+    pub(crate) fn read(&self) -> DbReading {
         let health = lock(&self.health);
-        let checkpoints = CheckpointMode::ALL
-            .iter()
-            .map(|m| (*m, self.checkpoints[*m as usize].read()))
-            .collect();
-        (
-            self.sync.read(),
-            checkpoints,
-            health.last_ok,
-            health.failing.clone(),
-        )
+        DbReading {
+            sync: self.sync.read(),
+            checkpoints: CheckpointMode::ALL
+                .iter()
+                .map(|m| (*m, self.checkpoints[*m as usize].read()))
+                .collect(),
+            last_sync: health.last_ok,
+            failing: health.failing.clone(),
+        }
     }
 }

@@ -13,7 +13,7 @@ pub(crate) fn time(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-fn print_json<T: Serialize>(rows: &[T]) -> Result<(), Exit> {
+pub(crate) fn print_json<T: Serialize>(rows: &[T]) -> Result<(), Exit> {
     let text = serde_json::to_string_pretty(rows).map_err(|e| format!("encoding JSON: {e}"))?;
     println!("{text}");
     Ok(())

@@ -18,6 +18,7 @@ mod copy;
 mod fixtures;
 mod listing;
 mod ltx;
+mod monitor;
 mod replicate;
 mod restore;
 mod source;
@@ -187,9 +188,14 @@ enum Command {
         /// it; when it exits, a final sync, then exit with its status.
         #[arg(long, value_name = "CMD")]
         exec: Option<String>,
-        /// Log format.
-        #[arg(long, value_enum, default_value = "text")]
-        log_format: replicate::LogFormat,
+        /// Serve Prometheus metrics at /metrics, health at /healthz and
+        /// status at /status on HOST:PORT (`:9090`: every interface), as
+        /// the config's `addr`.
+        #[arg(long, value_name = "HOST:PORT")]
+        addr: Option<String>,
+        /// Log format (default: the config's `logging.type`, else text).
+        #[arg(long, value_enum)]
+        log_format: Option<replicate::LogFormat>,
         /// How often the WAL is checked (default 1s).
         #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
         monitor_interval: Option<std::time::Duration>,
@@ -214,6 +220,24 @@ enum Command {
         db: PathBuf,
         /// Replica URL.
         url: String,
+    },
+    /// Ask a running `replica replicate` (started with --addr or a config's
+    /// `addr`) where each database stands: its state, generation and
+    /// position, and each replica's lag, last sync and last error.
+    Status {
+        /// Where the replicator serves (HOST:PORT; default: the config's `addr`).
+        #[arg(long, value_name = "HOST:PORT")]
+        addr: Option<String>,
+        /// The replicator's config file, for its `addr` (default
+        /// $LITESTREAM_CONFIG, else /etc/litestream.yml).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Do not expand $VAR and ${VAR} in the config file.
+        #[arg(long)]
+        no_expand_env: bool,
+        /// Print the replicator's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Run the conformance suite and print the parity matrix (cases × backends).
     ///
@@ -530,6 +554,7 @@ async fn run(command: Command, layout: Option<replica::AnyLayout>) -> Result<(),
             config,
             no_expand_env,
             exec,
+            addr,
             log_format,
             monitor_interval,
             sync_interval,
@@ -537,13 +562,14 @@ async fn run(command: Command, layout: Option<replica::AnyLayout>) -> Result<(),
             checkpoint_interval,
             min_checkpoint_page_count,
         } => {
-            replicate::init_logs(log_format);
             let args = replicate::Args {
                 db,
                 urls,
                 config,
                 no_expand_env,
                 exec,
+                addr,
+                log_format,
                 monitor_interval,
                 sync_interval,
                 snapshot_interval,
@@ -552,8 +578,14 @@ async fn run(command: Command, layout: Option<replica::AnyLayout>) -> Result<(),
             };
             replicate::run(args, layout).await
         }
+        Command::Status {
+            addr,
+            config,
+            no_expand_env,
+            json,
+        } => monitor::status_command(addr, config, no_expand_env, json).await,
         Command::Snapshot { db, url } => {
-            replicate::init_logs(replicate::LogFormat::Text);
+            replicate::init_logs(None, &config::Logging::default());
             replicate::snapshot(&db, &url, generation_layout(layout, "snapshot")?).await
         }
         Command::Conformance {

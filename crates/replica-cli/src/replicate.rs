@@ -10,6 +10,7 @@ use replica::{AnyLayout, Layout, ReplicaClient};
 use replica_sqlite::{DbOptions, Replica, ReplicaOptions, ReplicaTarget, Replicator};
 use tracing::{error, info, warn};
 
+use crate::monitor::{self, Board, State};
 use crate::{config, describe, Exit};
 
 /// How logs are written.
@@ -21,23 +22,53 @@ pub(crate) enum LogFormat {
     Json,
 }
 
-/// Sends `tracing` events to stderr, filtered by `REPLICA_LOG` (default
-/// `info`, the HTTP client's crates at `warn`).
-pub(crate) fn init_logs(format: LogFormat) {
+/// Sends `tracing` events to stderr (stdout when a config's `logging`
+/// says `stderr: false`), at the config's `logging.level` or Litestream's
+/// `LOG_LEVEL`, in `format` (else the config's `logging.type`). A full
+/// filter in `REPLICA_LOG` overrides the level; the HTTP client's crates
+/// log at `warn` unless it says otherwise.
+pub(crate) fn init_logs(format: Option<LogFormat>, logging: &config::Logging) {
     // The HTTP stack's own retry notes are not our events: a 15 s outage
     // gave 30 INFO lines of them; our "sync failed; retrying" says it once.
+    let level = std::env::var("LOG_LEVEL")
+        .ok()
+        .map(|l| match l.to_ascii_lowercase().as_str() {
+            "warning" => "warn".to_owned(),
+            other => other.to_owned(),
+        })
+        .or_else(|| logging.level.map(str::to_owned))
+        .unwrap_or_else(|| "info".to_owned());
     let filter = tracing_subscriber::EnvFilter::try_from_env("REPLICA_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,object_store=warn,reqwest=warn,hyper=warn,h2=warn")
+        tracing_subscriber::EnvFilter::try_new(format!(
+            "{level},object_store=warn,reqwest=warn,hyper=warn,h2=warn"
+        ))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
     });
+    let json = match format {
+        Some(f) => f == LogFormat::Json,
+        None => logging.json.unwrap_or(false),
+    };
+    let stdout = logging.stderr == Some(false);
+    let writer = tracing_subscriber::fmt::writer::BoxMakeWriter::new(move || {
+        if stdout {
+            Box::new(std::io::stdout()) as Box<dyn std::io::Write>
+        } else {
+            Box::new(std::io::stderr())
+        }
+    });
+    let terminal = if stdout {
+        std::io::stdout().is_terminal()
+    } else {
+        std::io::stderr().is_terminal()
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_target(false);
-    let _ = match format {
-        LogFormat::Text => builder
-            .with_ansi(std::io::stderr().is_terminal())
-            .try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    let _ = if json {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.with_ansi(terminal).try_init()
     };
 }
 
@@ -48,6 +79,8 @@ pub(crate) struct Args {
     pub(crate) config: Option<PathBuf>,
     pub(crate) no_expand_env: bool,
     pub(crate) exec: Option<String>,
+    pub(crate) addr: Option<String>,
+    pub(crate) log_format: Option<LogFormat>,
     pub(crate) monitor_interval: Option<Duration>,
     pub(crate) sync_interval: Option<Duration>,
     pub(crate) snapshot_interval: Option<Duration>,
@@ -64,9 +97,21 @@ struct Plan {
     replicas: Vec<(ReplicaOptions, String, Option<config::LtxSettings>)>,
 }
 
-/// The databases to replicate, and the command to run (`--exec`, else the
-/// config's `exec`).
-fn plans(args: &Args) -> Result<(Vec<Plan>, Option<String>), Exit> {
+/// What a run does besides replicating, from the flags and the config.
+#[derive(Default)]
+struct Settings {
+    /// The command to run (`--exec`, else the config's `exec`).
+    exec: Option<String>,
+    /// Where to serve metrics (`--addr`, else the config's `addr`).
+    addr: Option<String>,
+    logging: config::Logging,
+    heartbeat: Option<config::Heartbeat>,
+    /// Warnings about the config, logged once logging is set up.
+    warnings: Vec<String>,
+}
+
+/// The databases to replicate, and the rest of the run's settings.
+fn plans(args: &Args) -> Result<(Vec<Plan>, Settings), Exit> {
     match (&args.db, &args.config) {
         (Some(_), Some(_)) => Err(Exit::Error(
             "give a database and replica URLs, or --config FILE, not both".into(),
@@ -110,7 +155,12 @@ fn plans(args: &Args) -> Result<(Vec<Plan>, Option<String>), Exit> {
                 options,
                 replicas,
             };
-            Ok((vec![plan], args.exec.clone()))
+            let settings = Settings {
+                exec: args.exec.clone(),
+                addr: args.addr.clone(),
+                ..Settings::default()
+            };
+            Ok((vec![plan], settings))
         }
         (None, config) => {
             let path = config.clone().unwrap_or_else(|| {
@@ -128,17 +178,25 @@ fn plans(args: &Args) -> Result<(Vec<Plan>, Option<String>), Exit> {
             }
             let parsed =
                 config::load(&path, !args.no_expand_env).map_err(|e| Exit::Error(describe(&e)))?;
-            for ignored in &parsed.ignored {
-                warn!(config = %path.display(), "ignored: {ignored}");
-            }
+            let mut warnings: Vec<String> = parsed
+                .ignored
+                .iter()
+                .map(|ignored| format!("{}: ignored: {ignored}", path.display()))
+                .collect();
             for (i, db) in parsed.dbs.iter().enumerate() {
                 for (j, r) in db.replicas.iter().enumerate() {
                     if r.validation_interval.is_some() {
-                        warn!(config = %path.display(), "ignored: dbs[{i}].replicas[{j}].validation-interval (run `replica verify` or a test restore instead)");
+                        warnings.push(format!("{}: ignored: dbs[{i}].replicas[{j}].validation-interval (run `replica verify` or a test restore instead)", path.display()));
                     }
                 }
             }
-            let exec = args.exec.clone().or(parsed.exec);
+            let settings = Settings {
+                exec: args.exec.clone().or(parsed.exec),
+                addr: args.addr.clone().or(parsed.addr),
+                logging: parsed.logging,
+                heartbeat: parsed.heartbeat,
+                warnings,
+            };
             let plans = parsed
                 .dbs
                 .into_iter()
@@ -173,7 +231,7 @@ fn plans(args: &Args) -> Result<(Vec<Plan>, Option<String>), Exit> {
                         .collect(),
                 })
                 .collect();
-            Ok((plans, exec))
+            Ok((plans, settings))
         }
     }
 }
@@ -203,12 +261,13 @@ async fn open_replica(
     url: &str,
     layout: Option<AnyLayout>,
     empty: AnyLayout,
+    meters: &replica::metered::Meters,
 ) -> Result<(ReplicaTarget, String), Exit> {
     let options = replica::OpenAnyOptions {
         layout,
         empty_layout: Some(empty),
     };
-    match replica::open_any(url, options).await {
+    match replica::open_any_metered(url, options, Some(meters)).await {
         Ok(replica::Replica::Generations(client)) => {
             let layout = client.layout().to_string();
             Ok((ReplicaTarget::Generations(client), layout))
@@ -225,8 +284,12 @@ async fn open_replica(
 /// each database waits for its file to appear and retries a failed start on
 /// its own, never stopping the others.
 pub(crate) async fn run(args: Args, layout: Option<AnyLayout>) -> Result<(), Exit> {
-    let (plans, exec) = plans(&args)?;
-    let exec = exec.map(|cmd| parse_exec(&cmd)).transpose()?;
+    let (plans, settings) = plans(&args)?;
+    init_logs(args.log_format, &settings.logging);
+    for warning in &settings.warnings {
+        warn!("{warning}");
+    }
+    let exec = settings.exec.map(|cmd| parse_exec(&cmd)).transpose()?;
     // Replica URLs are checked before anything starts: a typo is fatal.
     for plan in &plans {
         for (_, url, _) in &plan.replicas {
@@ -235,6 +298,12 @@ pub(crate) async fn run(args: Args, layout: Option<AnyLayout>) -> Result<(), Exi
                 .map_err(|e| Exit::Error(format!("{}: {}", plan.path.display(), describe(&e))))?;
         }
     }
+    // An address that cannot be served is fatal too.
+    let listener = match &settings.addr {
+        Some(addr) => Some(monitor::http::bind(addr).await.map_err(Exit::Error)?),
+        None => None,
+    };
+    let board = Board::new();
     // Listening before anything starts: a signal during start-up is a stop.
     let mut signals = Signals::new()?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -245,12 +314,25 @@ pub(crate) async fn run(args: Args, layout: Option<AnyLayout>) -> Result<(), Exi
             let path = plan.path.clone();
             let (tell, told) = tokio::sync::oneshot::channel();
             ready.push(told);
+            let intervals = plan
+                .replicas
+                .iter()
+                .map(|(r, _, _)| r.sync_interval)
+                .chain([plan.options.monitor_interval]);
+            let slot = board.add(&plan.path, monitor::health_bound(intervals));
+            let on_board = (board.clone(), slot);
             (
                 path,
-                tokio::spawn(supervise(plan, layout, stopped.clone(), tell)),
+                tokio::spawn(supervise(plan, layout, stopped.clone(), tell, on_board)),
             )
         })
         .collect();
+    if let Some(listener) = listener {
+        monitor::http::serve(listener, board.clone());
+    }
+    if let Some(hb) = settings.heartbeat {
+        monitor::http::heartbeat(board.clone(), hb.url, hb.interval);
+    }
     let child_status = match exec {
         None => {
             signals.wait().await;
@@ -368,6 +450,7 @@ async fn supervise(
     layout: Option<AnyLayout>,
     mut stop: tokio::sync::watch::Receiver<bool>,
     ready: tokio::sync::oneshot::Sender<()>,
+    (board, slot): (Board, usize),
 ) -> Result<(), String> {
     // Told once the first attempt is over (started, waiting, or failed).
     let mut ready = Some(ready);
@@ -383,16 +466,21 @@ async fn supervise(
     let mut waiting = false;
     let mut failures = 0u32;
     let mut last_error: Option<String> = None;
+    let now = std::time::SystemTime::now;
     loop {
         if *stop.borrow() {
+            board.set(slot, State::Stopped);
             return last_error.map_or(Ok(()), |e| Err(format!("never replicated: {e}")));
         }
         let pause = if is_database(&plan.path) {
-            match start(&plan, layout).await {
+            match start(&plan, layout, board.meters()).await {
                 Ok(replicator) => {
+                    board.set(slot, State::Running(replicator.monitor()));
                     tell();
                     let _ = stop.wait_for(|s| *s).await;
-                    return replicator.stop().await.map_err(|e| describe(&e));
+                    let stopped = replicator.stop().await.map_err(|e| describe(&e));
+                    board.set(slot, State::Stopped);
+                    return stopped;
                 }
                 Err(e) => {
                     let e = match e {
@@ -402,6 +490,13 @@ async fn supervise(
                     failures += 1;
                     let retry = Duration::from_secs(1 << failures.min(5));
                     error!(db = %plan.path.display(), error = %e, retry_in = ?retry, "cannot start replicating; retrying (the other databases go on)");
+                    board.set(
+                        slot,
+                        State::Failing {
+                            error: e.clone(),
+                            since: now(),
+                        },
+                    );
                     last_error = Some(e);
                     tell();
                     retry
@@ -412,6 +507,7 @@ async fn supervise(
                 warn!(db = %plan.path.display(), "the database does not exist yet (no file with a SQLite header); waiting for it to be created");
                 waiting = true;
             }
+            board.set(slot, State::Waiting { since: now() });
             tell();
             poll
         };
@@ -422,7 +518,11 @@ async fn supervise(
     }
 }
 
-async fn start(plan: &Plan, layout: Option<AnyLayout>) -> Result<Replicator, Exit> {
+async fn start(
+    plan: &Plan,
+    layout: Option<AnyLayout>,
+    meters: &replica::metered::Meters,
+) -> Result<Replicator, Exit> {
     let mut replicas = Vec::new();
     for (options, url, ltx) in &plan.replicas {
         let mut options = options.clone();
@@ -432,7 +532,7 @@ async fn start(plan: &Plan, layout: Option<AnyLayout>) -> Result<Replicator, Exi
         } else {
             Layout::Litestream03.into()
         };
-        let (client, layout) = open_replica(url, layout, empty).await?;
+        let (client, layout) = open_replica(url, layout, empty, meters).await?;
         if let (ReplicaTarget::Ltx(_), Some(ltx)) = (&client, ltx) {
             options.snapshot_interval = Some(ltx.snapshot_interval);
             options.retention = ltx.retention;

@@ -6,12 +6,14 @@
 //! unless that is turned off (Litestream's `-no-expand-env`). Supported: `dbs` (`path`, `monitor-interval`,
 //! `checkpoint-interval`, `min-/max-checkpoint-page-count`, `replicas`),
 //! top-level `access-key-id`/`secret-access-key` (defaults for S3 replicas),
-//! and replicas of type `file`, `s3`, `gcs` and `abs`, given by `type`, `url`
-//! or `path`, each turned into a URL that [`replica::open`] understands.
+//! `addr`, `exec`, `logging` (`level`, `type`, `stderr`), Litestream 0.5's
+//! `heartbeat-url`/`heartbeat-interval`, and replicas of type `file`, `s3`,
+//! `gcs` and `abs`, given by `type`, `url` or `path`, each turned into a URL
+//! that [`replica::open`] understands.
 //!
 //! Ignored, and listed in [`Config::ignored`] for the caller to warn about:
-//! `addr`, `logging`, and replica keys that do not apply to the replica's
-//! type (Litestream ignores those too). Rejected with an error naming the
+//! replica keys that do not apply to the replica's type (Litestream ignores
+//! those too), and Litestream 0.5 keys not acted on yet. Rejected with an error naming the
 //! key: `meta-path`, `age`, `type: sftp`, and any unknown key.
 
 // Wired into `replica replicate` by main.rs.
@@ -52,7 +54,37 @@ pub(crate) struct Config {
     /// `exec`: the command `replicate` runs once replication is running
     /// (Litestream's `-exec`).
     pub(crate) exec: Option<String>,
+    /// `addr`: where metrics, health and status are served (`:9090` is
+    /// every interface, as in Go).
+    pub(crate) addr: Option<String>,
+    /// `logging`.
+    pub(crate) logging: Logging,
+    /// `heartbeat-url` and `heartbeat-interval`.
+    pub(crate) heartbeat: Option<Heartbeat>,
 }
+
+/// The `logging` section, each key as given (unset: our default).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Logging {
+    /// `level`, normalised: `trace`, `debug`, `info`, `warn` or `error`.
+    pub(crate) level: Option<&'static str>,
+    /// `type`: `json` (true) or `text`/`pretty` (false).
+    pub(crate) json: Option<bool>,
+    /// `stderr`: logs to stderr (true) or stdout (false).
+    pub(crate) stderr: Option<bool>,
+}
+
+/// A health-check URL pinged while every database is healthy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Heartbeat {
+    /// `heartbeat-url` (http or https).
+    pub(crate) url: String,
+    /// `heartbeat-interval` (default 5 minutes, Litestream's).
+    pub(crate) interval: Duration,
+}
+
+/// Litestream's `DefaultHeartbeatInterval`.
+pub(crate) const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(300);
 
 /// One `dbs` entry.
 #[derive(Debug, Clone, PartialEq)]
@@ -348,8 +380,8 @@ struct RawConfig {
     socket: Option<serde_yaml_ng::Value>,
     validation: Option<serde_yaml_ng::Value>,
     verify_compaction: Option<serde_yaml_ng::Value>,
-    heartbeat_url: Option<serde_yaml_ng::Value>,
-    heartbeat_interval: Option<serde_yaml_ng::Value>,
+    heartbeat_url: Option<String>,
+    heartbeat_interval: Option<String>,
     mcp_addr: Option<serde_yaml_ng::Value>,
     shutdown_sync_timeout: Option<serde_yaml_ng::Value>,
     shutdown_sync_interval: Option<serde_yaml_ng::Value>,
@@ -362,12 +394,9 @@ struct RawConfig {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename = "logging")]
 struct RawLogging {
-    #[allow(dead_code)]
     level: Option<String>,
     #[serde(rename = "type")]
-    #[allow(dead_code)]
     kind: Option<String>,
-    #[allow(dead_code)]
     stderr: Option<String>,
 }
 
@@ -440,6 +469,20 @@ struct RawAge {
 }
 
 /// Go's zero value: an empty string is as good as absent.
+/// An `addr` as Go's `net.Listen` reads one: `HOST:PORT`, `:PORT` (every
+/// interface), `[V6]:PORT`; a port is required, as in Litestream.
+pub(crate) fn parse_addr(addr: &str) -> Result<(String, u16), String> {
+    let (host, port) = addr
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{addr:?} has no port; write HOST:PORT or :PORT"))?;
+    let port = port.parse::<u16>().map_err(|_| {
+        format!("{addr:?}: {port:?} is not a port number; write HOST:PORT or :PORT")
+    })?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let host = if host.is_empty() { "0.0.0.0" } else { host };
+    Ok((host.to_owned(), port))
+}
+
 fn set(v: &Option<String>) -> Option<&str> {
     v.as_deref().filter(|s| !s.is_empty())
 }
@@ -513,15 +556,49 @@ impl Resolver<'_> {
 
     fn config(mut self, raw: RawConfig) -> Result<Config, ConfigError> {
         let exec = set(&raw.exec).map(str::to_owned);
-        if set(&raw.addr).is_some() {
-            self.ignored.push("addr (metrics are not served)".into());
-        }
+        let addr = set(&raw.addr)
+            .map(|a| parse_addr(a).map(|_| a.to_owned()))
+            .transpose()
+            .map_err(|e| self.err("addr", e))?;
+        let logging = self.logging(raw.logging.as_ref())?;
+        let heartbeat = match set(&raw.heartbeat_url) {
+            None if raw.heartbeat_interval.is_some() => {
+                return Err(self.err(
+                    "heartbeat-interval",
+                    "there is no heartbeat-url to ping; add one or remove the key",
+                ))
+            }
+            None => None,
+            Some(url) => {
+                let parsed = url::Url::parse(url).ok();
+                if !parsed.is_some_and(|u| matches!(u.scheme(), "http" | "https")) {
+                    return Err(self.err(
+                        "heartbeat-url",
+                        format!("{url:?} is not an http:// or https:// URL"),
+                    ));
+                }
+                let interval = self.duration(
+                    &raw.heartbeat_interval,
+                    "heartbeat-interval",
+                    DEFAULT_HEARTBEAT_INTERVAL,
+                    true,
+                )?;
+                if interval < Duration::from_secs(1) {
+                    return Err(self.err(
+                        "heartbeat-interval",
+                        "must be at least 1s (Litestream asks for at least 1m)",
+                    ));
+                }
+                Some(Heartbeat {
+                    url: url.to_owned(),
+                    interval,
+                })
+            }
+        };
         for (name, value) in [
             ("socket", &raw.socket),
             ("validation", &raw.validation),
             ("verify-compaction", &raw.verify_compaction),
-            ("heartbeat-url", &raw.heartbeat_url),
-            ("heartbeat-interval", &raw.heartbeat_interval),
             ("mcp-addr", &raw.mcp_addr),
             ("shutdown-sync-timeout", &raw.shutdown_sync_timeout),
             ("shutdown-sync-interval", &raw.shutdown_sync_interval),
@@ -530,10 +607,6 @@ impl Resolver<'_> {
                 self.ignored
                     .push(format!("{name} (a Litestream 0.5 key not acted on yet)"));
             }
-        }
-        if raw.logging.is_some() {
-            self.ignored
-                .push("logging (its level, type and stderr settings are not applied)".into());
         }
         let dbs = raw.dbs.unwrap_or_default();
         if dbs.is_empty() {
@@ -578,6 +651,9 @@ impl Resolver<'_> {
             dbs: out,
             ignored: self.ignored,
             exec,
+            addr,
+            logging,
+            heartbeat,
         })
     }
 
@@ -945,6 +1021,45 @@ impl Resolver<'_> {
                 ),
             )),
         }
+    }
+
+    /// The `logging` section: Litestream's levels (any case, `warning` as
+    /// `warn`) and types (`pretty` is text).
+    fn logging(&self, raw: Option<&RawLogging>) -> Result<Logging, ConfigError> {
+        let Some(raw) = raw else {
+            return Ok(Logging::default());
+        };
+        let level = set(&raw.level)
+            .map(|l| match l.trim().to_ascii_lowercase().as_str() {
+                "trace" => Ok("trace"),
+                "debug" => Ok("debug"),
+                "info" => Ok("info"),
+                "warn" | "warning" => Ok("warn"),
+                "error" => Ok("error"),
+                _ => Err(self.err(
+                    "logging.level",
+                    format!("{l:?} is not a level; use debug, info, warn or error"),
+                )),
+            })
+            .transpose()?;
+        let json = set(&raw.kind)
+            .map(|t| match t.trim() {
+                "json" => Ok(true),
+                "text" | "pretty" => Ok(false),
+                _ => Err(self.err(
+                    "logging.type",
+                    format!("{t:?} is not a log type; use text or json"),
+                )),
+            })
+            .transpose()?;
+        let stderr = set(&raw.stderr)
+            .map(|b| self.boolean(b, "logging.stderr"))
+            .transpose()?;
+        Ok(Logging {
+            level,
+            json,
+            stderr,
+        })
     }
 
     /// A YAML 1.1 boolean, as Litestream's YAML library reads one.

@@ -124,13 +124,17 @@ fn config_full_litestream_example_parses() {
         _ => None,
     };
     let c = parse(FULL, &env).unwrap();
+    assert!(c.ignored.is_empty(), "{:?}", c.ignored);
+    assert_eq!(c.addr.as_deref(), Some(":9090"));
     assert_eq!(
-        c.ignored,
-        [
-            "addr (metrics are not served)",
-            "logging (its level, type and stderr settings are not applied)"
-        ]
+        c.logging,
+        Logging {
+            level: Some("debug"),
+            json: Some(true),
+            stderr: Some(true),
+        }
     );
+    assert_eq!(c.heartbeat, None);
     assert_eq!(c.dbs.len(), 2);
     let db = &c.dbs[0];
     assert_eq!(db.path, PathBuf::from("/var/lib/app/app.db"));
@@ -980,14 +984,20 @@ fn litestream_05_keys_are_checked_by_name_and_place() {
 
 #[test]
 fn litestream_05_database_and_replica_keys_are_applied_or_named_as_ignored() {
-    let c = ok("heartbeat-url: http://x\ndbs:\n  - path: /x.db\n    busy-timeout: 3s\n    max-sync-wal-bytes: 1048576\n    truncate-page-n: 5000\n    replica:\n      url: s3://b/p\n      part-size: 5MB\n      auto-recover: true\n");
+    let c = ok("heartbeat-url: http://x\nheartbeat-interval: 2m\ndbs:\n  - path: /x.db\n    busy-timeout: 3s\n    max-sync-wal-bytes: 1048576\n    truncate-page-n: 5000\n    replica:\n      url: s3://b/p\n      part-size: 5MB\n      auto-recover: true\n");
     let db = &c.dbs[0];
     assert_eq!(db.busy_timeout, secs(3));
     assert_eq!(db.max_sync_wal_bytes, Some(1 << 20));
     assert_eq!(
+        c.heartbeat,
+        Some(Heartbeat {
+            url: "http://x".into(),
+            interval: secs(120)
+        })
+    );
+    assert_eq!(
         c.ignored,
         [
-            "heartbeat-url (a Litestream 0.5 key not acted on yet)",
             "dbs[0].truncate-page-n (a Litestream 0.5 key not acted on yet)",
             "dbs[0].replica.auto-recover (a Litestream 0.5 key not acted on yet)",
             "dbs[0].replica.part-size (a Litestream 0.5 key not acted on yet)",
@@ -1006,4 +1016,47 @@ fn litestream_05_database_and_replica_keys_are_applied_or_named_as_ignored() {
         "dbs:\n  - path: /x.db\n    replica:\n      url: file:///r\n      sync-intervall: 1s\n",
     );
     assert!(typo.contains("sync-intervall"), "{typo}");
+}
+
+#[test]
+fn addr_logging_and_heartbeat_are_checked_with_the_key_named() {
+    let db = "dbs:\n  - path: /x.db\n    replicas:\n      - url: file:///r\n";
+    for (text, key, says) in [
+        ("addr: 9090\n", "addr", "has no port"),
+        ("addr: \":http\"\n", "addr", "not a port number"),
+        ("logging:\n  level: loud\n", "logging.level", "not a level"),
+        ("logging:\n  type: xml\n", "logging.type", "not a log type"),
+        (
+            "logging:\n  stderr: maybe\n",
+            "logging.stderr",
+            "not a boolean",
+        ),
+        ("heartbeat-url: ftp://x\n", "heartbeat-url", "not an http"),
+        (
+            "heartbeat-interval: 1m\n",
+            "heartbeat-interval",
+            "no heartbeat-url",
+        ),
+        (
+            "heartbeat-url: http://x\nheartbeat-interval: 10ms\n",
+            "heartbeat-interval",
+            "at least 1s",
+        ),
+    ] {
+        let e = err(&format!("{text}{db}"));
+        assert!(e.contains(key) && e.contains(says), "{text}: {e}");
+    }
+    let c = ok(&format!("addr: \"127.0.0.1:0\"\nlogging:\n  level: WARNING\n  type: pretty\n  stderr: false\nheartbeat-url: https://hc.example/ping\n{db}"));
+    assert_eq!(c.addr.as_deref(), Some("127.0.0.1:0"));
+    assert_eq!(
+        c.logging,
+        Logging {
+            level: Some("warn"),
+            json: Some(false),
+            stderr: Some(false),
+        }
+    );
+    assert_eq!(c.heartbeat.unwrap().interval, DEFAULT_HEARTBEAT_INTERVAL);
+    assert_eq!(parse_addr(":9090").unwrap(), ("0.0.0.0".into(), 9090));
+    assert_eq!(parse_addr("[::1]:80").unwrap(), ("::1".into(), 80));
 }

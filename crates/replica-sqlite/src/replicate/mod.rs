@@ -31,6 +31,7 @@ mod ship_ltx;
 mod stats;
 
 pub use stats::{CheckpointMode, Failure, ReplicaStatus, Status, Work};
+
 use stats::{DbCounters, ReplicaCounters};
 
 use std::path::{Path, PathBuf};
@@ -230,11 +231,29 @@ pub struct Replicator {
     replica_tasks: Vec<(String, JoinHandle<replica_core::Result<()>>)>,
     views: watch::Receiver<ShadowView>,
     shared: Arc<Shared>,
+    monitor: Monitor,
+}
+
+/// Reads a running replication's [`Status`] from anywhere (cheap to clone).
+/// It shares the replicator's last shadow view, which keeps the database
+/// file open: drop it once the replication has stopped.
+#[derive(Clone)]
+pub struct Monitor {
+    views: watch::Receiver<ShadowView>,
+    shared: Arc<Shared>,
     /// The database and WAL files, for their sizes.
-    files: (PathBuf, PathBuf),
+    files: Arc<(PathBuf, PathBuf)>,
     /// Each replica's name and sync interval, by slot.
-    replica_settings: Vec<(String, Duration)>,
+    replica_settings: Arc<Vec<(String, Duration)>>,
     started: SystemTime,
+}
+
+impl std::fmt::Debug for Monitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Monitor")
+            .field("db", &self.files.0)
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for Replicator {
@@ -335,48 +354,26 @@ impl Replicator {
             stop_replicas,
             db_task: Some(db_task),
             replica_tasks,
+            monitor: Monitor {
+                views: views.clone(),
+                shared: shared.clone(),
+                files: Arc::new(files),
+                replica_settings: Arc::new(replica_settings),
+                started: SystemTime::now(),
+            },
             views,
             shared,
-            files,
-            replica_settings,
-            started: SystemTime::now(),
         })
     }
 
     /// A reading of what the replication has done and where it stands.
     pub fn status(&self) -> Status {
-        let view = self.views.borrow().clone();
-        let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
-        let positions = self.positions();
-        let replicas = self
-            .replica_settings
-            .iter()
-            .zip(&self.shared.replicas)
-            .zip(positions)
-            .map(|(((name, interval), counters), pos)| {
-                let at_end = pos.as_ref().is_some_and(|p| at_view_end(&view, p));
-                counters.read(name.clone(), *interval, pos, at_end, self.started)
-            })
-            .collect();
-        let stats::DbReading {
-            sync,
-            checkpoints,
-            last_sync,
-            failing,
-        } = self.shared.db.read();
-        Status {
-            generation: view.generation.clone(),
-            shadow: (view.index, view.len),
-            db_size: size(&self.files.0),
-            wal_size: size(&self.files.1),
-            wal_bytes: self.shared.db.wal_bytes.load(Ordering::Relaxed),
-            wal_frames: self.shared.db.wal_frames.load(Ordering::Relaxed),
-            sync,
-            checkpoints,
-            last_sync,
-            failing,
-            replicas,
-        }
+        self.monitor.status()
+    }
+
+    /// A handle that reads [`Status`] while the replicator runs elsewhere.
+    pub fn monitor(&self) -> Monitor {
+        self.monitor.clone()
     }
 
     /// The generation being written.
@@ -424,6 +421,49 @@ impl Replicator {
             Ok(())
         } else {
             Err(ReplicateError::FinalSync(failed.join(", ")))
+        }
+    }
+}
+
+impl Monitor {
+    /// A reading of what the replication has done and where it stands.
+    pub fn status(&self) -> Status {
+        let view = self.views.borrow().clone();
+        let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+        let positions = self
+            .shared
+            .positions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let replicas = self
+            .replica_settings
+            .iter()
+            .zip(&self.shared.replicas)
+            .zip(positions)
+            .map(|(((name, interval), counters), pos)| {
+                let at_end = pos.as_ref().is_some_and(|p| at_view_end(&view, p));
+                counters.read(name.clone(), *interval, pos, at_end, self.started)
+            })
+            .collect();
+        let stats::DbReading {
+            sync,
+            checkpoints,
+            last_sync,
+            failing,
+        } = self.shared.db.read();
+        Status {
+            generation: view.generation.clone(),
+            shadow: (view.index, view.len),
+            db_size: size(&self.files.0),
+            wal_size: size(&self.files.1),
+            wal_bytes: self.shared.db.wal_bytes.load(Ordering::Relaxed),
+            wal_frames: self.shared.db.wal_frames.load(Ordering::Relaxed),
+            sync,
+            checkpoints,
+            last_sync,
+            failing,
+            replicas,
         }
     }
 }

@@ -1,0 +1,331 @@
+//! Running `replica replicate` in production, through the real binary: a
+//! Litestream config's `addr` serves Prometheus metrics under Litestream's
+//! names, `/healthz` and `/status` (read by `replica status`); the
+//! `heartbeat-url` is pinged only while every database is healthy; the
+//! `logging` section is honoured.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Command as Process, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+mod common;
+use common::{create_source, replica, rows, write_round, Running};
+
+/// A port free on 127.0.0.1 a moment ago.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `GET path` on `addr`: the status code and the body.
+fn get(addr: &str, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let code = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    (code, body)
+}
+
+/// The value of the sample `name{labels}` in Prometheus text.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// A local HTTP server counting the requests it answers (200 to each).
+fn ping_counter() -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/ping", listener.local_addr().unwrap());
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut line = String::new();
+            let _ = BufReader::new(&stream).read_line(&mut line);
+            if line.starts_with("GET /ping") {
+                seen.fetch_add(1, Ordering::SeqCst);
+            }
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+        }
+    });
+    (url, count)
+}
+
+/// Waits (at most `limit`) until `check` holds, writing a round to `conn`
+/// every 100 ms meanwhile.
+fn write_until(
+    conn: &mut rusqlite::Connection,
+    limit: Duration,
+    what: &str,
+    mut check: impl FnMut() -> bool,
+) {
+    let started = Instant::now();
+    let mut round = 1000 + rand::random::<u16>() as u64;
+    while !check() {
+        assert!(started.elapsed() < limit, "not {what} within {limit:?}");
+        write_round(conn, round);
+        round += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !check() {
+        assert!(started.elapsed() < limit, "not {what} within {limit:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The replica directory made unwritable (a file in its place), and back.
+fn break_replica(root: &Path) {
+    std::fs::rename(root, root.with_extension("away")).unwrap();
+    std::fs::write(root, b"not a directory").unwrap();
+}
+
+fn mend_replica(root: &Path) {
+    std::fs::remove_file(root).unwrap();
+    std::fs::rename(root.with_extension("away"), root).unwrap();
+}
+
+/// Metrics move as the database is written, under Litestream's names;
+/// `/healthz` and `replica status` tell a healthy replicator; a replica
+/// that cannot be written turns `/healthz` to 503 naming the database, and
+/// it turns back to 200 once the replica can be written again. The
+/// heartbeat is pinged while healthy, never while not.
+#[test]
+fn metrics_health_status_and_heartbeat_follow_the_replication() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let mut conn = create_source(&db);
+    let root = dir.path().join("replica");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let (ping_url, pings) = ping_counter();
+    let cfg = dir.path().join("litestream.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "addr: \"{addr}\"\nheartbeat-url: {ping_url}\nheartbeat-interval: 1s\ndbs:\n  - path: {}\n    monitor-interval: 50ms\n    replicas:\n      - url: file://{}\n        sync-interval: 50ms\n",
+            db.display(),
+            root.display()
+        ),
+    )
+    .unwrap();
+    let running = Running::start(dir.path(), &["-config", cfg.to_str().unwrap()]);
+    running.wait_for("serving metrics");
+    let label = format!("{{db=\"{}\"}}", db.display());
+    let put = "litestream_replica_operation_total{operation=\"PUT\",replica_type=\"file\"}";
+    let first = get(&addr, "/metrics").1;
+    for series in [
+        format!("litestream_db_size{label}"),
+        format!("litestream_wal_size{label}"),
+        format!("litestream_sync_count{label}"),
+        put.to_owned(),
+    ] {
+        assert!(
+            sample(&first, &series).is_some_and(|v| v > 0.0),
+            "{series}: {first}"
+        );
+    }
+    assert!(
+        first.contains("# TYPE litestream_total_wal_bytes counter"),
+        "{first}"
+    );
+    assert!(first.contains("# TYPE litestream_db_size gauge"), "{first}");
+    let wal_bytes = format!("litestream_total_wal_bytes{label}");
+    let before = (
+        sample(&first, &wal_bytes).unwrap(),
+        sample(&first, put).unwrap(),
+    );
+    write_until(&mut conn, Duration::from_secs(20), "metrics moving", || {
+        let now = get(&addr, "/metrics").1;
+        sample(&now, &wal_bytes).unwrap() > before.0 && sample(&now, put).unwrap() > before.1
+    });
+
+    let (code, body) = get(&addr, "/healthz");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"status\":\"ok\""), "{body}");
+    wait_until(Duration::from_secs(10), "pinged while healthy", || {
+        pings.load(Ordering::SeqCst) >= 2
+    });
+    let status = replica()
+        .args(["status", "--config", cfg.to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let reports: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(reports[0]["path"], db.display().to_string());
+    assert_eq!(reports[0]["state"], "replicating");
+    assert_eq!(reports[0]["healthy"], true);
+    assert_eq!(reports[0]["replicas"][0]["name"], "file");
+    let table = replica()
+        .args(["status", "--addr", &addr])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&table.stdout).into_owned();
+    assert!(
+        table.contains("replicating") && table.contains(&db.display().to_string()),
+        "{table}"
+    );
+
+    // The replica cannot be written: behind, then unhealthy (past the
+    // 10 s bound), and no pings meanwhile.
+    break_replica(&root);
+    write_until(&mut conn, Duration::from_secs(40), "unhealthy", || {
+        get(&addr, "/healthz").0 == 503
+    });
+    let (_, body) = get(&addr, "/healthz");
+    assert!(
+        body.contains(&db.display().to_string()) && body.contains("behind"),
+        "{body}"
+    );
+    let metrics = get(&addr, "/metrics").1;
+    assert_eq!(
+        sample(&metrics, &format!("replica_db_healthy{label}")),
+        Some(0.0)
+    );
+    let errors = format!(
+        "replica_replica_sync_error_count{{db=\"{}\",name=\"file\"}}",
+        db.display()
+    );
+    assert!(
+        sample(&metrics, &errors).is_some_and(|v| v > 0.0),
+        "{metrics}"
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let quiet = pings.load(Ordering::SeqCst);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        pings.load(Ordering::SeqCst),
+        quiet,
+        "pinged while unhealthy"
+    );
+    let status = replica()
+        .args(["status", "--addr", &addr])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert!(table.contains("unhealthy"), "{table}");
+
+    // Writable again: healthy again, pinged again.
+    mend_replica(&root);
+    write_until(&mut conn, Duration::from_secs(30), "healthy again", || {
+        get(&addr, "/healthz").0 == 200
+    });
+    wait_until(Duration::from_secs(10), "pinged again", || {
+        pings.load(Ordering::SeqCst) > quiet
+    });
+    drop(conn);
+    running.stop();
+    let out = dir.path().join("restored.db");
+    let restored = replica()
+        .args(["restore", "-o"])
+        .arg(&out)
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert!(
+        restored.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restored.stderr)
+    );
+    assert_eq!(rows(&out), rows(&db));
+}
+
+/// `logging: {level: warn, type: json, stderr: false}`: JSON lines on
+/// stdout at warn and above only, nothing on stderr.
+#[test]
+fn the_logging_section_sets_level_type_and_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    drop(create_source(&db));
+    let later = dir.path().join("later.db");
+    let cfg = dir.path().join("litestream.yml");
+    let mut text = String::from("logging:\n  level: warn\n  type: json\n  stderr: false\ndbs:\n");
+    for path in [&db, &later] {
+        text.push_str(&format!(
+            "  - path: {}\n    replicas:\n      - url: file://{}-replica\n",
+            path.display(),
+            path.display()
+        ));
+    }
+    std::fs::write(&cfg, text).unwrap();
+    let (out, err) = (dir.path().join("stdout"), dir.path().join("stderr"));
+    let mut child = Process::new(assert_cmd::cargo::cargo_bin("replica"))
+        .args(["replicate", "-config", cfg.to_str().unwrap()])
+        .stdout(Stdio::from(std::fs::File::create(&out).unwrap()))
+        .stderr(Stdio::from(std::fs::File::create(&err).unwrap()))
+        .spawn()
+        .unwrap();
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+    wait_until(Duration::from_secs(20), "the warning on stdout", || {
+        read(&out).contains("does not exist yet")
+    });
+    // The first database replicates meanwhile (its snapshot is written).
+    wait_until(Duration::from_secs(20), "the first snapshot", || {
+        dir.path().join("app.db-replica").exists()
+    });
+    // SAFETY: signalling the child this test started, by its PID.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+    let stdout = read(&out);
+    for line in stdout.lines() {
+        let event: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        let level = event["level"].as_str().unwrap_or_default();
+        assert!(matches!(level, "WARN" | "ERROR"), "{line}");
+    }
+    assert_eq!(read(&err), "", "stderr holds no logs");
+}
+
+/// An `addr` that cannot be bound stops the start with the address named.
+#[test]
+fn an_addr_in_use_is_fatal_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    drop(create_source(&db));
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = replica()
+        .args(["replicate", "--addr", &addr])
+        .arg(&db)
+        .arg(format!("file://{}/r", dir.path().display()))
+        .timeout(Duration::from_secs(30))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("cannot serve metrics at {addr}")),
+        "{stderr}"
+    );
+}

@@ -163,12 +163,9 @@ fn plans(args: &Args) -> Result<(Vec<Plan>, Settings), Exit> {
             Ok((vec![plan], settings))
         }
         (None, config) => {
-            let path = config.clone().unwrap_or_else(|| {
-                std::env::var_os("LITESTREAM_CONFIG").map_or_else(
-                    || PathBuf::from(crate::source::DEFAULT_CONFIG),
-                    PathBuf::from,
-                )
-            });
+            let path = config
+                .clone()
+                .unwrap_or_else(crate::source::default_config_path);
             if config.is_none() && !path.exists() {
                 return Err(Exit::Error(format!(
                     "nothing to replicate: give a database and replica URLs, or --config FILE \

@@ -41,9 +41,15 @@ pub(crate) struct Resolved {
 /// The config file to use when none is named: `$LITESTREAM_CONFIG`, else
 /// Litestream's default, if the file exists.
 pub(crate) fn default_config() -> Option<PathBuf> {
-    let path = std::env::var_os("LITESTREAM_CONFIG")
-        .map_or_else(|| PathBuf::from(DEFAULT_CONFIG), PathBuf::from);
+    let path = default_config_path();
     path.is_file().then_some(path)
+}
+
+/// `$LITESTREAM_CONFIG`, else Litestream's default path, whether or not
+/// the file exists.
+pub(crate) fn default_config_path() -> PathBuf {
+    std::env::var_os("LITESTREAM_CONFIG")
+        .map_or_else(|| PathBuf::from(DEFAULT_CONFIG), PathBuf::from)
 }
 
 impl Source {

@@ -247,17 +247,7 @@ fn metrics_health_status_and_heartbeat_follow_the_replication() {
     drop(conn);
     running.stop();
     let out = dir.path().join("restored.db");
-    let restored = replica()
-        .args(["restore", "-o"])
-        .arg(&out)
-        .arg(&root)
-        .output()
-        .unwrap();
-    assert!(
-        restored.status.success(),
-        "{}",
-        String::from_utf8_lossy(&restored.stderr)
-    );
+    common::ours(root.to_str().unwrap(), &out, &[]);
     assert_eq!(rows(&out), rows(&db));
 }
 

@@ -391,12 +391,7 @@ pub(crate) async fn status_command(
     let addr = match addr {
         Some(addr) => addr,
         None => {
-            let path = config.unwrap_or_else(|| {
-                std::env::var_os("LITESTREAM_CONFIG").map_or_else(
-                    || PathBuf::from(crate::source::DEFAULT_CONFIG),
-                    PathBuf::from,
-                )
-            });
+            let path = config.unwrap_or_else(crate::source::default_config_path);
             let parsed = crate::config::load(&path, !no_expand_env)
                 .map_err(|e| crate::Exit::Error(crate::describe(&e)))?;
             parsed.addr.ok_or_else(|| {

@@ -319,3 +319,57 @@ fn an_addr_in_use_is_fatal_at_start() {
         "{stderr}"
     );
 }
+
+/// A Litestream 0.5 config with `addr`, `exec` and `logging` runs
+/// unchanged: metrics are served (the LTX replica's TXID among them) while
+/// the command runs, logs follow `logging`, and the exit status is the
+/// command's after a final sync.
+#[test]
+fn a_litestream_05_config_with_addr_exec_and_logging_runs_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let mut conn = create_source(&db);
+    write_round(&mut conn, 1);
+    let addr = format!("127.0.0.1:{}", free_port());
+    let root = dir.path().join("replica");
+    let cfg = dir.path().join("litestream.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "addr: \"{addr}\"\nexec: sh -c 'sleep 8; exit 5'\nlogging:\n  level: warn\n  type: json\n  stderr: true\ndbs:\n  - path: {}\n    replica:\n      url: file://{}\n",
+            db.display(),
+            root.display()
+        ),
+    )
+    .unwrap();
+    let err = dir.path().join("stderr");
+    let mut child = Process::new(assert_cmd::cargo::cargo_bin("replica"))
+        .args(["replicate", "-config", cfg.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(&err).unwrap()))
+        .spawn()
+        .unwrap();
+    let txid = format!("litestream_txid{{db=\"{}\"}}", db.display());
+    wait_until(Duration::from_secs(7), "the TXID served", || {
+        TcpStream::connect(&addr).is_ok()
+            && sample(&get(&addr, "/metrics").1, &txid).is_some_and(|t| t >= 1.0)
+    });
+    assert_eq!(get(&addr, "/healthz").0, 200);
+    write_round(&mut conn, 2);
+    drop(conn);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(5));
+    let log = std::fs::read_to_string(&err).unwrap();
+    for line in log.lines() {
+        let event: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(
+            matches!(event["level"].as_str(), Some("WARN" | "ERROR")),
+            "{line}"
+        );
+    }
+    // The final sync shipped the last write.
+    let out = dir.path().join("restored.db");
+    common::ours(root.to_str().unwrap(), &out, &[]);
+    assert_eq!(rows(&out), rows(&db));
+}

@@ -116,6 +116,16 @@ pub(crate) fn render(board: &Board) -> String {
         "The current WAL offset",
         replica,
     );
+    let txid = f.gauge(
+        "litestream_txid",
+        "The newest TXID written to the database's LTX replicas",
+        db,
+    );
+    let r_txid = f.gauge(
+        "replica_replica_txid",
+        "The newest TXID an LTX replica holds",
+        replica,
+    );
     let r_lag = f.gauge(
         "replica_replica_lag_seconds",
         "How far the replica is behind the database (0 when it holds everything)",
@@ -186,12 +196,18 @@ pub(crate) fn render(board: &Board) -> String {
             cp_errors.with_label_values(l).inc_by(work.errors as f64);
             cp_seconds.with_label_values(l).inc_by(work.seconds);
         }
+        if let Some(newest) = status.replicas.iter().filter_map(|r| r.txid).max() {
+            txid.with_label_values(l).set(newest as f64);
+        }
         for r in &status.replicas {
             let l = &[path.as_str(), r.name.as_str()];
             r_bytes.with_label_values(l).inc_by(r.wal_bytes as f64);
             if let Some(pos) = &r.pos {
                 r_index.with_label_values(l).set(pos.index as f64);
                 r_offset.with_label_values(l).set(pos.offset as f64);
+            }
+            if let Some(t) = r.txid {
+                r_txid.with_label_values(l).set(t as f64);
             }
             r_lag.with_label_values(l).set(r.lag.as_secs_f64());
             if let Some(t) = r.last_sync {

@@ -199,6 +199,9 @@ pub(crate) struct ReplicaReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) failing_since: Option<String>,
     pub(crate) wal_bytes: u64,
+    /// An LTX replica's newest TXID (16 hex digits).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) txid: Option<String>,
     pub(crate) syncs: u64,
     pub(crate) sync_errors: u64,
 }
@@ -327,6 +330,7 @@ impl DbReport {
                 error: r.failing.as_ref().map(|f| f.error.clone()),
                 failing_since: r.failing.as_ref().map(|f| rfc3339(f.since)),
                 wal_bytes: r.wal_bytes,
+                txid: r.txid.map(format_index),
                 syncs: r.sync.count,
                 sync_errors: r.sync.errors,
             });

@@ -433,6 +433,10 @@ pub(crate) trait Ship: Send {
     async fn sync(&mut self) -> Result<()>;
     /// The last round, at stop.
     async fn final_sync(&mut self) -> Result<()>;
+    /// An LTX replica's newest TXID written.
+    fn txid(&self) -> Option<u64> {
+        None
+    }
     /// How soon a round has scheduled work (compaction, snapshots,
     /// retention) without news from the shadow; `None`: none.
     fn next_due(&self) -> Option<Duration> {
@@ -559,6 +563,9 @@ fn record<S: Ship>(ship: &mut S, took: Duration, round: &Result<()>) {
     let (slot, shared) = ship.shared();
     let counters = &shared.replicas[slot];
     counters.synced(took, round.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+    if let Some(txid) = ship.txid() {
+        counters.set_txid(txid);
+    }
     let pos = shared.positions.lock().unwrap_or_else(|p| p.into_inner())[slot].clone();
     if pos.is_some_and(|p| super::at_view_end(&view, &p)) {
         counters.caught_up(view.copied_at);

@@ -496,6 +496,9 @@ impl Ship for LtxShipper {
     fn shared(&self) -> (usize, &Shared) {
         (self.slot, &self.shared)
     }
+    fn txid(&self) -> Option<u64> {
+        Some(self.txid)
+    }
     async fn sync(&mut self) -> Result<()> {
         self.round().await
     }

@@ -135,6 +135,8 @@ pub(crate) struct ReplicaCounters {
     /// WAL bytes shipped, uncompressed (Litestream 0.3's
     /// `litestream_replica_wal_bytes`).
     wal_bytes: AtomicU64,
+    /// An LTX replica's newest TXID written (0: none, or not LTX).
+    txid: AtomicU64,
     sync: WorkCounters,
     health: Mutex<Health>,
     /// The copy time of the newest shadow view this replica had wholly
@@ -146,6 +148,10 @@ pub(crate) struct ReplicaCounters {
 impl ReplicaCounters {
     pub(crate) fn shipped(&self, bytes: u64) {
         self.wal_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_txid(&self, txid: u64) {
+        self.txid.store(txid, Ordering::Relaxed);
     }
 
     pub(crate) fn synced(&self, took: Duration, result: Result<(), String>) {
@@ -203,6 +209,9 @@ pub struct ReplicaStatus {
     pub pos: Option<Pos>,
     /// WAL bytes shipped, uncompressed.
     pub wal_bytes: u64,
+    /// An LTX replica's newest TXID (`None` for other layouts, or before
+    /// it has positioned itself).
+    pub txid: Option<u64>,
     /// Its rounds.
     pub sync: Work,
     /// When a round last succeeded.
@@ -234,6 +243,7 @@ impl ReplicaCounters {
             sync_interval,
             pos,
             wal_bytes: self.wal_bytes.load(Ordering::Relaxed),
+            txid: Some(self.txid.load(Ordering::Relaxed)).filter(|t| *t > 0),
             sync: self.sync.read(),
             last_sync: health.last_ok,
             failing: health.failing.clone(),

@@ -373,3 +373,90 @@ fn a_litestream_05_config_with_addr_exec_and_logging_runs_unchanged() {
     common::ours(root.to_str().unwrap(), &out, &[]);
     assert_eq!(rows(&out), rows(&db));
 }
+
+/// The S3 server unreachable (a proxy cuts every connection): `/healthz`
+/// turns 503 naming the database once the replica is past the bound, S3
+/// request errors are counted under `replica_type="s3"`, and once the
+/// server is back the replica catches up and `/healthz` is 200 again.
+#[test]
+fn healthz_follows_an_s3_outage_and_its_end() {
+    let Some((bucket, endpoint)) = common::s3_settings() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = endpoint
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let proxy = common::Proxy::start(upstream);
+    let url = format!(
+        "s3://{bucket}/health-{:08x}?endpoint=http://127.0.0.1:{}&allow_http=true&timeout=2s",
+        rand::random::<u32>(),
+        proxy.port
+    );
+    let db = dir.path().join("app.db");
+    let mut conn = create_source(&db);
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut args = vec![db.to_str().unwrap(), url.as_str(), "--addr", addr.as_str()];
+    args.extend_from_slice(common::QUICK);
+    let running = Running::start(dir.path(), &args);
+    running.wait_for("wal shipped");
+    assert_eq!(get(&addr, "/healthz").0, 200);
+    proxy.cut();
+    write_until(&mut conn, Duration::from_secs(60), "unhealthy", || {
+        get(&addr, "/healthz").0 == 503
+    });
+    let (_, body) = get(&addr, "/healthz");
+    assert!(
+        body.contains(&db.display().to_string()) && body.contains("behind"),
+        "{body}"
+    );
+    let metrics = get(&addr, "/metrics").1;
+    let failed: f64 = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("litestream_replica_operation_errors_total{")
+                && l.contains("replica_type=\"s3\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(failed > 0.0, "no S3 errors counted: {metrics}");
+    proxy.restore();
+    write_until(&mut conn, Duration::from_secs(90), "healthy again", || {
+        get(&addr, "/healthz").0 == 200
+    });
+    drop(conn);
+    running.stop();
+}
+
+/// `replica status` with nothing serving at the address says so, and what
+/// to check; a config without `addr` asks for one.
+#[test]
+fn status_without_a_replicator_names_the_address_and_the_fix() {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let out = replica()
+        .args(["status", "--addr", &addr])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no replicator answers") && stderr.contains(&addr),
+        "{stderr}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("litestream.yml");
+    std::fs::write(
+        &cfg,
+        "dbs:\n  - path: /x.db\n    replicas:\n      - url: file:///r\n",
+    )
+    .unwrap();
+    let out = replica()
+        .args(["status", "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("has no `addr`"), "{stderr}");
+    assert!(out.stdout.is_empty());
+}

@@ -16,6 +16,7 @@ mod args;
 mod config;
 mod copy;
 mod fixtures;
+mod limits;
 mod listing;
 mod ltx;
 mod monitor;

@@ -10,6 +10,7 @@ use replica::{AnyLayout, Layout, ReplicaClient};
 use replica_sqlite::{DbOptions, Replica, ReplicaOptions, ReplicaTarget, Replicator};
 use tracing::{error, info, warn};
 
+use crate::limits;
 use crate::monitor::{self, Board, State};
 use crate::{config, describe, Exit};
 
@@ -301,6 +302,13 @@ pub(crate) async fn run(args: Args, layout: Option<AnyLayout>) -> Result<(), Exi
         None => None,
     };
     let board = Board::new();
+    let limit = limits::raise_descriptor_limit();
+    let budget = limits::Budget::new(limit);
+    info!(
+        databases = plans.len(),
+        descriptor_limit = limit,
+        "starting"
+    );
     // Listening before anything starts: a signal during start-up is a stop.
     let mut signals = Signals::new()?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -320,7 +328,14 @@ pub(crate) async fn run(args: Args, layout: Option<AnyLayout>) -> Result<(), Exi
             let on_board = (board.clone(), slot);
             (
                 path,
-                tokio::spawn(supervise(plan, layout, stopped.clone(), tell, on_board)),
+                tokio::spawn(supervise(
+                    plan,
+                    layout,
+                    stopped.clone(),
+                    tell,
+                    on_board,
+                    budget.clone(),
+                )),
             )
         })
         .collect();
@@ -448,6 +463,7 @@ async fn supervise(
     mut stop: tokio::sync::watch::Receiver<bool>,
     ready: tokio::sync::oneshot::Sender<()>,
     (board, slot): (Board, usize),
+    budget: limits::Budget,
 ) -> Result<(), String> {
     // Told once the first attempt is over (started, waiting, or failed).
     let mut ready = Some(ready);
@@ -470,8 +486,14 @@ async fn supervise(
             return last_error.map_or(Ok(()), |e| Err(format!("never replicated: {e}")));
         }
         let pause = if is_database(&plan.path) {
-            match start(&plan, layout, board.meters()).await {
-                Ok(replicator) => {
+            let started = match budget.take(limits::Budget::cost(plan.replicas.len())) {
+                Ok(taken) => start(&plan, layout, board.meters())
+                    .await
+                    .map(|replicator| (replicator, taken)),
+                Err(e) => Err(Exit::Error(e)),
+            };
+            match started {
+                Ok((replicator, _taken)) => {
                     board.set(slot, State::Running(replicator.monitor()));
                     tell();
                     let _ = stop.wait_for(|s| *s).await;
@@ -480,10 +502,13 @@ async fn supervise(
                     return stopped;
                 }
                 Err(e) => {
-                    let e = match e {
+                    let mut e = match e {
                         Exit::Error(e) => e,
                         Exit::Code(code) => format!("exit status {code:?}"),
                     };
+                    if let Some(hint) = limits::hint(&e) {
+                        e = format!("{e} ({hint})");
+                    }
                     failures += 1;
                     let retry = Duration::from_secs(1 << failures.min(5));
                     error!(db = %plan.path.display(), error = %e, retry_in = ?retry, "cannot start replicating; retrying (the other databases go on)");

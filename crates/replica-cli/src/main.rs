@@ -15,7 +15,9 @@ use replica_memory::MemoryStore;
 mod args;
 mod config;
 mod copy;
+mod dirs;
 mod fixtures;
+mod fleet;
 mod limits;
 mod listing;
 mod ltx;
@@ -189,6 +191,23 @@ enum Command {
         /// it; when it exits, a final sync, then exit with its status.
         #[arg(long, value_name = "CMD")]
         exec: Option<String>,
+        /// Replicate every WAL-mode SQLite database in this directory whose
+        /// name matches --pattern (Litestream 0.5's `dir`); then every
+        /// argument is a replica URL, under which each database's replica is
+        /// its path relative to DIR.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// With --dir: the file-name pattern of databases.
+        #[arg(long, default_value = "*.db", requires = "dir")]
+        pattern: String,
+        /// With --dir: subdirectories too.
+        #[arg(long, requires = "dir")]
+        recursive: bool,
+        /// With --dir: replicate databases that appear later (within a
+        /// moment: file-system events, and a rescan every 10 s), and stop
+        /// those removed.
+        #[arg(long, requires = "dir")]
+        watch: bool,
         /// Serve Prometheus metrics at /metrics, health at /healthz and
         /// status at /status on HOST:PORT (`:9090`: every interface), as
         /// the config's `addr`.
@@ -555,6 +574,10 @@ async fn run(command: Command, layout: Option<replica::AnyLayout>) -> Result<(),
             config,
             no_expand_env,
             exec,
+            dir,
+            pattern,
+            recursive,
+            watch,
             addr,
             log_format,
             monitor_interval,
@@ -570,6 +593,10 @@ async fn run(command: Command, layout: Option<replica::AnyLayout>) -> Result<(),
                 no_expand_env,
                 exec,
                 addr,
+                dir,
+                pattern,
+                recursive,
+                watch,
                 log_format,
                 monitor_interval,
                 sync_interval,

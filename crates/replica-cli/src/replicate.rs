@@ -10,6 +10,7 @@ use replica::{AnyLayout, Layout, ReplicaClient};
 use replica_sqlite::{DbOptions, Replica, ReplicaOptions, ReplicaTarget, Replicator};
 use tracing::{error, info, warn};
 
+use crate::fleet::Fleet;
 use crate::limits;
 use crate::monitor::{self, Board, State};
 use crate::{config, describe, Exit};
@@ -81,6 +82,11 @@ pub(crate) struct Args {
     pub(crate) no_expand_env: bool,
     pub(crate) exec: Option<String>,
     pub(crate) addr: Option<String>,
+    /// `--dir DIR`: replicate every database in it (then `db` is the first URL).
+    pub(crate) dir: Option<PathBuf>,
+    pub(crate) pattern: String,
+    pub(crate) recursive: bool,
+    pub(crate) watch: bool,
     pub(crate) log_format: Option<LogFormat>,
     pub(crate) monitor_interval: Option<Duration>,
     pub(crate) sync_interval: Option<Duration>,
@@ -90,12 +96,39 @@ pub(crate) struct Args {
 }
 
 /// One database and its replicas, ready to start.
-struct Plan {
-    path: PathBuf,
-    options: DbOptions,
+#[derive(Clone)]
+pub(crate) struct Plan {
+    pub(crate) path: PathBuf,
+    pub(crate) options: DbOptions,
     /// Each replica's options, URL, and (from a Litestream 0.5 config) its
     /// LTX settings.
-    replicas: Vec<(ReplicaOptions, String, Option<config::LtxSettings>)>,
+    pub(crate) replicas: Vec<(ReplicaOptions, String, Option<config::LtxSettings>)>,
+}
+
+/// A directory whose databases are replicated, each as `template` says
+/// with its path relative to `template.path` added to the replica URLs.
+struct DirPlan {
+    template: Plan,
+    spec: config::DirSpec,
+}
+
+impl DirPlan {
+    /// The plan of database `db` found in the directory.
+    fn plan_for(&self, db: &Path) -> Result<Plan, String> {
+        let rel = db.strip_prefix(&self.template.path).map_err(|_| {
+            format!(
+                "{} is not below {}",
+                db.display(),
+                self.template.path.display()
+            )
+        })?;
+        let mut plan = self.template.clone();
+        plan.path = db.to_owned();
+        for (_, url, _) in &mut plan.replicas {
+            *url = crate::dirs::replica_url(url, rel)?;
+        }
+        Ok(plan)
+    }
 }
 
 /// What a run does besides replicating, from the flags and the config.
@@ -112,13 +145,29 @@ struct Settings {
 }
 
 /// The databases to replicate, and the rest of the run's settings.
-fn plans(args: &Args) -> Result<(Vec<Plan>, Settings), Exit> {
+fn plans(args: &Args) -> Result<(Vec<Plan>, Vec<DirPlan>, Settings), Exit> {
     match (&args.db, &args.config) {
+        (_, Some(_)) if args.dir.is_some() => Err(Exit::Error(
+            "give --dir DIR and replica URLs, or --config FILE, not both \
+             (a config lists directories as `dir` entries)"
+                .into(),
+        )),
         (Some(_), Some(_)) => Err(Exit::Error(
             "give a database and replica URLs, or --config FILE, not both".into(),
         )),
         (Some(db), None) => {
-            if args.urls.is_empty() {
+            let mut urls = args.urls.clone();
+            let db = match &args.dir {
+                // With --dir, every argument is a replica URL.
+                Some(dir) => {
+                    urls.insert(0, db.display().to_string());
+                    std::path::absolute(dir)
+                        .map_err(|e| Exit::Error(format!("resolving {}: {e}", dir.display())))?
+                }
+                None => db.clone(),
+            };
+            let db = &db;
+            if urls.is_empty() {
                 return Err(Exit::Error(format!(
                     "no replica URL for {}: give at least one, e.g. `replica replicate {} file:///backups/db`",
                     db.display(),
@@ -136,8 +185,7 @@ fn plans(args: &Args) -> Result<(Vec<Plan>, Settings), Exit> {
                 options.min_checkpoint_page_count = n;
                 options.max_checkpoint_page_count = options.max_checkpoint_page_count.max(n);
             }
-            let replicas = args
-                .urls
+            let replicas = urls
                 .iter()
                 .map(|url| {
                     let mut replica = ReplicaOptions {
@@ -161,7 +209,22 @@ fn plans(args: &Args) -> Result<(Vec<Plan>, Settings), Exit> {
                 addr: args.addr.clone(),
                 ..Settings::default()
             };
-            Ok((vec![plan], settings))
+            if args.dir.is_some() {
+                let spec = config::DirSpec {
+                    pattern: args.pattern.clone(),
+                    recursive: args.recursive,
+                    watch: args.watch,
+                };
+                return Ok((
+                    Vec::new(),
+                    vec![DirPlan {
+                        template: plan,
+                        spec,
+                    }],
+                    settings,
+                ));
+            }
+            Ok((vec![plan], Vec::new(), settings))
         }
         (None, config) => {
             let path = config
@@ -195,10 +258,11 @@ fn plans(args: &Args) -> Result<(Vec<Plan>, Settings), Exit> {
                 heartbeat: parsed.heartbeat,
                 warnings,
             };
-            let plans = parsed
-                .dbs
-                .into_iter()
-                .map(|db| Plan {
+            let mut dirs = Vec::new();
+            let mut plans = Vec::new();
+            for db in parsed.dbs {
+                let spec = db.dir.clone();
+                let plan = Plan {
                     options: DbOptions {
                         monitor_interval: db.monitor_interval,
                         checkpoint_interval: db.checkpoint_interval,
@@ -227,9 +291,16 @@ fn plans(args: &Args) -> Result<(Vec<Plan>, Settings), Exit> {
                             )
                         })
                         .collect(),
-                })
-                .collect();
-            Ok((plans, settings))
+                };
+                match spec {
+                    Some(spec) => dirs.push(DirPlan {
+                        template: plan,
+                        spec,
+                    }),
+                    None => plans.push(plan),
+                }
+            }
+            Ok((plans, dirs, settings))
         }
     }
 }
@@ -282,19 +353,34 @@ async fn open_replica(
 /// each database waits for its file to appear and retries a failed start on
 /// its own, never stopping the others.
 pub(crate) async fn run(args: Args, layout: Option<AnyLayout>) -> Result<(), Exit> {
-    let (plans, settings) = plans(&args)?;
+    let (plans, dirs, settings) = plans(&args)?;
     init_logs(args.log_format, &settings.logging);
     for warning in &settings.warnings {
         warn!("{warning}");
     }
     let exec = settings.exec.map(|cmd| parse_exec(&cmd)).transpose()?;
     // Replica URLs are checked before anything starts: a typo is fatal.
-    for plan in &plans {
+    for plan in plans.iter().chain(dirs.iter().map(|d| &d.template)) {
         for (_, url, _) in &plan.replicas {
             replica::check_location(url, layout)
                 .await
                 .map_err(|e| Exit::Error(format!("{}: {}", plan.path.display(), describe(&e))))?;
         }
+    }
+    // Each directory is scanned once before anything starts: one that
+    // cannot be read, or (unwatched) holds no database, is fatal.
+    let mut found = Vec::new();
+    for d in &dirs {
+        let scan = crate::dirs::scan(&d.template.path, &d.spec)
+            .map_err(|e| Exit::Error(format!("scanning {}: {e}", d.template.path.display())))?;
+        if scan.databases.is_empty() && !d.spec.watch {
+            return Err(Exit::Error(format!(
+                "no SQLite database in WAL mode in {} matches {:?} (add `watch: true` to wait for them)",
+                d.template.path.display(),
+                d.spec.pattern
+            )));
+        }
+        found.push(scan);
     }
     // An address that cannot be served is fatal too.
     let listener = match &settings.addr {
@@ -304,41 +390,40 @@ pub(crate) async fn run(args: Args, layout: Option<AnyLayout>) -> Result<(), Exi
     let board = Board::new();
     let limit = limits::raise_descriptor_limit();
     let budget = limits::Budget::new(limit);
+    // Listening before anything starts: a signal during start-up is a stop.
+    let mut signals = Signals::new()?;
+    let fleet = Fleet::new(board.clone(), budget, layout);
+    let listed: Vec<PathBuf> = plans.iter().map(|p| p.path.clone()).collect();
+    let mut ready: Vec<_> = plans.into_iter().map(|plan| fleet.spawn(plan)).collect();
+    let (stop_dirs, dirs_stopped) = tokio::sync::watch::channel(false);
+    let mut watchers = Vec::new();
+    for (d, scan) in dirs.into_iter().zip(found) {
+        let mut logged = std::collections::BTreeSet::new();
+        crate::dirs::log_skipped(&scan, &mut logged);
+        for db in &scan.databases {
+            if listed.contains(db) {
+                continue;
+            }
+            match d.plan_for(db) {
+                Ok(plan) => ready.push(fleet.spawn(plan)),
+                Err(e) => warn!(db = %db.display(), error = %e, "directory replication skips it"),
+            }
+        }
+        if d.spec.watch {
+            watchers.push(tokio::spawn(watch_dir(
+                d,
+                fleet.clone(),
+                listed.clone(),
+                logged,
+                dirs_stopped.clone(),
+            )));
+        }
+    }
     info!(
-        databases = plans.len(),
+        databases = fleet.paths().len(),
         descriptor_limit = limit,
         "starting"
     );
-    // Listening before anything starts: a signal during start-up is a stop.
-    let mut signals = Signals::new()?;
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let mut ready = Vec::new();
-    let tasks: Vec<_> = plans
-        .into_iter()
-        .map(|plan| {
-            let path = plan.path.clone();
-            let (tell, told) = tokio::sync::oneshot::channel();
-            ready.push(told);
-            let intervals = plan
-                .replicas
-                .iter()
-                .map(|(r, _, _)| r.sync_interval)
-                .chain([plan.options.monitor_interval]);
-            let slot = board.add(&plan.path, monitor::health_bound(intervals));
-            let on_board = (board.clone(), slot);
-            (
-                path,
-                tokio::spawn(supervise(
-                    plan,
-                    layout,
-                    stopped.clone(),
-                    tell,
-                    on_board,
-                    budget.clone(),
-                )),
-            )
-        })
-        .collect();
     if let Some(listener) = listener {
         monitor::http::serve(listener, board.clone());
     }
@@ -375,21 +460,76 @@ pub(crate) async fn run(args: Args, layout: Option<AnyLayout>) -> Result<(), Exi
             status
         }
     };
-    let _ = stop.send(true);
-    let mut failed = Vec::new();
-    for (path, task) in tasks {
-        match task.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => failed.push(format!("{}: {e}", path.display())),
-            Err(e) => failed.push(format!("{}: {e}", path.display())),
-        }
+    // No database is added or removed once stopping.
+    let _ = stop_dirs.send(true);
+    for w in watchers {
+        let _ = w.await;
     }
+    let failed = fleet.stop_all().await;
     if !failed.is_empty() {
         return Err(Exit::Error(failed.join("; ")));
     }
     match child_status {
         Some(code) if code != 0 => Err(Exit::Code(std::process::ExitCode::from(code))),
         _ => Ok(()),
+    }
+}
+
+/// Follows a watched directory: databases that appear are started, those
+/// that are gone are stopped (after a final sync); databases the config
+/// lists on their own (`listed`) are left to their own entry.
+async fn watch_dir(
+    d: DirPlan,
+    fleet: Fleet,
+    listed: Vec<PathBuf>,
+    mut logged: std::collections::BTreeSet<PathBuf>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let (wake, mut woken) = tokio::sync::mpsc::unbounded_channel();
+    let _watcher = crate::dirs::watch(&d.template.path, d.spec.recursive, wake);
+    let mut ours: std::collections::BTreeSet<PathBuf> = fleet
+        .paths()
+        .into_iter()
+        .filter(|p| p.starts_with(&d.template.path) && !listed.contains(p))
+        .collect();
+    loop {
+        tokio::select! {
+            () = crate::dirs::next_scan(&mut woken) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let (dir, spec) = (d.template.path.clone(), d.spec.clone());
+        let scan = match tokio::task::spawn_blocking(move || crate::dirs::scan(&dir, &spec)).await {
+            Ok(Ok(scan)) => scan,
+            Ok(Err(e)) => {
+                warn!(dir = %d.template.path.display(), error = %e, "cannot scan the directory; trying again");
+                continue;
+            }
+            Err(_) => continue,
+        };
+        if *stop.borrow() {
+            return;
+        }
+        crate::dirs::log_skipped(&scan, &mut logged);
+        for db in &scan.databases {
+            if ours.contains(db) || listed.contains(db) || fleet.contains(db) {
+                continue;
+            }
+            match d.plan_for(db) {
+                Ok(plan) => {
+                    info!(db = %db.display(), "a new database in the directory: replicating it");
+                    drop(fleet.spawn(plan));
+                    ours.insert(db.clone());
+                }
+                Err(e) => warn!(db = %db.display(), error = %e, "directory replication skips it"),
+            }
+        }
+        // Gone: the file no longer exists (a database that merely stopped
+        // matching, such as one switched out of WAL mode, keeps going).
+        let gone: Vec<PathBuf> = ours.iter().filter(|p| !p.exists()).cloned().collect();
+        for db in gone {
+            fleet.remove(&db);
+            ours.remove(&db);
+        }
     }
 }
 
@@ -457,7 +597,7 @@ async fn run_child(argv: &[String], signals: &mut Signals) -> u8 {
 /// One database: waits for its file, starts (retrying with backoff), runs
 /// until `stop`, then stops with a final sync. An error is what the exit
 /// reports: a failed final sync, or why it never started.
-async fn supervise(
+pub(crate) async fn supervise(
     plan: Plan,
     layout: Option<AnyLayout>,
     mut stop: tokio::sync::watch::Receiver<bool>,

@@ -7,7 +7,7 @@ use std::process::{Command as Process, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::create_source;
+use common::{create_source, replica, rows, write_round, Running};
 
 /// A hard (and soft) descriptor limit of `n` for a child.
 fn limit_descriptors(cmd: &mut Process, n: u64) {
@@ -74,4 +74,111 @@ fn a_database_past_the_descriptor_limit_is_refused_by_name_and_the_others_replic
         })
         .count();
     assert_eq!(replicated, 1, "{text}");
+}
+
+/// A Litestream 0.5 config's directory entry (`dir`, `pattern`,
+/// `recursive`, `watch`): every WAL database in the tree is replicated
+/// under the replica URL plus its relative path, as Litestream names it; a
+/// file that is not one is skipped with one log line; a database created
+/// later is replicated within 2 s; a removed one is stopped cleanly. Each
+/// replica restores to its database's rows, by us and by litestream 0.5.
+#[test]
+fn a_watched_directory_replicates_what_appears_and_stops_what_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(data.join("tenants")).unwrap();
+    let (a, b) = (data.join("a.db"), data.join("tenants/b.db"));
+    let mut conn_a = create_source(&a);
+    write_round(&mut conn_a, 1);
+    drop(create_source(&b));
+    std::fs::write(data.join("notes.db"), b"not a database").unwrap();
+    let rep = dir.path().join("replicas");
+    let cfg = dir.path().join("litestream.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "dbs:\n  - dir: {}\n    pattern: \"*.db\"\n    recursive: true\n    watch: true\n    monitor-interval: 50ms\n    replica:\n      url: file://{}\n      sync-interval: 50ms\n",
+            data.display(),
+            rep.display()
+        ),
+    )
+    .unwrap();
+    let running = Running::start(dir.path(), &["-config", cfg.to_str().unwrap()]);
+    let has_ltx = |db: &str| rep.join(db).join("ltx").exists();
+    let started = Instant::now();
+    while !(has_ltx("a.db") && has_ltx("tenants/b.db")) {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{}",
+            running.text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A database created while running: replicated within 2 s.
+    let c = data.join("tenants/c.db");
+    let created = Instant::now();
+    let mut conn_c = create_source(&c);
+    while !has_ltx("tenants/c.db") {
+        assert!(
+            created.elapsed() < Duration::from_secs(2),
+            "not replicated within 2 s: {}",
+            running.text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    write_round(&mut conn_c, 2);
+    write_round(&mut conn_a, 3);
+    // A removed database: stopped after a final sync, the others go on.
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", b.display()));
+    }
+    running.wait_for("the database is gone from its directory");
+    running.wait_for(&format!(
+        "\"message\":\"stopped\",\"db\":\"{}\"",
+        b.display()
+    ));
+    std::thread::sleep(Duration::from_millis(300));
+    drop((conn_a, conn_c));
+    let log = running.stop();
+    assert_eq!(
+        log.matches("directory replication skips it").count(),
+        1,
+        "{log}"
+    );
+    assert!(
+        log.contains(&data.join("notes.db").display().to_string()),
+        "{log}"
+    );
+    let litestream = common::litestream05();
+    for (db, rel) in [(&a, "a.db"), (&c, "tenants/c.db")] {
+        let url = format!("file://{}", rep.join(rel).display());
+        let ours = dir.path().join(format!("ours-{}", rel.replace('/', "-")));
+        common::ours(&url, &ours, &[]);
+        assert_eq!(rows(&ours), rows(db), "{rel}");
+        if let Some(bin) = &litestream {
+            let theirs = dir.path().join(format!("theirs-{}", rel.replace('/', "-")));
+            common::theirs(bin, &url, &theirs, &[]);
+            assert_eq!(rows(&theirs), rows(db), "{rel}");
+        }
+    }
+}
+
+/// `replica replicate --dir DIR URL` without `--watch` and nothing in DIR
+/// stops at once, saying so and how to wait instead.
+#[test]
+fn an_empty_unwatched_directory_is_an_error_that_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = replica()
+        .args(["replicate", "--dir"])
+        .arg(dir.path())
+        .arg(format!("file://{}/r", dir.path().display()))
+        .timeout(Duration::from_secs(30))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&dir.path().display().to_string()) && stderr.contains("watch"),
+        "{stderr}"
+    );
 }

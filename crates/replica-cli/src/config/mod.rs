@@ -108,6 +108,22 @@ pub(crate) struct DbConfig {
     pub(crate) max_sync_wal_bytes: Option<u64>,
     /// At least one; names are distinct within the database.
     pub(crate) replicas: Vec<ReplicaConfig>,
+    /// Litestream 0.5's directory replication: `path` is then the
+    /// directory (`dir`), and every database found in it is replicated
+    /// with these settings, each replica under its URL plus the database's
+    /// path relative to the directory.
+    pub(crate) dir: Option<DirSpec>,
+}
+
+/// `dir`, `pattern`, `recursive`, `watch` of a directory entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DirSpec {
+    /// A file-name pattern (`*.db`), as Go's `filepath.Match`.
+    pub(crate) pattern: String,
+    /// Subdirectories too.
+    pub(crate) recursive: bool,
+    /// Databases that appear later are replicated, removed ones stopped.
+    pub(crate) watch: bool,
 }
 
 /// One `replicas` entry.
@@ -404,6 +420,10 @@ struct RawLogging {
 #[serde(deny_unknown_fields, rename_all = "kebab-case", rename = "db")]
 struct RawDb {
     path: Option<String>,
+    dir: Option<String>,
+    pattern: Option<String>,
+    recursive: Option<String>,
+    watch: Option<String>,
     meta_path: Option<String>,
     monitor_interval: Option<String>,
     checkpoint_interval: Option<String>,
@@ -626,7 +646,7 @@ impl Resolver<'_> {
         let v05 = top.used()
             || dbs
                 .iter()
-                .any(|d| d.replica.is_some() || d.snapshot.is_some());
+                .any(|d| d.replica.is_some() || d.snapshot.is_some() || d.dir.is_some());
         let mut out: Vec<DbConfig> = Vec::with_capacity(dbs.len());
         for (i, db) in dbs.into_iter().enumerate() {
             let key = format!("dbs[{i}]");
@@ -660,14 +680,15 @@ impl Resolver<'_> {
     fn db(
         &mut self,
         key: &str,
-        raw: RawDb,
+        mut raw: RawDb,
         globals: &(Option<String>, Option<String>),
         ltx: Option<LtxSettings>,
     ) -> Result<DbConfig, ConfigError> {
+        let dir = self.dir_spec(key, &mut raw)?;
         let path = set(&raw.path).ok_or_else(|| {
             self.err(
                 format!("{key}.path"),
-                "missing: give the database file's path",
+                "missing: give the database file's path (or `dir` and `pattern`)",
             )
         })?;
         let path = self.absolute(path, &format!("{key}.path"))?;
@@ -783,7 +804,59 @@ impl Resolver<'_> {
             busy_timeout,
             max_sync_wal_bytes,
             replicas,
+            dir,
         })
+    }
+
+    /// A directory entry's `dir`, `pattern`, `recursive` and `watch`, as
+    /// Litestream 0.5 checks them; `dir` becomes `raw.path`.
+    fn dir_spec(&self, key: &str, raw: &mut RawDb) -> Result<Option<DirSpec>, ConfigError> {
+        let Some(dir) = set(&raw.dir).map(str::to_owned) else {
+            for (name, value) in [
+                ("pattern", &raw.pattern),
+                ("recursive", &raw.recursive),
+                ("watch", &raw.watch),
+            ] {
+                if value.is_some() {
+                    return Err(self.err(
+                        format!("{key}.{name}"),
+                        "only a directory entry takes it: add `dir`, or remove the key",
+                    ));
+                }
+            }
+            return Ok(None);
+        };
+        if set(&raw.path).is_some() {
+            return Err(self.err(
+                format!("{key}.dir"),
+                "give `path` (one database) or `dir` (every database in a directory), not both",
+            ));
+        }
+        let pattern = set(&raw.pattern).ok_or_else(|| {
+            self.err(
+                format!("{key}.pattern"),
+                "missing: a directory entry needs a file-name pattern such as \"*.db\"",
+            )
+        })?;
+        glob::Pattern::new(pattern).map_err(|e| {
+            self.err(
+                format!("{key}.pattern"),
+                format!("{pattern:?} is not a file-name pattern: {e}"),
+            )
+        })?;
+        let flag = |v: &Option<String>, name: &str| {
+            set(v)
+                .map(|t| self.boolean(t, &format!("{key}.{name}")))
+                .transpose()
+                .map(|b| b.unwrap_or(false))
+        };
+        let spec = DirSpec {
+            pattern: pattern.to_owned(),
+            recursive: flag(&raw.recursive, "recursive")?,
+            watch: flag(&raw.watch, "watch")?,
+        };
+        raw.path = Some(dir);
+        Ok(Some(spec))
     }
 
     fn replica(

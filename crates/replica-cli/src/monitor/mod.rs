@@ -43,6 +43,8 @@ pub(crate) enum State {
     Running(Monitor),
     /// Stopped (after its final sync, or never started).
     Stopped,
+    /// Gone from its watched directory, and stopped: no longer reported.
+    Removed,
 }
 
 struct Entry {
@@ -111,6 +113,7 @@ impl Board {
         let entries: Vec<(PathBuf, Duration, State)> = self
             .lock()
             .iter()
+            .filter(|e| !matches!(e.state, State::Removed))
             .map(|e| (e.path.clone(), e.bound, e.state.clone()))
             .collect();
         entries

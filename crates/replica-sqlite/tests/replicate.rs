@@ -801,3 +801,101 @@ async fn status_counts_the_work_and_names_a_failing_replica_with_its_lag() {
         "the bad replica's final sync fails"
     );
 }
+
+/// A file store whose every write takes `delay` first (a slow upload).
+#[derive(Debug)]
+struct Slow {
+    inner: FileStore,
+    delay: Duration,
+}
+
+#[replica_core::async_trait]
+impl replica_core::KeyStore for Slow {
+    fn kind(&self) -> &'static str {
+        "slow"
+    }
+    async fn put_opts(
+        &self,
+        key: &str,
+        data: replica_core::ByteStream,
+        options: &replica_core::PutOptions,
+    ) -> replica_core::Result<replica_core::ObjectMeta> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.put_opts(key, data, options).await
+    }
+    async fn get(&self, key: &str) -> replica_core::Result<replica_core::ByteStream> {
+        self.inner.get(key).await
+    }
+    async fn delete(&self, keys: &[String]) -> replica_core::Result<()> {
+        self.inner.delete(keys).await
+    }
+    async fn list(&self, dir: &str) -> replica_core::Result<replica_core::Listing> {
+        self.inner.list(dir).await
+    }
+    async fn delete_all(&self, dir: &str) -> replica_core::Result<()> {
+        self.inner.delete_all(dir).await
+    }
+}
+
+/// The lag a replica reports stays near what it really is: under steady
+/// writes with uploads slower than the monitor interval (every round ends
+/// behind a newer view, yet holds what its own view held), and on the first
+/// write after a quiet spell (its last round long ago, yet it held
+/// everything until that write).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lag_follows_slow_uploads_and_quiet_spells_instead_of_growing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let mut conn = create(&db);
+    let slow = Slow {
+        inner: FileStore::new(dir.path().join("slow")),
+        delay: Duration::from_millis(150),
+    };
+    let client: Arc<dyn ReplicaClient> = Arc::new(replica_core::StoreClient::with_layout(
+        slow,
+        Layout::Litestream03,
+    ));
+    // Few checkpoints: each new WAL index is an upload of its own, and a
+    // replica that must make many of them really is behind.
+    let options = DbOptions {
+        checkpoint_interval: Duration::from_secs(60),
+        min_checkpoint_page_count: 10_000,
+        max_checkpoint_page_count: 0,
+        ..quick_db()
+    };
+    let replicator = start_one(&db, options, &client).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !replicator.status().replicas[0].caught_up {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Steady writes for 3 s, one every 10 ms: each upload takes 150 ms.
+    let mut worst = Duration::ZERO;
+    let until = std::time::Instant::now() + Duration::from_secs(3);
+    let mut round = 0;
+    while std::time::Instant::now() < until {
+        light_round(&mut conn, 1000 + round);
+        round += 1;
+        worst = worst.max(replicator.status().replicas[0].lag);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(worst < Duration::from_secs(1), "lag reached {worst:?}");
+    // Quiet for 2 s (the replica's rounds stop), then one write.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !replicator.status().replicas[0].caught_up {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    light_round(&mut conn, 5000);
+    let mut worst = Duration::ZERO;
+    for _ in 0..50 {
+        worst = worst.max(replicator.status().replicas[0].lag);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        worst < Duration::from_secs(1),
+        "lag after a quiet spell {worst:?}"
+    );
+    replicator.stop().await.unwrap();
+}

@@ -272,7 +272,7 @@ impl DbReport {
                 });
                 ("failing", why)
             }
-            (State::Running(_), Some(_)) => ("replicating", None),
+            (_, Some(_)) => ("replicating", None),
             _ => ("stopped", Some("stopped".to_owned())),
         };
         if let Some(why) = reason {
@@ -299,6 +299,15 @@ impl DbReport {
         report.wal_size = Some(status.wal_size);
         report.last_sync = status.last_sync.map(rfc3339);
         let mut reasons = Vec::new();
+        // The database side must have run lately: a hung or dead database
+        // task leaves replicas "caught up" with a stale shadow.
+        let synced = status.last_sync.unwrap_or(status.started);
+        if age(synced) > bound && status.failing.is_none() {
+            reasons.push(format!(
+                "the database side has not completed a round for {} s",
+                age(synced).as_secs()
+            ));
+        }
         if let Some(f) = &status.failing {
             report.error = Some(f.error.clone());
             if age(f.since) > bound {
@@ -320,6 +329,15 @@ impl DbReport {
                     ));
                 }
                 reasons.push(why);
+            } else if let Some(f) = r.failing.as_ref().filter(|f| age(f.since) > bound) {
+                // Keeping up with the WAL, but its rounds fail (snapshots,
+                // retention, compaction).
+                reasons.push(format!(
+                    "replica {} has failed for {} s: {}",
+                    r.name,
+                    age(f.since).as_secs(),
+                    f.error
+                ));
             }
             report.replicas.push(ReplicaReport {
                 name: r.name.clone(),
@@ -488,6 +506,76 @@ pub(crate) fn table(reports: &[DbReport]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn status(last_sync: SystemTime, replica_failing_since: Option<SystemTime>) -> Status {
+        let g = replica::Generation::random();
+        Status {
+            generation: g.clone(),
+            shadow: (0, 32),
+            db_size: 4096,
+            wal_size: 32,
+            wal_bytes: 0,
+            wal_frames: 0,
+            sync: replica_sqlite::Work::default(),
+            checkpoints: Vec::new(),
+            last_sync: Some(last_sync),
+            started: last_sync,
+            failing: None,
+            replicas: vec![replica_sqlite::ReplicaStatus {
+                name: "r".into(),
+                sync_interval: Duration::from_secs(1),
+                pos: Some(replica::Pos {
+                    generation: g,
+                    index: 0,
+                    offset: 32,
+                }),
+                wal_bytes: 0,
+                txid: None,
+                sync: replica_sqlite::Work::default(),
+                last_sync: None,
+                failing: replica_failing_since.map(|since| replica_sqlite::Failure {
+                    error: "snapshot refused".into(),
+                    since,
+                }),
+                caught_up: true,
+                lag: Duration::ZERO,
+            }],
+        }
+    }
+
+    #[test]
+    fn a_stale_database_side_or_a_replica_failing_past_the_bound_is_unhealthy() {
+        let bound = Duration::from_secs(10);
+        let running =
+            |s: &Status| DbReport::new(Path::new("/a.db"), bound, &State::Stopped, Some(s));
+        let now = SystemTime::now();
+        let long_ago = now - Duration::from_secs(60);
+        assert!(running(&status(now, None)).healthy);
+        let stale = running(&status(long_ago, None));
+        assert!(!stale.healthy);
+        assert!(
+            stale
+                .reason
+                .as_deref()
+                .unwrap()
+                .contains("has not completed a round"),
+            "{stale:?}"
+        );
+        assert!(
+            running(&status(now, Some(now))).healthy,
+            "a fresh failure is not yet"
+        );
+        let failing = running(&status(now, Some(long_ago)));
+        assert!(!failing.healthy);
+        assert!(
+            failing
+                .reason
+                .as_deref()
+                .unwrap()
+                .contains("snapshot refused"),
+            "{failing:?}"
+        );
+    }
 
     #[test]
     fn the_bound_is_three_intervals_and_never_under_ten_seconds() {

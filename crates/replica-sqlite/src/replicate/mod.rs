@@ -221,6 +221,8 @@ pub(crate) struct Shared {
     db: Arc<DbCounters>,
     /// Each replica task's counters, by slot.
     replicas: Vec<ReplicaCounters>,
+    /// The shadow's end before it last moved, and its last copy time.
+    previous: Mutex<Option<(Pos, SystemTime)>>,
 }
 
 /// A running replication of one database.
@@ -285,6 +287,7 @@ impl Replicator {
                 .iter()
                 .map(|_| ReplicaCounters::default())
                 .collect(),
+            previous: Mutex::new(None),
         });
         let files = (db.path().to_owned(), db.wal_path().to_owned());
         let replica_settings = replicas
@@ -436,6 +439,12 @@ impl Monitor {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
+        let previous = self
+            .shared
+            .previous
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let replicas = self
             .replica_settings
             .iter()
@@ -443,7 +452,20 @@ impl Monitor {
             .zip(positions)
             .map(|(((name, interval), counters), pos)| {
                 let at_end = pos.as_ref().is_some_and(|p| at_view_end(&view, p));
-                counters.read(name.clone(), *interval, pos, at_end, self.started)
+                // At the end the shadow had before it last moved: caught up
+                // as of that end's last copy.
+                let at_previous = previous
+                    .as_ref()
+                    .filter(|(end, _)| pos.as_ref() == Some(end))
+                    .map(|(_, at)| *at);
+                counters.read(
+                    name.clone(),
+                    *interval,
+                    pos,
+                    at_end,
+                    at_previous,
+                    self.started,
+                )
             })
             .collect();
         let stats::DbReading {
@@ -462,6 +484,7 @@ impl Monitor {
             sync,
             checkpoints,
             last_sync,
+            started: self.started,
             failing,
             replicas,
         }
@@ -470,14 +493,33 @@ impl Monitor {
 
 /// Wakes the replicas only when there is something new for them; a round
 /// that copied nothing refreshes the copy time silently.
-fn publish(views: &watch::Sender<ShadowView>, mut view: ShadowView, settled: bool) {
+///
+/// When the end moves, the old end and its last copy time are kept in
+/// `shared.previous`: a replica still there held every transaction
+/// committed before that time (its lag starts then, not at its last round).
+fn publish(
+    views: &watch::Sender<ShadowView>,
+    shared: &Shared,
+    mut view: ShadowView,
+    settled: bool,
+) {
     view.settled = settled;
     views.send_if_modified(|current| {
-        let new = current.generation != view.generation
+        let moved = current.generation != view.generation
             || current.index != view.index
-            || current.len != view.len
-            || current.first_index != view.first_index
-            || current.settled != view.settled;
+            || current.len != view.len;
+        let new =
+            moved || current.first_index != view.first_index || current.settled != view.settled;
+        if moved {
+            *shared.previous.lock().unwrap_or_else(|p| p.into_inner()) = Some((
+                Pos {
+                    generation: current.generation.clone(),
+                    index: current.index,
+                    offset: current.len,
+                },
+                current.copied_at,
+            ));
+        }
         *current = view;
         new
     });
@@ -524,10 +566,10 @@ async fn db_loop(
                 // A round with a checkpoint to run publishes twice; replicas
                 // wait for the second (one upload, not two a sync apart).
                 let checkpoint = result.is_ok() && free && db.checkpoint_due();
-                publish(&views, db.view(), !checkpoint);
+                publish(&views, &shared, db.view(), !checkpoint);
                 if checkpoint {
                     result = db.checkpoint();
-                    publish(&views, db.view(), true);
+                    publish(&views, &shared, db.view(), true);
                 }
                 drop(gate);
                 prune(&mut db, &shared);

@@ -291,6 +291,13 @@ impl Shipper {
                 self.pos = Some(Pos::new(pos.generation.clone(), pos.index + 1, 0)?);
                 self.publish();
             } else {
+                if self
+                    .pos
+                    .as_ref()
+                    .is_some_and(|p| super::at_view_end(view, p))
+                {
+                    caught_up(&self.shared, self.slot, view);
+                }
                 return Ok(());
             }
         }
@@ -570,6 +577,13 @@ fn record<S: Ship>(ship: &mut S, took: Duration, round: &Result<()>) {
     if pos.is_some_and(|p| super::at_view_end(&view, &p)) {
         counters.caught_up(view.copied_at);
     }
+}
+
+/// Records that replica `slot` holds everything `view` held (called where
+/// shipping reaches the end of the view a round borrowed: a newer view
+/// published meanwhile does not hide it).
+pub(crate) fn caught_up(shared: &Shared, slot: usize, view: &ShadowView) {
+    shared.replicas[slot].caught_up(view.copied_at);
 }
 
 /// Ranges up to this size are read and compressed in one blocking call;

@@ -411,6 +411,13 @@ impl LtxShipper {
                 self.pos = Some(Pos::new(pos.generation.clone(), pos.index + 1, 0)?);
                 self.publish();
             } else {
+                if self
+                    .pos
+                    .as_ref()
+                    .is_some_and(|p| super::at_view_end(view, p))
+                {
+                    super::ship::caught_up(&self.shared, self.slot, view);
+                }
                 return Ok(());
             }
         }

@@ -192,6 +192,8 @@ pub struct Status {
     pub checkpoints: Vec<(CheckpointMode, Work)>,
     /// When a database round last succeeded.
     pub last_sync: Option<SystemTime>,
+    /// When the replication started.
+    pub started: SystemTime,
     /// Set while the database rounds fail.
     pub failing: Option<Failure>,
     /// Each replica, in configuration order.
@@ -233,11 +235,16 @@ impl ReplicaCounters {
         sync_interval: Duration,
         pos: Option<Pos>,
         at_end: bool,
+        at_previous: Option<SystemTime>,
         started: SystemTime,
     ) -> ReplicaStatus {
         let health = lock(&self.health);
         let now = SystemTime::now();
-        let since = lock(&self.caught_up).unwrap_or(started);
+        let since = lock(&self.caught_up)
+            .into_iter()
+            .chain(at_previous)
+            .max()
+            .unwrap_or(started);
         ReplicaStatus {
             name,
             sync_interval,

@@ -245,6 +245,8 @@ enum Command {
     /// `addr`) where each database stands: its state, generation and
     /// position, and each replica's lag, last sync and last error.
     Status {
+        /// Only this database (its path).
+        db: Option<PathBuf>,
         /// Where the replicator serves (HOST:PORT; default: the config's `addr`).
         #[arg(long, value_name = "HOST:PORT")]
         addr: Option<String>,
@@ -607,11 +609,12 @@ async fn run(command: Command, layout: Option<replica::AnyLayout>) -> Result<(),
             replicate::run(args, layout).await
         }
         Command::Status {
+            db,
             addr,
             config,
             no_expand_env,
             json,
-        } => monitor::status_command(addr, config, no_expand_env, json).await,
+        } => monitor::status_command(db, addr, config, no_expand_env, json).await,
         Command::Snapshot { db, url } => {
             replicate::init_logs(None, &config::Logging::default());
             replicate::snapshot(&db, &url, generation_layout(layout, "snapshot")?).await

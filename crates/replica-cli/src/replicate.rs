@@ -32,14 +32,18 @@ pub(crate) enum LogFormat {
 pub(crate) fn init_logs(format: Option<LogFormat>, logging: &config::Logging) {
     // The HTTP stack's own retry notes are not our events: a 15 s outage
     // gave 30 INFO lines of them; our "sync failed; retrying" says it once.
-    let level = std::env::var("LOG_LEVEL")
+    // Litestream's LOG_LEVEL: empty is unset; an unknown level is info (as
+    // Litestream), said once logging is up.
+    let from_env = std::env::var("LOG_LEVEL")
         .ok()
-        .map(|l| match l.to_ascii_lowercase().as_str() {
-            "warning" => "warn".to_owned(),
-            other => other.to_owned(),
-        })
-        .or_else(|| logging.level.map(str::to_owned))
-        .unwrap_or_else(|| "info".to_owned());
+        .filter(|l| !l.trim().is_empty());
+    let known = from_env
+        .as_deref()
+        .map(|l| config::log_level(l).ok_or(l.to_owned()));
+    let level = match &known {
+        Some(Ok(level)) => *level,
+        _ => logging.level.unwrap_or("info"),
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("REPLICA_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::try_new(format!(
             "{level},object_store=warn,reqwest=warn,hyper=warn,h2=warn"
@@ -72,6 +76,11 @@ pub(crate) fn init_logs(format: Option<LogFormat>, logging: &config::Logging) {
     } else {
         builder.with_ansi(terminal).try_init()
     };
+    if let Some(Err(unknown)) = known {
+        warn!(
+            "LOG_LEVEL={unknown:?} is not a level (debug, info, warn, error); logging at {level}"
+        );
+    }
 }
 
 /// What `replica replicate` was told on its command line.
@@ -187,9 +196,19 @@ fn plans(args: &Args) -> Result<(Vec<Plan>, Vec<DirPlan>, Settings), Exit> {
             }
             let replicas = urls
                 .iter()
-                .map(|url| {
+                .enumerate()
+                .map(|(i, url)| {
+                    // Replicas of one kind get their place as a suffix
+                    // (`file`, `file-2`): names label logs and metrics.
+                    let kind = scheme_name(url);
+                    let same = urls[..i].iter().filter(|u| scheme_name(u) == kind).count();
+                    let name = if same == 0 {
+                        kind
+                    } else {
+                        format!("{kind}-{}", same + 1)
+                    };
                     let mut replica = ReplicaOptions {
-                        name: scheme_name(url),
+                        name,
                         snapshot_interval: args.snapshot_interval,
                         ..ReplicaOptions::default()
                     };

@@ -140,18 +140,19 @@ fn metrics_health_status_and_heartbeat_follow_the_replication() {
     running.wait_for("serving metrics");
     let label = format!("{{db=\"{}\"}}", db.display());
     let put = "litestream_replica_operation_total{operation=\"PUT\",replica_type=\"file\"}";
-    let first = get(&addr, "/metrics").1;
-    for series in [
+    let series = [
         format!("litestream_db_size{label}"),
         format!("litestream_wal_size{label}"),
         format!("litestream_sync_count{label}"),
         put.to_owned(),
-    ] {
-        assert!(
-            sample(&first, &series).is_some_and(|v| v > 0.0),
-            "{series}: {first}"
-        );
-    }
+    ];
+    let mut first = String::new();
+    wait_until(Duration::from_secs(20), "every series above zero", || {
+        first = get(&addr, "/metrics").1;
+        series
+            .iter()
+            .all(|name| sample(&first, name).is_some_and(|v| v > 0.0))
+    });
     assert!(
         first.contains("# TYPE litestream_total_wal_bytes counter"),
         "{first}"
@@ -196,6 +197,13 @@ fn metrics_health_status_and_heartbeat_follow_the_replication() {
         table.contains("replicating") && table.contains(&db.display().to_string()),
         "{table}"
     );
+    let other = replica()
+        .args(["status", "--addr", &addr, "/elsewhere.db"])
+        .output()
+        .unwrap();
+    assert!(!other.status.success());
+    let said = String::from_utf8_lossy(&other.stderr);
+    assert!(said.contains("does not replicate /elsewhere.db"), "{said}");
 
     // The replica cannot be written: behind, then unhealthy (past the
     // 10 s bound), and no pings meanwhile.

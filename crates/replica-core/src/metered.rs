@@ -5,7 +5,7 @@
 //!
 //! The kinds are Litestream's (`litestream_replica_operation_total`,
 //! `_bytes` and `_errors_total`): GET counts a read and the bytes it
-//! streamed, PUT a write and the bytes it consumed, LIST one listing of a
+//! streamed, PUT a write and (once it succeeded) its bytes, LIST one listing of a
 //! directory level, DELETE one delete call (a batch) or one recursive
 //! delete. A missing object is not an error here: stores answer it as a
 //! result, and the clients ask for it on purpose.
@@ -237,8 +237,22 @@ impl<S: KeyStore> KeyStore for Metered<S> {
         options: &PutOptions,
     ) -> Result<ObjectMeta> {
         self.meter.request(Operation::Put);
-        let data = self.meter.counted(Operation::Put, data);
+        // Bytes count once the write succeeded (as Litestream counts them);
+        // a failed input is the caller's error, counted once, as the put's.
+        let sent = Arc::new(AtomicU64::new(0));
+        let tally = sent.clone();
+        let data = data
+            .inspect(move |chunk| {
+                if let Ok(bytes) = chunk {
+                    tally.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                }
+            })
+            .boxed();
         let result = self.inner.put_opts(key, data, options).await;
+        if result.is_ok() {
+            self.meter
+                .add_bytes(Operation::Put, sent.load(Ordering::Relaxed));
+        }
         self.meter.outcome(Operation::Put, result)
     }
 
@@ -364,6 +378,12 @@ mod tests {
             fn kind(&self) -> &'static str {
                 "one"
             }
+            fn times_listed(&self) -> bool {
+                false
+            }
+            async fn object_time(&self, _: &str) -> Result<Option<DateTime<Utc>>> {
+                Ok(Some(DateTime::<Utc>::UNIX_EPOCH))
+            }
             async fn put_opts(
                 &self,
                 _: &str,
@@ -401,6 +421,27 @@ mod tests {
         assert_eq!(meter.counts(Operation::Get).bytes, 0);
         assert_eq!(collect_bytes(read).await.unwrap().as_ref(), b"hello");
         assert_eq!(meter.counts(Operation::Get), Counts { total: 1, bytes: 5 });
+        // Overridden methods are the store's own, counted as what they ask.
+        assert!(!store.times_listed());
+        assert_eq!(
+            store.object_time("k").await.unwrap(),
+            Some(DateTime::<Utc>::UNIX_EPOCH)
+        );
+        assert_eq!(meter.counts(Operation::Get).total, 2, "a HEAD is a GET");
+        let part = collect_bytes(store.get_range("k", 1..3).await.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(part.as_ref(), b"el");
+        assert_eq!(meter.counts(Operation::Get), Counts { total: 3, bytes: 7 });
+        // A failed input: one error, no bytes.
+        let failing: ByteStream = futures::stream::iter(vec![
+            Ok(bytes::Bytes::from_static(b"abc")),
+            Err(Error::io("reading the input", std::io::Error::other("cut"))),
+        ])
+        .boxed();
+        assert!(store.put("k2", failing).await.is_err());
+        assert_eq!(meter.counts(Operation::Put), Counts { total: 2, bytes: 5 });
+        assert_eq!(meter.errors(), vec![(Operation::Put, "io", 1)]);
         store.delete(&[]).await.unwrap();
         assert_eq!(
             meter.counts(Operation::Delete).total,

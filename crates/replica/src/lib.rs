@@ -368,15 +368,23 @@ mod tests {
         let put = all[0].1.counts(replica_core::metered::Operation::Put);
         assert_eq!(put.total, 1);
         assert!(put.bytes > 0, "{put:?}");
-        // Unmetered opens count nothing.
-        open(dir.path().to_str().unwrap()).await.unwrap();
-        assert_eq!(
+        // An unmetered open (which lists to detect the layout) counts nothing.
+        let lists = || {
             meters.all()[0]
                 .1
-                .counts(replica_core::metered::Operation::Put)
-                .total,
-            1
+                .counts(replica_core::metered::Operation::List)
+                .total
+        };
+        let before = lists();
+        open(dir.path().to_str().unwrap()).await.unwrap();
+        assert_eq!(lists(), before);
+        let metered = open_any_metered(
+            dir.path().to_str().unwrap(),
+            OpenAnyOptions::default(),
+            Some(&meters),
         );
+        metered.await.unwrap();
+        assert!(lists() > before, "a metered open's detection is counted");
     }
 
     #[tokio::test]

@@ -411,6 +411,7 @@ struct RawConfig {
 #[serde(deny_unknown_fields, rename = "logging")]
 struct RawLogging {
     level: Option<String>,
+    source: Option<serde_yaml_ng::Value>,
     #[serde(rename = "type")]
     kind: Option<String>,
     stderr: Option<String>,
@@ -489,8 +490,21 @@ struct RawAge {
 }
 
 /// Go's zero value: an empty string is as good as absent.
+/// A log level as Litestream reads one (any case, `warning` as `warn`).
+pub(crate) fn log_level(text: &str) -> Option<&'static str> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "trace" => Some("trace"),
+        "debug" => Some("debug"),
+        "info" => Some("info"),
+        "warn" | "warning" => Some("warn"),
+        "error" => Some("error"),
+        _ => None,
+    }
+}
+
 /// An `addr` as Go's `net.Listen` reads one: `HOST:PORT`, `:PORT` (every
-/// interface), `[V6]:PORT`; a port is required, as in Litestream.
+/// interface: the host is empty), `[V6]:PORT`; a port is required, as in
+/// Litestream.
 pub(crate) fn parse_addr(addr: &str) -> Result<(String, u16), String> {
     let (host, port) = addr
         .rsplit_once(':')
@@ -499,7 +513,6 @@ pub(crate) fn parse_addr(addr: &str) -> Result<(String, u16), String> {
         format!("{addr:?}: {port:?} is not a port number; write HOST:PORT or :PORT")
     })?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    let host = if host.is_empty() { "0.0.0.0" } else { host };
     Ok((host.to_owned(), port))
 }
 
@@ -583,10 +596,10 @@ impl Resolver<'_> {
         let logging = self.logging(raw.logging.as_ref())?;
         let heartbeat = match set(&raw.heartbeat_url) {
             None if raw.heartbeat_interval.is_some() => {
-                return Err(self.err(
-                    "heartbeat-interval",
-                    "there is no heartbeat-url to ping; add one or remove the key",
-                ))
+                // A templated `heartbeat-url: ${URL}` left empty: as Litestream, no pings.
+                self.ignored
+                    .push("heartbeat-interval (no heartbeat-url to ping)".into());
+                None
             }
             None => None,
             Some(url) => {
@@ -1098,23 +1111,24 @@ impl Resolver<'_> {
 
     /// The `logging` section: Litestream's levels (any case, `warning` as
     /// `warn`) and types (`pretty` is text).
-    fn logging(&self, raw: Option<&RawLogging>) -> Result<Logging, ConfigError> {
+    fn logging(&mut self, raw: Option<&RawLogging>) -> Result<Logging, ConfigError> {
         let Some(raw) = raw else {
             return Ok(Logging::default());
         };
         let level = set(&raw.level)
-            .map(|l| match l.trim().to_ascii_lowercase().as_str() {
-                "trace" => Ok("trace"),
-                "debug" => Ok("debug"),
-                "info" => Ok("info"),
-                "warn" | "warning" => Ok("warn"),
-                "error" => Ok("error"),
-                _ => Err(self.err(
-                    "logging.level",
-                    format!("{l:?} is not a level; use debug, info, warn or error"),
-                )),
+            .map(|l| {
+                log_level(l).ok_or_else(|| {
+                    self.err(
+                        "logging.level",
+                        format!("{l:?} is not a level; use debug, info, warn or error"),
+                    )
+                })
             })
             .transpose()?;
+        if raw.source.is_some() {
+            self.ignored
+                .push("logging.source (source locations are not logged)".into());
+        }
         let json = set(&raw.kind)
             .map(|t| match t.trim() {
                 "json" => Ok(true),

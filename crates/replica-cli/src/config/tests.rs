@@ -1033,11 +1033,6 @@ fn addr_logging_and_heartbeat_are_checked_with_the_key_named() {
         ),
         ("heartbeat-url: ftp://x\n", "heartbeat-url", "not an http"),
         (
-            "heartbeat-interval: 1m\n",
-            "heartbeat-interval",
-            "no heartbeat-url",
-        ),
-        (
             "heartbeat-url: http://x\nheartbeat-interval: 10ms\n",
             "heartbeat-interval",
             "at least 1s",
@@ -1057,6 +1052,17 @@ fn addr_logging_and_heartbeat_are_checked_with_the_key_named() {
         }
     );
     assert_eq!(c.heartbeat.unwrap().interval, DEFAULT_HEARTBEAT_INTERVAL);
-    assert_eq!(parse_addr(":9090").unwrap(), ("0.0.0.0".into(), 9090));
+    assert_eq!(parse_addr(":9090").unwrap(), ("".into(), 9090));
+    let c = ok(&format!(
+        "heartbeat-interval: 1m\nlogging:\n  source: true\n{db}"
+    ));
+    assert_eq!(c.heartbeat, None);
+    assert_eq!(
+        c.ignored,
+        [
+            "logging.source (source locations are not logged)",
+            "heartbeat-interval (no heartbeat-url to ping)"
+        ]
+    );
     assert_eq!(parse_addr("[::1]:80").unwrap(), ("::1".into(), 80));
 }

@@ -16,9 +16,16 @@ use crate::config::parse_addr;
 /// that cannot be bound is an error at start, not a silent missing server.
 pub(crate) async fn bind(addr: &str) -> Result<tokio::net::TcpListener, String> {
     let (host, port) = parse_addr(addr)?;
-    tokio::net::TcpListener::bind((host.as_str(), port))
-        .await
-        .map_err(|e| format!("cannot serve metrics at {addr}: {e}"))
+    let bound = if host.is_empty() {
+        // Every interface, IPv6 and IPv4 (as Go's `:PORT`), else IPv4.
+        match tokio::net::TcpListener::bind(("::", port)).await {
+            Ok(l) => Ok(l),
+            Err(_) => tokio::net::TcpListener::bind(("0.0.0.0", port)).await,
+        }
+    } else {
+        tokio::net::TcpListener::bind((host.as_str(), port)).await
+    };
+    bound.map_err(|e| format!("cannot serve metrics at {addr}: {e}"))
 }
 
 /// Serves the board on `listener` until the process ends.
@@ -122,8 +129,8 @@ pub(crate) async fn fetch_status(addr: &str) -> Result<Vec<DbReport>, String> {
     let (host, port) = parse_addr(addr)?;
     // An address served on every interface is asked on this machine.
     let host = match host.as_str() {
-        "0.0.0.0" => "127.0.0.1".to_owned(),
-        "::" => "::1".to_owned(),
+        "" | "0.0.0.0" => "127.0.0.1".to_owned(),
+        "::" => "[::1]".to_owned(),
         h if h.contains(':') => format!("[{h}]"),
         h => h.to_owned(),
     };

@@ -31,6 +31,16 @@ impl Family<'_> {
     }
 }
 
+/// Litestream 0.5's `replica_type` for a backend kind: Azure is `abs`,
+/// Google Cloud Storage `gs`; the others are named alike.
+fn replica_type(kind: &'static str) -> &'static str {
+    match kind {
+        "azure" => "abs",
+        "gcs" => "gs",
+        other => other,
+    }
+}
+
 /// The Prometheus text of everything the board knows, now.
 pub(crate) fn render(board: &Board) -> String {
     let registry = Registry::new();
@@ -222,6 +232,7 @@ pub(crate) fn render(board: &Board) -> String {
         }
     }
     for (kind, meter) in board.meters().all() {
+        let kind = replica_type(kind);
         for op in Operation::ALL {
             let counts = meter.counts(op);
             let l = &[kind, op.name()];

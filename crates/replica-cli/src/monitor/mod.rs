@@ -408,6 +408,7 @@ pub(crate) fn health(reports: &[DbReport]) -> Health {
 /// `replica status`: the replicator at `addr` (else the config's) asked
 /// for its databases, printed as a table or as its JSON.
 pub(crate) async fn status_command(
+    db: Option<PathBuf>,
     addr: Option<String>,
     config: Option<PathBuf>,
     no_expand_env: bool,
@@ -427,9 +428,19 @@ pub(crate) async fn status_command(
             })?
         }
     };
-    let reports = http::fetch_status(&addr)
+    let mut reports = http::fetch_status(&addr)
         .await
         .map_err(crate::Exit::Error)?;
+    if let Some(db) = db {
+        let want = std::path::absolute(&db).unwrap_or(db);
+        reports.retain(|r| Path::new(&r.path) == want);
+        if reports.is_empty() {
+            return Err(crate::Exit::Error(format!(
+                "the replicator at {addr} does not replicate {}",
+                want.display()
+            )));
+        }
+    }
     if json {
         crate::listing::print_json(&reports)?;
     } else {

@@ -593,9 +593,19 @@ impl Db {
         } else {
             CheckpointMode::Passive
         };
-        self.counters
-            .checkpointed(mode, started.elapsed(), result.is_ok());
-        result
+        // One skipped because the application holds the write lock is
+        // not a checkpoint.
+        match result {
+            Ok(false) => Ok(()),
+            Ok(true) => {
+                self.counters.checkpointed(mode, started.elapsed(), true);
+                Ok(())
+            }
+            Err(e) => {
+                self.counters.checkpointed(mode, started.elapsed(), false);
+                Err(e)
+            }
+        }
     }
 
     /// The database file's path (resolved).
@@ -641,11 +651,11 @@ impl Db {
     ///    copy what it appended, end our read transaction, write, commit: if
     ///    the backfill was complete, that write restarted the WAL, and the
     ///    new WAL is the next index.
-    fn checkpoint_with(&mut self, force: bool) -> Result<(), ReplicateError> {
+    fn checkpoint_with(&mut self, force: bool) -> Result<bool, ReplicateError> {
         self.last_checkpoint = Instant::now();
         if let Err(e) = self.writer.execute_batch("BEGIN IMMEDIATE") {
             debug!(error = %e, "checkpoint skipped: the database is busy");
-            return Ok(());
+            return Ok(false);
         }
         let result = self.checkpoint_locked(force);
         let rollback = if self.writer.is_autocommit() {
@@ -656,7 +666,7 @@ impl Db {
                 .map_err(sql("rolling back"))
         };
         let read = self.acquire_read();
-        result.and(rollback).and(read)
+        result.and(rollback).and(read).map(|()| true)
     }
 
     fn checkpoint_locked(&mut self, force: bool) -> Result<(), ReplicateError> {

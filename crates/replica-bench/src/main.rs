@@ -29,6 +29,7 @@ use replica_memory::MemoryClient;
 use replica_object_store::{ObjectKeyStore, ObjectStoreClient};
 use serde::Serialize;
 
+mod many;
 mod replicate;
 mod replicate_ltx;
 mod restore;
@@ -58,6 +59,7 @@ struct Sizes {
     restore: restore::RestoreSizes,
     replicate: replicate::ReplicateSizes,
     replicate_ltx: replicate_ltx::LtxReplicateSizes,
+    many: many::ManySizes,
 }
 
 impl Sizes {
@@ -87,6 +89,12 @@ impl Sizes {
                 idle: Duration::from_secs(60),
                 settle: Duration::from_secs(35),
             },
+            many: many::ManySizes {
+                counts: vec![100, 1_000, 10_000],
+                idle: Duration::from_secs(30),
+                active: Duration::from_secs(30),
+                start_limit: Duration::from_secs(600),
+            },
         }
     }
 
@@ -115,6 +123,12 @@ impl Sizes {
                 },
                 idle: Duration::from_secs(15),
                 settle: Duration::from_secs(5),
+            },
+            many: many::ManySizes {
+                counts: vec![100],
+                idle: Duration::from_secs(10),
+                active: Duration::from_secs(10),
+                start_limit: Duration::from_secs(120),
             },
         }
     }
@@ -756,6 +770,15 @@ async fn main() {
             tokio::task::spawn_blocking(move || replicate_ltx::replicate_ltx(&dir, &sizes))
                 .await
                 .expect("benchmark 10"),
+        );
+    }
+    if run("11") {
+        let dir = scratch.path().to_owned();
+        let sizes = sizes.many;
+        figures.extend(
+            tokio::task::spawn_blocking(move || many::many(&dir, &sizes))
+                .await
+                .expect("benchmark 11"),
         );
     }
     figures.sort_by(|a, b| a.bench.cmp(&b.bench));

@@ -203,7 +203,7 @@ fn poll_ltx(root: PathBuf, stop: Arc<AtomicBool>) -> (Vec<Seen>, Option<u32>, u6
 }
 
 /// Bytes below `dir` (recursively), 0 if missing.
-fn tree_bytes(dir: &Path) -> u64 {
+pub(crate) fn tree_bytes(dir: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };

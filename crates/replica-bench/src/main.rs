@@ -134,6 +134,35 @@ impl Sizes {
     }
 }
 
+/// The peer's binary (named by `peer_var`) and ours (`REPLICA_BIN`, set by
+/// `cargo xtask bench`), or the one figure saying why benchmark `bench`
+/// did not run.
+pub(crate) fn binaries(
+    peer_var: &str,
+    bench: &str,
+    target: &str,
+) -> Result<(PathBuf, PathBuf), Vec<Figure>> {
+    let file = |var: &str| {
+        std::env::var_os(var)
+            .map(PathBuf::from)
+            .filter(|p| p.is_file())
+    };
+    match (file(peer_var), file("REPLICA_BIN")) {
+        (Some(peer), Some(ours)) => Ok((peer, ours)),
+        _ => {
+            eprintln!("benchmark {bench} not run: needs {peer_var} and REPLICA_BIN");
+            Err(vec![Figure {
+                bench: bench.into(),
+                ours: "not run".into(),
+                baseline: format!("needs {peer_var} and REPLICA_BIN"),
+                ratio: 0.0,
+                target: target.into(),
+                met: None,
+            }])
+        }
+    }
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]

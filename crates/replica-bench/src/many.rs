@@ -257,22 +257,13 @@ fn run(program: &Path, args: &[&str], dir: &Path, n: usize, s: &ManySizes) -> Ou
 /// Benchmark 11. Needs litestream 0.5 (`REPLICA_LITESTREAM_05`) and the
 /// `replica` binary (`REPLICA_BIN`).
 pub(crate) fn many(scratch: &Path, s: &ManySizes) -> Vec<Figure> {
-    let litestream = std::env::var_os("REPLICA_LITESTREAM_05")
-        .map(PathBuf::from)
-        .filter(|p| p.is_file());
-    let ours = std::env::var_os("REPLICA_BIN")
-        .map(PathBuf::from)
-        .filter(|p| p.is_file());
-    let (Some(litestream), Some(ours)) = (litestream, ours) else {
-        eprintln!("benchmark 11 not run: needs REPLICA_LITESTREAM_05 and REPLICA_BIN");
-        return vec![Figure {
-            bench: "11. many databases: replica vs litestream 0.5.17".into(),
-            ours: "not run".into(),
-            baseline: "needs REPLICA_LITESTREAM_05 and REPLICA_BIN".into(),
-            ratio: 0.0,
-            target: "report".into(),
-            met: None,
-        }];
+    let (litestream, ours) = match crate::binaries(
+        "REPLICA_LITESTREAM_05",
+        "11. many databases: replica vs litestream 0.5.17",
+        "report",
+    ) {
+        Ok(both) => both,
+        Err(not_run) => return not_run,
     };
     let counts: Vec<usize> = std::env::var("REPLICA_BENCH_MANY")
         .ok()

@@ -370,22 +370,13 @@ pub(crate) fn run_one(
 /// Benchmark 8. Needs `litestream` (`REPLICA_LITESTREAM`) and the `replica`
 /// binary (`REPLICA_BIN`, set by `cargo xtask bench`).
 pub(crate) fn replicate(scratch: &Path, s: &ReplicateSizes) -> Vec<Figure> {
-    let litestream = std::env::var_os("REPLICA_LITESTREAM")
-        .map(PathBuf::from)
-        .filter(|p| p.is_file());
-    let ours = std::env::var_os("REPLICA_BIN")
-        .map(PathBuf::from)
-        .filter(|p| p.is_file());
-    let (Some(litestream), Some(ours)) = (litestream, ours) else {
-        eprintln!("benchmark 8 not run: needs REPLICA_LITESTREAM and REPLICA_BIN");
-        return vec![Figure {
-            bench: "8. replicate: replica vs litestream 0.3.13".into(),
-            ours: "not run".into(),
-            baseline: "needs REPLICA_LITESTREAM and REPLICA_BIN".into(),
-            ratio: 0.0,
-            target: "<= 0.5 (CPU per MiB)".into(),
-            met: None,
-        }];
+    let (litestream, ours) = match crate::binaries(
+        "REPLICA_LITESTREAM",
+        "8. replicate: replica vs litestream 0.3.13",
+        "<= 0.5 (CPU per MiB)",
+    ) {
+        Ok(both) => both,
+        Err(not_run) => return not_run,
     };
     let theirs = run_one(
         &litestream,

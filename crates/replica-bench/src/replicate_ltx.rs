@@ -7,7 +7,7 @@
 //! (its request log) during the load and during an idle minute.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -148,22 +148,13 @@ fn show(m: &BTreeMap<&'static str, u64>) -> String {
 /// `replica` binary (`REPLICA_BIN`) and, for the request counts,
 /// `moto_server`.
 pub(crate) fn replicate_ltx(scratch: &Path, s: &LtxReplicateSizes) -> Vec<Figure> {
-    let litestream = std::env::var_os("REPLICA_LITESTREAM_05")
-        .map(PathBuf::from)
-        .filter(|p| p.is_file());
-    let ours = std::env::var_os("REPLICA_BIN")
-        .map(PathBuf::from)
-        .filter(|p| p.is_file());
-    let (Some(litestream), Some(ours)) = (litestream, ours) else {
-        eprintln!("benchmark 10 not run: needs REPLICA_LITESTREAM_05 and REPLICA_BIN");
-        return vec![Figure {
-            bench: "10. replicate into LTX: replica vs litestream 0.5.17".into(),
-            ours: "not run".into(),
-            baseline: "needs REPLICA_LITESTREAM_05 and REPLICA_BIN".into(),
-            ratio: 0.0,
-            target: "<= 0.5 (CPU per MiB)".into(),
-            met: None,
-        }];
+    let (litestream, ours) = match crate::binaries(
+        "REPLICA_LITESTREAM_05",
+        "10. replicate into LTX: replica vs litestream 0.5.17",
+        "<= 0.5 (CPU per MiB)",
+    ) {
+        Ok(both) => both,
+        Err(not_run) => return not_run,
     };
     let theirs_args = ["replicate", "-config"];
     let ours_args = ["replicate", "--config"];

@@ -93,7 +93,8 @@ impl Fleet {
             };
             members.remove(i)
         };
-        let board = self.board.clone();
+        // Not reported from now on (not as "stopped" during its final sync).
+        self.board.set(member.slot, State::Removed);
         info!(db = %path.display(), "the database is gone from its directory; stopping its replication after a final sync");
         let _ = member.stop.send(true);
         tokio::spawn(async move {
@@ -104,7 +105,6 @@ impl Fleet {
                 }
                 Err(e) => error!(db = %member.path.display(), error = %e, "its task failed"),
             }
-            board.set(member.slot, State::Removed);
         });
     }
 

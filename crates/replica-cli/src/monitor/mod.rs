@@ -90,11 +90,13 @@ impl Board {
     }
 
     /// Sets where database `slot` stands. A wait or failure that goes on
-    /// keeps its first time.
+    /// keeps its first time; a removed database stays removed.
     pub(crate) fn set(&self, slot: usize, state: State) {
         let mut entries = self.lock();
         let entry = &mut entries[slot];
         entry.state = match (&entry.state, state) {
+            // Removed is final: its supervisor's "stopped" comes after.
+            (State::Removed, _) => State::Removed,
             (State::Waiting { since }, State::Waiting { .. }) => State::Waiting { since: *since },
             (State::Failing { since, .. }, State::Failing { error, .. }) => State::Failing {
                 error,
@@ -641,5 +643,9 @@ mod tests {
         );
         board.set(a, State::Stopped);
         assert_eq!(board.reports()[0].reason.as_deref(), Some("stopped"));
+        // A removed database is not reported, whatever comes after.
+        board.set(a, State::Removed);
+        board.set(a, State::Stopped);
+        assert_eq!(board.reports().len(), 1);
     }
 }

@@ -1,26 +1,28 @@
 //! The process's descriptor budget. A Go program (Litestream) starts with
 //! its soft `RLIMIT_NOFILE` raised to the hard limit; we do the same, then
-//! count what each replicating database holds so that one more database
-//! than the limit allows fails to start with a message naming the limit
-//! and the count — retried like any failed start — instead of an
-//! "os error 24" somewhere in the middle of the others' work.
+//! count what each replicating database holds: one descriptor for as long
+//! as it runs, and its connections and files while awake. One more
+//! database than the limit allows fails to start with a message naming the
+//! limit and the count — retried like any failed start — and a database
+//! that cannot wake for want of descriptors waits, saying why, while others
+//! release theirs: never an "os error 24" in the middle of the others'
+//! work.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
+use replica_sqlite::{awake_cost, Descriptors, Taken};
 use rustix::process::{getrlimit, setrlimit, Resource};
 
-/// Descriptors a replicating database holds: its three SQLite connections
-/// (database and WAL each), the shared `-shm`, the database file kept open,
-/// the shadow WAL file and the shadow lock.
-pub(crate) const PER_DATABASE: u64 = 10;
-
-/// Descriptors a replica may hold (a file being written, HTTP connections).
-pub(crate) const PER_REPLICA: u64 = 2;
+/// Descriptors a replicating database holds for as long as it runs: its
+/// shadow lock. Awake, it holds [`replica_sqlite::awake_cost`] more,
+/// taken from the same budget by the replicator (which waits for them).
+pub(crate) const PER_DATABASE: u32 = 1;
 
 /// Kept free for everything else: the runtime, the metrics server and its
-/// clients, listings, restores of snapshots, the logs.
-pub(crate) const RESERVE: u64 = 64;
+/// clients, listings, restores of snapshots, compactions of released
+/// databases' replicas, the logs.
+pub(crate) const RESERVE: u64 = 256;
 
 /// Raises the soft descriptor limit to the hard one; returns the soft
 /// limit now in force (`u64::MAX` when unlimited).
@@ -41,63 +43,81 @@ pub(crate) fn raise_descriptor_limit() -> u64 {
 /// How many descriptors the replicating databases may hold in all.
 #[derive(Clone)]
 pub(crate) struct Budget {
-    limit: u64,
-    taken: Arc<AtomicU64>,
+    descriptors: Descriptors,
+    /// Databases started (each holds [`PER_DATABASE`]).
+    started: Arc<AtomicU32>,
 }
 
-/// Descriptors taken from a [`Budget`], given back when dropped.
-pub(crate) struct Taken {
-    n: u64,
-    taken: Arc<AtomicU64>,
+/// What a started database holds of the budget, given back when dropped.
+pub(crate) struct Started {
+    _taken: Taken,
+    started: Arc<AtomicU32>,
 }
 
-impl Drop for Taken {
+impl Drop for Started {
     fn drop(&mut self) {
-        self.taken.fetch_sub(self.n, Ordering::SeqCst);
+        self.started.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
 impl Budget {
     /// A budget under a descriptor limit of `limit`.
     pub(crate) fn new(limit: u64) -> Budget {
+        let total = u32::try_from(limit.saturating_sub(RESERVE)).unwrap_or(u32::MAX / 2);
         Budget {
-            limit: limit.saturating_sub(RESERVE),
-            taken: Arc::default(),
+            descriptors: Descriptors::new(total),
+            started: Arc::default(),
         }
     }
 
-    /// What a database with `replicas` replicas holds.
-    pub(crate) fn cost(replicas: usize) -> u64 {
-        PER_DATABASE + PER_REPLICA * replicas as u64
+    /// What the replicators take while awake.
+    pub(crate) fn descriptors(&self) -> Descriptors {
+        self.descriptors.clone()
     }
 
-    /// Takes `n` descriptors, or says why not.
-    pub(crate) fn take(&self, n: u64) -> Result<Taken, String> {
-        let mut now = self.taken.load(Ordering::SeqCst);
+    /// Takes what a database with `replicas` replicas holds for as long
+    /// as it runs, or says why not: what every started database holds,
+    /// plus one of them awake, must fit (so the databases can take turns
+    /// being awake, never all wait).
+    pub(crate) fn take(&self, replicas: usize) -> Result<Started, String> {
+        let total = self.descriptors.total();
+        let refuse = |started: u32| {
+            format!(
+                "the descriptor limit would be exceeded: {started} databases hold {} descriptors \
+                 and one awake needs {} more, of {total} the databases may hold (the limit is {}, \
+                 with {RESERVE} kept for the rest); raise the hard limit (`ulimit -Hn`, \
+                 LimitNOFILE= in a systemd unit) or replicate fewer databases in this process",
+                started * PER_DATABASE,
+                awake_cost(replicas),
+                u64::from(total) + RESERVE
+            )
+        };
+        let mut now = self.started.load(Ordering::SeqCst);
         loop {
-            if now + n > self.limit {
-                return Err(format!(
-                    "the descriptor limit would be exceeded: {now} of {} descriptors are held by \
-                     the databases replicating, this one needs {n} more (the limit is {}, with {RESERVE} \
-                     kept for the rest); raise the hard limit (`ulimit -Hn`, LimitNOFILE= in a systemd \
-                     unit) or replicate fewer databases in this process",
-                    self.limit,
-                    self.limit + RESERVE
-                ));
+            let need =
+                u64::from(now + 1) * u64::from(PER_DATABASE) + u64::from(awake_cost(replicas));
+            if need > u64::from(total) {
+                return Err(refuse(now));
             }
             match self
-                .taken
-                .compare_exchange(now, now + n, Ordering::SeqCst, Ordering::SeqCst)
+                .started
+                .compare_exchange(now, now + 1, Ordering::SeqCst, Ordering::SeqCst)
             {
-                Ok(_) => {
-                    return Ok(Taken {
-                        n,
-                        taken: self.taken.clone(),
-                    })
-                }
+                Ok(_) => break,
                 Err(actual) => now = actual,
             }
         }
+        let started = Started {
+            _taken: match self.descriptors.try_take(PER_DATABASE) {
+                Some(taken) => taken,
+                None => {
+                    self.started.fetch_sub(1, Ordering::SeqCst);
+                    return Err(refuse(now));
+                }
+            },
+            started: self.started.clone(),
+        };
+        Ok(started)
     }
 }
 
@@ -115,14 +135,19 @@ mod tests {
 
     #[test]
     fn the_budget_refuses_past_the_limit_and_takes_back_what_is_dropped() {
-        let budget = Budget::new(RESERVE + 25);
-        let a = budget.take(Budget::cost(1)).unwrap();
-        let b = budget.take(Budget::cost(1)).unwrap();
-        let e = budget.take(Budget::cost(0)).err().unwrap();
-        assert!(e.contains("24 of 25") && e.contains("ulimit -Hn"), "{e}");
+        // Two databases with one replica, one of them awake: 2 + 11.
+        let budget = Budget::new(RESERVE + 13);
+        let a = budget.take(1).unwrap();
+        let b = budget.take(1).unwrap();
+        let e = budget.take(1).err().unwrap();
+        assert!(
+            e.contains("2 databases hold 2 descriptors") && e.contains("ulimit -Hn"),
+            "{e}"
+        );
         drop(a);
-        let _c = budget.take(Budget::cost(1)).unwrap();
+        let _c = budget.take(1).unwrap();
         drop(b);
+        assert_eq!(budget.descriptors().available(), 12);
     }
 
     #[test]

@@ -133,12 +133,23 @@ impl DirPlan {
         })?;
         let mut plan = self.template.clone();
         plan.path = db.to_owned();
+        // One of many, most of them idle most of the time.
+        plan.options.release_when_idle = Some(DIR_RELEASE);
         for (_, url, _) in &mut plan.replicas {
             *url = crate::dirs::replica_url(url, rel)?;
         }
         Ok(plan)
     }
 }
+
+/// How long a database found in a watched directory stays open with
+/// nothing new before it is released (its connections and files closed
+/// until its WAL changes). Databases listed one by one are released only
+/// while others wait for descriptors: a database written by short-lived
+/// processes would otherwise pay a new generation per write spell (an
+/// application's last connection closing while no connection of ours is
+/// open checkpoints and deletes the WAL).
+pub(crate) const DIR_RELEASE: Duration = Duration::from_secs(10);
 
 /// What a run does besides replicating, from the flags and the config.
 #[derive(Default)]
@@ -645,8 +656,8 @@ pub(crate) async fn supervise(
             return last_error.map_or(Ok(()), |e| Err(format!("never replicated: {e}")));
         }
         let pause = if is_database(&plan.path) {
-            let started = match budget.take(limits::Budget::cost(plan.replicas.len())) {
-                Ok(taken) => start(&plan, layout, board.meters())
+            let started = match budget.take(plan.replicas.len()) {
+                Ok(taken) => start(&plan, layout, board.meters(), budget.descriptors())
                     .await
                     .map(|replicator| (replicator, taken)),
                 Err(e) => Err(Exit::Error(e)),
@@ -703,6 +714,7 @@ async fn start(
     plan: &Plan,
     layout: Option<AnyLayout>,
     meters: &replica::metered::Meters,
+    descriptors: replica_sqlite::Descriptors,
 ) -> Result<Replicator, Exit> {
     let mut replicas = Vec::new();
     for (options, url, ltx) in &plan.replicas {
@@ -724,7 +736,14 @@ async fn start(
         info!(db = %plan.path.display(), replica = %options.name, url = %redact(url), layout = %layout, "replica");
         replicas.push(Replica { options, client });
     }
-    let replicator = Replicator::start(&plan.path, plan.options.clone(), replicas)
+    let options = DbOptions {
+        descriptors: Some(descriptors),
+        // Listed databases are released only while others wait for
+        // descriptors (see DIR_RELEASE).
+        release_when_idle: plan.options.release_when_idle.or(Some(Duration::MAX)),
+        ..plan.options.clone()
+    };
+    let replicator = Replicator::start(&plan.path, options, replicas)
         .await
         .map_err(|e| Exit::Error(describe(&e)))?;
     info!(db = %plan.path.display(), generation = %replicator.generation(), "replicating");

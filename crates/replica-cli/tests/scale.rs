@@ -7,7 +7,7 @@ use std::process::{Command as Process, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{create_source, replica, rows, write_round, Running};
+use common::{create_source, ours, replica, rows, write_round, Running};
 
 /// A hard (and soft) descriptor limit of `n` for a child.
 fn limit_descriptors(cmd: &mut Process, n: u64) {
@@ -47,8 +47,9 @@ fn a_database_past_the_descriptor_limit_is_refused_by_name_and_the_others_replic
     cmd.args(["replicate", "-config", cfg.to_str().unwrap()])
         .stdout(Stdio::null())
         .stderr(Stdio::from(std::fs::File::create(&log).unwrap()));
-    // The reserve (64) and one database with one replica (12), not two.
-    limit_descriptors(&mut cmd, 64 + 12 + 6);
+    // The reserve (256) and one database with one replica awake (1 + 11),
+    // not two.
+    limit_descriptors(&mut cmd, 256 + 12);
     let mut child = cmd.spawn().unwrap();
     let read = || std::fs::read_to_string(&log).unwrap_or_default();
     let started = Instant::now();
@@ -57,7 +58,7 @@ fn a_database_past_the_descriptor_limit_is_refused_by_name_and_the_others_replic
         assert!(started.elapsed() < Duration::from_secs(30), "{}", read());
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(read().contains("descriptor_limit=82"), "{}", read());
+    assert!(read().contains("descriptor_limit=268"), "{}", read());
     // SAFETY: signalling the child this test started, by its PID.
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
     let status = child.wait().unwrap();
@@ -74,6 +75,61 @@ fn a_database_past_the_descriptor_limit_is_refused_by_name_and_the_others_replic
         })
         .count();
     assert_eq!(replicated, 1, "{text}");
+}
+
+/// Three databases where the descriptor limit lets one be awake at a time
+/// (each holds one descriptor always, eleven more while awake): they take
+/// turns (a quiet one releases what it holds as soon as another waits),
+/// and every one is replicated and restores to its rows.
+#[test]
+fn databases_past_what_may_be_awake_at_once_take_turns_and_all_replicate() {
+    let dir = tempfile::tempdir().unwrap();
+    let dbs: Vec<_> = ["a", "b", "c"]
+        .iter()
+        .map(|n| dir.path().join(format!("{n}.db")))
+        .collect();
+    let cfg = dir.path().join("litestream.yml");
+    let mut text = String::from("dbs:\n");
+    for (i, db) in dbs.iter().enumerate() {
+        let mut conn = create_source(db);
+        write_round(&mut conn, i as u64 + 1);
+        text.push_str(&format!(
+            "  - path: {}\n    monitor-interval: 50ms\n    replicas:\n      - url: file://{}-replica\n        sync-interval: 50ms\n",
+            db.display(),
+            db.display()
+        ));
+    }
+    std::fs::write(&cfg, text).unwrap();
+    let log = dir.path().join("log");
+    let mut cmd = Process::new(assert_cmd::cargo::cargo_bin("replica"));
+    cmd.args(["replicate", "-config", cfg.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()));
+    limit_descriptors(&mut cmd, 256 + 3 + 11);
+    let mut child = cmd.spawn().unwrap();
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    let replicated = |db: &std::path::Path| {
+        std::path::Path::new(&format!("{}-replica", db.display()))
+            .join("generations")
+            .exists()
+    };
+    let started = Instant::now();
+    while !dbs.iter().all(|db| replicated(db)) {
+        assert!(started.elapsed() < Duration::from_secs(40), "{}", read());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: signalling the child this test started, by its PID.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    let text = read();
+    assert_eq!(status.code(), Some(0), "{text}");
+    assert!(!text.contains("os error 24"), "{text}");
+    for db in &dbs {
+        let out = dir.path().join("out.db");
+        let _ = std::fs::remove_file(&out);
+        ours(&format!("file://{}-replica", db.display()), &out, &[]);
+        assert_eq!(rows(&out), rows(db), "{}", db.display());
+    }
 }
 
 /// A Litestream 0.5 config's directory entry (`dir`, `pattern`,

@@ -32,8 +32,9 @@ pub mod wal;
 
 pub use convert::{convert_to_ltx, Converted};
 pub use replicate::{
-    snapshot_once, CheckpointMode, DbOptions, Failure, Monitor, Replica, ReplicaOptions,
-    ReplicaStatus, ReplicaTarget, ReplicateError, Replicator, SnapshotError, Status, Work,
+    awake_cost, snapshot_once, CheckpointMode, DbOptions, Descriptors, Failure, Monitor, Replica,
+    ReplicaOptions, ReplicaStatus, ReplicaTarget, ReplicateError, Replicator, SnapshotError,
+    Status, Taken, Work,
 };
 pub use restore::{
     integrity_check, restore, Progress, RestoreError, RestoreOptions, RestoreSummary, Restored,

@@ -111,6 +111,16 @@ pub(crate) fn render(board: &Board) -> String {
         "1 while the database is healthy (as /healthz judges it), else 0",
         db,
     );
+    let released = f.gauge(
+        "replica_db_released",
+        "1 while the database is released (idle: its connections and files closed until its WAL changes)",
+        db,
+    );
+    let releases = f.counter(
+        "replica_db_releases",
+        "Times the database was released when idle",
+        db,
+    );
     let r_bytes = f.counter(
         "litestream_replica_wal_bytes",
         "The number wal bytes written",
@@ -182,6 +192,10 @@ pub(crate) fn render(board: &Board) -> String {
         let path = path.display().to_string();
         let l = &[path.as_str()];
         db_size.with_label_values(l).set(status.db_size as f64);
+        released
+            .with_label_values(l)
+            .set(f64::from(u8::from(status.released)));
+        releases.with_label_values(l).inc_by(status.releases as f64);
         wal_size.with_label_values(l).set(status.wal_size as f64);
         wal_bytes
             .with_label_values(l)

@@ -178,6 +178,10 @@ pub(crate) struct DbReport {
     /// When a database round last succeeded.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) last_sync: Option<String>,
+    /// Whether it is released (idle: its connections and files closed,
+    /// no rounds until its WAL changes).
+    #[serde(default)]
+    pub(crate) released: bool,
     /// The last error (of the start, or of the database rounds).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) error: Option<String>,
@@ -252,6 +256,7 @@ impl DbReport {
             db_size: None,
             wal_size: None,
             last_sync: None,
+            released: false,
             error: None,
             replicas: Vec::new(),
         };
@@ -300,11 +305,14 @@ impl DbReport {
         report.db_size = Some(status.db_size);
         report.wal_size = Some(status.wal_size);
         report.last_sync = status.last_sync.map(rfc3339);
+        report.released = status.released;
         let mut reasons = Vec::new();
         // The database side must have run lately: a hung or dead database
-        // task leaves replicas "caught up" with a stale shadow.
+        // task leaves replicas "caught up" with a stale shadow. A released
+        // one makes no rounds: it released once everything was shipped, and
+        // its WAL is unchanged since.
         let synced = status.last_sync.unwrap_or(status.started);
-        if age(synced) > bound && status.failing.is_none() {
+        if age(synced) > bound && status.failing.is_none() && !status.released {
             reasons.push(format!(
                 "the database side has not completed a round for {} s",
                 age(synced).as_secs()
@@ -534,6 +542,8 @@ mod tests {
             last_sync: Some(last_sync),
             started: last_sync,
             failing: None,
+            released: false,
+            releases: 0,
             replicas: vec![replica_sqlite::ReplicaStatus {
                 name: "r".into(),
                 sync_interval: Duration::from_secs(1),
@@ -573,6 +583,15 @@ mod tests {
                 .unwrap()
                 .contains("has not completed a round"),
             "{stale:?}"
+        );
+        let released = Status {
+            released: true,
+            ..status(long_ago, None)
+        };
+        let report = running(&released);
+        assert!(
+            report.healthy && report.released,
+            "a released database makes no rounds: {report:?}"
         );
         assert!(
             running(&status(now, Some(now))).healthy,

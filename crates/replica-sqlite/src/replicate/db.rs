@@ -49,7 +49,8 @@ struct Shadow {
     len: u64,
     /// Running checksum after the last committed frame.
     chain: (u32, u32),
-    file: File,
+    /// The shadow file, open while the database is awake.
+    file: Option<File>,
 }
 
 impl Shadow {
@@ -60,7 +61,66 @@ impl Shadow {
     fn frames(&self) -> u64 {
         (self.len - WAL_HEADER_LEN as u64) / self.frame_len()
     }
+
+    /// The shadow file (closed only while released, or when reopening it
+    /// on waking failed: then the next round starts a new generation).
+    fn file(&self) -> std::io::Result<&File> {
+        self.file
+            .as_ref()
+            .ok_or_else(|| std::io::Error::other("the shadow WAL file is not open"))
+    }
 }
+
+/// What an awake database holds open. Fields drop in order: the
+/// connections, then the database file (closing a descriptor of it while
+/// a connection of ours lives would drop that connection's POSIX locks).
+struct Conns {
+    writer: Connection,
+    reader: Connection,
+    /// Runs our checkpoints (the reader stays in its read transaction).
+    checkpointer: Connection,
+    /// The database file, kept open as long as the connections.
+    db_file: Arc<File>,
+}
+
+impl Conns {
+    /// Opens the three connections and the database file; also returns the
+    /// root page of `_litestream_seq` (created if missing).
+    fn open(path: &Path, options: &DbOptions) -> Result<(Conns, u32), ReplicateError> {
+        let db_file =
+            Arc::new(File::open(path).map_err(io(format!("opening {}", path.display())))?);
+        let writer = open_connection(path, options.busy_timeout)?;
+        writer
+            .execute_batch(SCHEMA)
+            .map_err(sql("creating _litestream_seq"))?;
+        let reader = open_connection(path, options.busy_timeout)?;
+        let checkpointer = open_connection(path, options.busy_timeout)?;
+        let root = seq_root(&writer)?;
+        Ok((
+            Conns {
+                writer,
+                reader,
+                checkpointer,
+                db_file,
+            },
+            root,
+        ))
+    }
+}
+
+/// What a released database last saw of its files: the database file's
+/// inode, and the WAL's inode, size and modification time (none when it
+/// does not exist). Any write to the WAL after the release changes it: the
+/// release waits until the WAL has been unchanged for [`QUIET`], longer
+/// than the file system's timestamp granularity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Probe {
+    db: Option<u64>,
+    wal: Option<(u64, u64, i64, i64)>,
+}
+
+/// How long the WAL must have been unchanged before a release.
+const QUIET: Duration = Duration::from_secs(1);
 
 /// The database, its connections and its shadow WAL.
 pub(crate) struct Db {
@@ -68,10 +128,14 @@ pub(crate) struct Db {
     wal_path: PathBuf,
     root: PathBuf,
     options: DbOptions,
-    writer: Connection,
-    reader: Connection,
-    /// Runs our checkpoints (the reader stays in its read transaction).
-    checkpointer: Connection,
+    /// The connections and the database file; `None` while released.
+    conns: Option<Conns>,
+    /// While a release is attempted, views carry no database file.
+    releasing: bool,
+    /// What the files looked like at the release (`Some` while released).
+    released: Option<Probe>,
+    /// Descriptors taken from the shared budget while awake.
+    permit: Option<super::Taken>,
     reading: bool,
     identity: (u64, u64),
     shadow: Option<Shadow>,
@@ -87,9 +151,8 @@ pub(crate) struct Db {
     seq_root: u32,
     /// Held while replicating: one replicator per shadow directory.
     _lock: File,
-    /// The database file, opened once and kept open: closing any descriptor
-    /// of it would drop the POSIX locks of our SQLite connections.
-    db_file: Arc<File>,
+    /// When a round last copied new frames of the application's.
+    last_new: Instant,
     /// What the database side has done, for [`Replicator::status`](super::Replicator::status).
     pub(crate) counters: Arc<DbCounters>,
 }
@@ -175,16 +238,27 @@ fn open_connection(path: &Path, busy: Duration) -> Result<Connection, ReplicateE
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(ReplicateError::NotWal(path.to_owned(), mode));
     }
-    // Our own connections never checkpoint on their own.
+    // Our own connections never checkpoint on their own, not even when
+    // closed as the last connection to the database (which would also
+    // delete the WAL, and the next one would not continue the shadow).
     conn.execute_batch("PRAGMA wal_autocheckpoint = 0")
         .map_err(sql("disabling autocheckpoint"))?;
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+        true,
+    )
+    .map_err(sql("disabling the checkpoint on close"))?;
     Ok(conn)
 }
 
 impl Db {
     /// Opens the database and resumes its shadow WAL, or starts a new
     /// generation when continuity cannot be proven.
-    pub(crate) fn open(path: &Path, options: DbOptions) -> Result<Db, ReplicateError> {
+    pub(crate) fn open(
+        path: &Path,
+        options: DbOptions,
+        permit: Option<super::Taken>,
+    ) -> Result<Db, ReplicateError> {
         if !path.is_file() {
             return Err(ReplicateError::NoDatabase(path.to_owned()));
         }
@@ -197,25 +271,19 @@ impl Db {
             .unwrap_or_else(|| default_shadow_root(&path));
         fs::create_dir_all(&root).map_err(io(format!("creating {}", root.display())))?;
         let lock = lock_shadow(&root)?;
-        let writer = open_connection(&path, options.busy_timeout)?;
-        writer
-            .execute_batch(SCHEMA)
-            .map_err(sql("creating _litestream_seq"))?;
-        let reader = open_connection(&path, options.busy_timeout)?;
-        let checkpointer = open_connection(&path, options.busy_timeout)?;
+        let (conns, seq_root) = Conns::open(&path, &options)?;
         let mut wal_path = path.clone().into_os_string();
         wal_path.push("-wal");
-        let db_file =
-            Arc::new(File::open(&path).map_err(io(format!("opening {}", path.display())))?);
         let mut db = Db {
             identity: identity(&path)?,
             wal_path: PathBuf::from(wal_path),
             path,
             root,
             options,
-            writer,
-            reader,
-            checkpointer,
+            conns: Some(conns),
+            releasing: false,
+            released: None,
+            permit,
             reading: false,
             shadow: None,
             last_checkpoint: Instant::now(),
@@ -223,19 +291,19 @@ impl Db {
             copied_at: SystemTime::UNIX_EPOCH,
             first_index: 0,
             buf: Vec::new(),
-            seq_root: 0,
+            seq_root,
             _lock: lock,
-            db_file,
+            last_new: Instant::now(),
             counters: Arc::default(),
         };
-        db.seq_root = seq_root(&db.writer)?;
         let hint = db.litestream_hint();
         if hint.ends_with("replicates this database too") {
             warn!(path = %db.path.display(), "{hint}: two replicators of one database hold off each other's checkpoints; stop one");
         }
         // A write first, so our read transaction holds a mark inside the WAL
         // (a reader of a fully checkpointed WAL would not stop a restart).
-        db.writer
+        db.conns()
+            .writer
             .execute_batch(BUMP)
             .map_err(sql("writing _litestream_seq"))?;
         db.acquire_read()?;
@@ -249,12 +317,13 @@ impl Db {
     fn acquire_read(&mut self) -> Result<(), ReplicateError> {
         if !self.reading {
             let begun = self
+                .conns()
                 .reader
                 .execute_batch("BEGIN; SELECT COUNT(1) FROM _litestream_seq;");
             if let Err(e) = begun {
                 // Never left inside a transaction that holds no read mark.
-                if !self.reader.is_autocommit() {
-                    let _ = self.reader.execute_batch("ROLLBACK");
+                if !self.conns().reader.is_autocommit() {
+                    let _ = self.conns().reader.execute_batch("ROLLBACK");
                 }
                 return Err(sql("starting the read transaction")(e));
             }
@@ -265,7 +334,8 @@ impl Db {
 
     fn release_read(&mut self) -> Result<(), ReplicateError> {
         if self.reading {
-            self.reader
+            self.conns()
+                .reader
                 .execute_batch("ROLLBACK")
                 .map_err(sql("ending the read transaction"))?;
             self.reading = false;
@@ -352,7 +422,7 @@ impl Db {
             parsed,
             len,
             chain,
-            file,
+            file: Some(file),
         });
         Ok(())
     }
@@ -364,7 +434,8 @@ impl Db {
         }
         // A write makes sure the WAL has a header.
         self.release_read()?;
-        self.writer
+        self.conns()
+            .writer
             .execute_batch(BUMP)
             .map_err(sql("writing _litestream_seq"))?;
         self.acquire_read()?;
@@ -394,6 +465,7 @@ impl Db {
             }
         }
         info!(generation = %generation, reason = why, "new generation");
+        self.last_new = Instant::now();
         self.shadow = Some(shadow);
         self.first_index = 0;
         self.copy_frames()
@@ -430,7 +502,7 @@ impl Db {
             parsed,
             len: WAL_HEADER_LEN as u64,
             chain: parsed.checksum,
-            file,
+            file: Some(file),
         })
     }
 
@@ -499,8 +571,8 @@ impl Db {
             if valid > 0 {
                 let bytes = &batch[..(valid * frame_len) as usize];
                 shadow
-                    .file
-                    .write_all_at(bytes, offset)
+                    .file()
+                    .and_then(|f| f.write_all_at(bytes, offset))
                     .map_err(|e| Discontinuity(format!("the shadow WAL cannot be written: {e}")))?;
             }
             offset += valid * frame_len;
@@ -516,9 +588,8 @@ impl Db {
             // Drop frames of a transaction not committed yet; they are copied
             // again once it is.
             shadow
-                .file
-                .set_len(committed.0)
-                .and_then(|()| shadow.file.sync_data())
+                .file()
+                .and_then(|f| f.set_len(committed.0).and_then(|()| f.sync_data()))
                 .map_err(|e| Discontinuity(format!("the shadow WAL cannot be written: {e}")))?;
         }
         shadow.len = committed.0;
@@ -556,6 +627,7 @@ impl Db {
         let why = match self.copy_frames() {
             Ok(copied) => {
                 if copied > 0 {
+                    self.last_new = Instant::now();
                     debug!(bytes = copied, "copied WAL frames");
                 }
                 return Ok(());
@@ -567,6 +639,121 @@ impl Db {
             return Ok(());
         }
         self.new_generation(&why)
+    }
+
+    /// What the database and WAL files look like now.
+    pub(crate) fn probe(&self) -> Probe {
+        let wal = fs::metadata(&self.wal_path)
+            .ok()
+            .map(|m| (m.ino(), m.len(), m.mtime(), m.mtime_nsec()));
+        let db = fs::metadata(&self.path).ok().map(|m| m.ino());
+        Probe { db, wal }
+    }
+
+    /// Whether the connections and files are released.
+    pub(crate) fn is_released(&self) -> bool {
+        self.released.is_some()
+    }
+
+    /// Whether a released database's files changed since its release.
+    pub(crate) fn changed_since_release(&self) -> bool {
+        self.released.as_ref() != Some(&self.probe())
+    }
+
+    /// Whether the WAL holds more than our own last write (a release first
+    /// checkpoints, so that the application's next write appends to a WAL
+    /// that is not fully checkpointed and so does not restart it).
+    pub(crate) fn wal_holds_frames(&self) -> bool {
+        self.shadow.as_ref().map_or(0, Shadow::frames) > 1
+    }
+
+    /// How long since a round last copied new frames.
+    pub(crate) fn quiet_for(&self) -> Duration {
+        self.last_new.elapsed()
+    }
+
+    /// Starts a release: views published from now on carry no database
+    /// file (a snapshot cannot start). Undone by [`Db::release`] failing.
+    pub(crate) fn begin_release(&mut self) {
+        self.releasing = true;
+    }
+
+    /// Releases the connections, the database and shadow files and the
+    /// descriptor permit, if the WAL has been quiet for [`QUIET`], holds
+    /// nothing new, and nothing else holds the database file (a view
+    /// published since [`Db::begin_release`] carries none, so only a
+    /// snapshot still reading one could). Returns whether it did; the
+    /// database then holds only its shadow lock until [`Db::wake`].
+    pub(crate) fn release(&mut self) -> bool {
+        let released = self.try_release();
+        self.releasing = false;
+        released
+    }
+
+    fn try_release(&mut self) -> bool {
+        // Taken first: a write after it changes the WAL's modification
+        // time, since the last one was at least QUIET before.
+        let probe = self.probe();
+        let quiet = fs::metadata(&self.wal_path)
+            .and_then(|m| m.modified())
+            .map_or(true, |at| at.elapsed().is_ok_and(|age| age >= QUIET));
+        if !quiet || !matches!(self.copy_frames(), Ok(0)) {
+            return false;
+        }
+        let Some(conns) = self.conns.as_ref() else {
+            return false;
+        };
+        if Arc::strong_count(&conns.db_file) > 1 || self.release_read().is_err() {
+            return false;
+        }
+        self.conns = None;
+        if let Some(shadow) = self.shadow.as_mut() {
+            shadow.file = None;
+        }
+        self.buf = Vec::new();
+        self.permit = None;
+        self.released = Some(probe);
+        self.counters
+            .releases
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        debug!(path = %self.path.display(), "released: nothing new to copy");
+        true
+    }
+
+    /// Opens what [`Db::release`] closed; the round that follows copies
+    /// what the WAL gained meanwhile, or starts a new generation when it
+    /// no longer continues the shadow (the application checkpointed and
+    /// restarted it), as at start.
+    pub(crate) fn wake(&mut self, permit: Option<super::Taken>) -> Result<(), ReplicateError> {
+        if !self.is_released() {
+            return Ok(());
+        }
+        let (conns, seq_root) = Conns::open(&self.path, &self.options)?;
+        self.conns = Some(conns);
+        self.seq_root = seq_root;
+        self.permit = permit;
+        self.released = None;
+        self.last_new = Instant::now();
+        // (A missing file is waited for by the round, as when awake.)
+        if let Ok(id) = identity(&self.path) {
+            if id != self.identity {
+                self.identity = id;
+                return self.new_generation("the database file was replaced while released");
+            }
+        }
+        let reopened = self.shadow.as_mut().map(|shadow| {
+            let path = index_file(&self.root, &shadow.generation, shadow.index);
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .map(|file| shadow.file = Some(file))
+        });
+        if !matches!(reopened, Some(Ok(()))) {
+            return self.new_generation("the shadow WAL is gone");
+        }
+        debug!(path = %self.path.display(), "woken: the WAL changed");
+        Ok(())
     }
 
     /// Whether a round's second half has a checkpoint to run: the WAL holds
@@ -620,18 +807,19 @@ impl Db {
 
     fn reopen(&mut self) -> Result<(), ReplicateError> {
         self.reading = false;
-        self.writer = open_connection(&self.path, self.options.busy_timeout)?;
-        self.writer
-            .execute_batch(SCHEMA)
-            .map_err(sql("creating _litestream_seq"))?;
-        self.reader = open_connection(&self.path, self.options.busy_timeout)?;
-        self.checkpointer = open_connection(&self.path, self.options.busy_timeout)?;
+        // The old connections close before the new ones open.
+        self.conns = None;
+        let (conns, seq_root) = Conns::open(&self.path, &self.options)?;
+        self.conns = Some(conns);
+        self.seq_root = seq_root;
         self.identity = identity(&self.path)?;
-        self.db_file = Arc::new(
-            File::open(&self.path).map_err(io(format!("opening {}", self.path.display())))?,
-        );
-        self.seq_root = seq_root(&self.writer)?;
         Ok(())
+    }
+
+    fn conns(&self) -> &Conns {
+        self.conns
+            .as_ref()
+            .expect("the connections are open while the database is awake")
     }
 
     /// Checkpoints and restarts the WAL without losing a frame.
@@ -653,15 +841,16 @@ impl Db {
     ///    new WAL is the next index.
     fn checkpoint_with(&mut self, force: bool) -> Result<bool, ReplicateError> {
         self.last_checkpoint = Instant::now();
-        if let Err(e) = self.writer.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(e) = self.conns().writer.execute_batch("BEGIN IMMEDIATE") {
             debug!(error = %e, "checkpoint skipped: the database is busy");
             return Ok(false);
         }
         let result = self.checkpoint_locked(force);
-        let rollback = if self.writer.is_autocommit() {
+        let rollback = if self.conns().writer.is_autocommit() {
             Ok(())
         } else {
-            self.writer
+            self.conns()
+                .writer
                 .execute_batch("ROLLBACK")
                 .map_err(sql("rolling back"))
         };
@@ -671,7 +860,8 @@ impl Db {
 
     fn checkpoint_locked(&mut self, force: bool) -> Result<(), ReplicateError> {
         if let Err(Discontinuity(why)) = self.copy_frames() {
-            self.writer
+            self.conns()
+                .writer
                 .execute_batch("ROLLBACK")
                 .map_err(sql("rolling back"))?;
             return self.new_generation(&why);
@@ -686,6 +876,7 @@ impl Db {
         let (mut log, mut done);
         loop {
             (log, done) = self
+                .conns()
                 .checkpointer
                 .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
                     Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
@@ -700,14 +891,21 @@ impl Db {
         }
         // 3. A fresh write lock at once (a writer that slips in between
         //    only postpones the restart); what it appended is copied first.
-        self.writer
+        self.conns()
+            .writer
             .execute_batch("ROLLBACK")
             .map_err(sql("rolling back"))?;
-        if self.writer.execute_batch("BEGIN IMMEDIATE").is_err() {
+        if self
+            .conns()
+            .writer
+            .execute_batch("BEGIN IMMEDIATE")
+            .is_err()
+        {
             return Ok(());
         }
         if let Err(Discontinuity(why)) = self.copy_frames() {
-            self.writer
+            self.conns()
+                .writer
                 .execute_batch("ROLLBACK")
                 .map_err(sql("rolling back"))?;
             return self.new_generation(&why);
@@ -720,7 +918,8 @@ impl Db {
             // would, while nothing can be appended.
             std::thread::sleep(self.options.busy_timeout.min(Duration::from_millis(50)));
         }
-        self.writer
+        self.conns()
+            .writer
             .execute_batch(&format!("{BUMP}; COMMIT;"))
             .map_err(sql("writing _litestream_seq"))?;
         self.acquire_read()?;
@@ -821,7 +1020,12 @@ impl Db {
             index: shadow.index,
             len: shadow.len,
             copied_at: self.copied_at,
-            db_file: self.db_file.clone(),
+            db_file: self
+                .conns
+                .as_ref()
+                .filter(|_| !self.releasing)
+                .map(|c| c.db_file.clone()),
+            released: self.released.is_some(),
             settled: true,
         }
     }
@@ -909,6 +1113,8 @@ fn be32(bytes: &[u8], at: usize) -> u32 {
 
 impl Drop for Db {
     fn drop(&mut self) {
-        let _ = self.release_read();
+        if self.conns.is_some() {
+            let _ = self.release_read();
+        }
     }
 }

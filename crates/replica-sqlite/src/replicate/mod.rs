@@ -24,12 +24,15 @@
 //! the position and `through`, the time of the WAL copy they contain — every
 //! transaction committed before that time is in the replica.
 
+mod budget;
 mod db;
 mod image;
 mod ship;
 mod ship_ltx;
 mod stats;
+mod wake;
 
+pub use budget::{awake_cost, Descriptors, Taken, AWAKE_DESCRIPTORS, DESCRIPTORS_PER_REPLICA};
 pub use stats::{CheckpointMode, Failure, ReplicaStatus, Status, Work};
 
 use stats::{DbCounters, ReplicaCounters};
@@ -39,6 +42,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use futures::FutureExt;
 use replica_core::{Generation, Pos, ReplicaClient};
 use tokio::sync::{watch, RwLock};
 use tokio::task::JoinHandle;
@@ -62,7 +66,29 @@ pub struct DbOptions {
     /// Where the shadow WAL and position state live (default
     /// `.<name>-replica` beside the database).
     pub shadow_dir: Option<PathBuf>,
+    /// Release the database when idle: once every replica holds the whole
+    /// shadow WAL and nothing new has come for this long, the connections
+    /// and files are closed (the database then holds one descriptor, its
+    /// shadow lock, and almost no memory) until its WAL changes, which a
+    /// file-system event (inotify) or, as the safety net, a check every
+    /// [`RELEASED_POLL`] (every `monitor_interval` where no event can be
+    /// had) notices. A checkpoint by the application while released can
+    /// cost a new generation, never a transaction. `None` (the default):
+    /// held for the replicator's lifetime.
+    ///
+    /// Only for a process that hosts no SQLite connection of its own to
+    /// the database: closing a descriptor of the database file drops every
+    /// POSIX lock the process holds on it.
+    pub release_when_idle: Option<Duration>,
+    /// A descriptor budget shared by replicators: an awake database holds
+    /// [`awake_cost`] of it, and waits for them (at start and to wake),
+    /// logging why, instead of failing on the process's descriptor limit.
+    pub descriptors: Option<Descriptors>,
 }
+
+/// How often a released database checks its WAL when file-system events
+/// are to be had (they wake it at once; this is the safety net).
+pub const RELEASED_POLL: Duration = Duration::from_secs(10);
 
 impl Default for DbOptions {
     fn default() -> Self {
@@ -73,6 +99,8 @@ impl Default for DbOptions {
             max_checkpoint_page_count: 10_000,
             busy_timeout: Duration::from_secs(1),
             shadow_dir: None,
+            release_when_idle: None,
+            descriptors: None,
         }
     }
 }
@@ -204,8 +232,11 @@ pub(crate) struct ShadowView {
     index: u64,
     len: u64,
     copied_at: SystemTime,
-    /// The database file, open for the replicator's lifetime.
-    db_file: Arc<std::fs::File>,
+    /// The database file, while the database is awake (a snapshot needs
+    /// it: see [`awake_view`]).
+    db_file: Option<Arc<std::fs::File>>,
+    /// Whether the database is released (idle, its files closed).
+    released: bool,
     /// Whether the database round that published it is over (false while
     /// a checkpoint it started may still publish a new index).
     settled: bool,
@@ -223,6 +254,9 @@ pub(crate) struct Shared {
     replicas: Vec<ReplicaCounters>,
     /// The shadow's end before it last moved, and its last copy time.
     previous: Mutex<Option<(Pos, SystemTime)>>,
+    /// Notified by a replica that needs the database awake (a snapshot, a
+    /// new generation).
+    wake: tokio::sync::Notify,
 }
 
 /// A running replication of one database.
@@ -272,8 +306,18 @@ impl Replicator {
         replicas: Vec<Replica>,
     ) -> Result<Replicator, ReplicateError> {
         let path = path.to_owned();
-        let monitor = options.monitor_interval;
-        let db = tokio::task::spawn_blocking(move || db::Db::open(&path, options))
+        let settings = LoopSettings {
+            monitor: options.monitor_interval,
+            release: options.release_when_idle,
+            descriptors: options.descriptors.clone(),
+            cost: awake_cost(replicas.len()),
+            watch: None,
+        };
+        let permit = match &settings.descriptors {
+            Some(budget) => Some(budget.take(settings.cost, &path).await),
+            None => None,
+        };
+        let db = tokio::task::spawn_blocking(move || db::Db::open(&path, options, permit))
             .await
             .expect("opening the database does not panic")?;
         let (view_tx, views) = watch::channel(db.view());
@@ -288,6 +332,7 @@ impl Replicator {
                 .map(|_| ReplicaCounters::default())
                 .collect(),
             previous: Mutex::new(None),
+            wake: tokio::sync::Notify::new(),
         });
         let files = (db.path().to_owned(), db.wal_path().to_owned());
         let replica_settings = replicas
@@ -296,10 +341,16 @@ impl Replicator {
             .collect();
         let (stop_db, stop_db_rx) = watch::channel(false);
         let (stop_replicas, stop_replicas_rx) = watch::channel(false);
+        let settings = LoopSettings {
+            watch: settings
+                .release
+                .and_then(|_| wake::Registration::new(db.wal_path())),
+            ..settings
+        };
         let db = Arc::new(Mutex::new(db));
         let db_task = tokio::spawn(db_loop(
             db,
-            monitor,
+            settings,
             view_tx,
             gate.clone(),
             shared.clone(),
@@ -486,6 +537,8 @@ impl Monitor {
             last_sync,
             started: self.started,
             failing,
+            released: view.released,
+            releases: self.shared.db.releases.load(Ordering::Relaxed),
             replicas,
         }
     }
@@ -508,8 +561,11 @@ fn publish(
         let moved = current.generation != view.generation
             || current.index != view.index
             || current.len != view.len;
-        let new =
-            moved || current.first_index != view.first_index || current.settled != view.settled;
+        let new = moved
+            || current.first_index != view.first_index
+            || current.settled != view.settled
+            || current.db_file.is_some() != view.db_file.is_some()
+            || current.released != view.released;
         if moved {
             *shared.previous.lock().unwrap_or_else(|p| p.into_inner()) = Some((
                 Pos {
@@ -534,30 +590,128 @@ impl Drop for Replicator {
     }
 }
 
+/// How the database task runs.
+struct LoopSettings {
+    monitor: Duration,
+    release: Option<Duration>,
+    descriptors: Option<Descriptors>,
+    /// What an awake database takes from the budget.
+    cost: u32,
+    /// File-system events of the WAL, if they can be had.
+    watch: Option<wake::Registration>,
+}
+
+/// The gate that holds off checkpoints and new generations while a
+/// snapshot reads the database, taken once the database is awake (a
+/// released one is asked to wake), with the view it is awake in and its
+/// database file.
+pub(crate) async fn snapshot_gate(
+    gate: &Arc<RwLock<()>>,
+    views: &watch::Receiver<ShadowView>,
+    shared: &Shared,
+) -> replica_core::Result<(
+    tokio::sync::OwnedRwLockReadGuard<()>,
+    ShadowView,
+    Arc<std::fs::File>,
+)> {
+    // A receiver of our own: the caller's notion of what is new stays.
+    let mut views = views.clone();
+    loop {
+        if views.borrow_and_update().db_file.is_none() {
+            shared.wake.notify_one();
+            if views.changed().await.is_err() {
+                return Err(replica_core::Error::io(
+                    "reading the database for a snapshot",
+                    std::io::Error::other("the database task has stopped"),
+                ));
+            }
+            continue;
+        }
+        // A release needs the gate: once it is held, an awake view stays so.
+        let held = gate.clone().read_owned().await;
+        let view = views.borrow_and_update().clone();
+        if let Some(file) = view.db_file.clone() {
+            return Ok((held, view, file));
+        }
+    }
+}
+
 async fn db_loop(
     db: Arc<Mutex<db::Db>>,
-    monitor: Duration,
+    settings: LoopSettings,
     views: watch::Sender<ShadowView>,
     gate: Arc<RwLock<()>>,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let monitor = settings.monitor;
+    let lock = |db: &Mutex<db::Db>| {
+        let db = db.lock().unwrap_or_else(|p| p.into_inner());
+        (
+            db.is_released(),
+            db.is_released() && db.changed_since_release(),
+        )
+    };
     let mut failures = 0u32;
+    let mut idle_checkpointed = false;
     loop {
         let last = *stop.borrow();
+        let (released, changed) = lock(&db);
+        let mut waking = None;
+        if released {
+            if !changed {
+                if last {
+                    // Nothing came since everything was shipped.
+                    return;
+                }
+                let poll = match settings.watch {
+                    Some(_) => RELEASED_POLL.max(monitor),
+                    None => monitor,
+                };
+                let mut asked = false;
+                tokio::select! {
+                    _ = async { settings.watch.as_ref().expect("set").changed().await }, if settings.watch.is_some() => {}
+                    _ = shared.wake.notified() => asked = true,
+                    _ = tokio::time::sleep(poll) => {}
+                    _ = stop.changed() => {}
+                    _ = shared.moved.notified() => prune_now(&db, &shared).await,
+                }
+                if !asked {
+                    continue;
+                }
+            }
+            let permit = match &settings.descriptors {
+                Some(budget) => Some(budget.take(settings.cost, &shared_path(&db)).await),
+                None => None,
+            };
+            waking = Some((permit, gate.clone().write_owned().await));
+        }
         let started = std::time::Instant::now();
         let round = {
             let db = db.clone();
             let views = views.clone();
             let gate = gate.clone();
             let shared = shared.clone();
+            let release = settings.release.filter(|_| !last);
+            // Others wait for descriptors: release as soon as quiet.
+            let release = match &settings.descriptors {
+                Some(budget) if budget.contended() => release.map(|_| Duration::ZERO),
+                _ => release,
+            };
             tokio::task::spawn_blocking(move || {
                 let mut db = db.lock().unwrap_or_else(|p| p.into_inner());
-                let diverged = shared.diverged.swap(false, Ordering::SeqCst);
                 // A snapshot being read holds the gate: then no checkpoint
-                // and no new generation (they wait for the next round).
-                let gate = gate.try_write();
-                let free = gate.is_ok();
+                // and no new generation (they wait for the next round). A
+                // database waking holds it already.
+                let (permit, held) = match waking {
+                    Some((permit, held)) => (permit, Some(held)),
+                    None => (None, gate.try_write_owned().ok()),
+                };
+                let free = held.is_some();
+                if let Err(e) = db.wake(permit) {
+                    return (Err(e), idle_checkpointed);
+                }
+                let diverged = shared.diverged.swap(false, Ordering::SeqCst);
                 // Replicas see new frames before any checkpoint runs.
                 if diverged && !free {
                     shared.diverged.store(true, Ordering::SeqCst);
@@ -571,13 +725,40 @@ async fn db_loop(
                     result = db.checkpoint();
                     publish(&views, &shared, db.view(), true);
                 }
-                drop(gate);
+                let mut idle_checkpointed = idle_checkpointed;
+                if let Some(after) = release {
+                    let idle = db.quiet_for() >= after;
+                    if !idle {
+                        idle_checkpointed = false;
+                    } else if result.is_ok()
+                        && free
+                        && !checkpoint
+                        && !shared.diverged.load(Ordering::SeqCst)
+                        && all_at_end(&shared, &db.view())
+                    {
+                        if db.wal_holds_frames() && !idle_checkpointed {
+                            // Once per idle spell: a WAL holding only our
+                            // write is not restarted by the next writer.
+                            idle_checkpointed = true;
+                            result = db.checkpoint();
+                            publish(&views, &shared, db.view(), true);
+                        } else {
+                            db.begin_release();
+                            publish(&views, &shared, db.view(), true);
+                            db.release();
+                            publish(&views, &shared, db.view(), true);
+                        }
+                    }
+                }
+                drop(held);
                 prune(&mut db, &shared);
-                result
+                (result, idle_checkpointed)
             })
             .await
             .expect("a sync does not panic")
         };
+        let (round, checkpointed) = round;
+        idle_checkpointed = checkpointed;
         shared.db.synced(
             started.elapsed(),
             round.as_ref().map(|_| ()).map_err(|e| e.to_string()),
@@ -591,6 +772,14 @@ async fn db_loop(
         }
         if last {
             return;
+        }
+        if lock(&db).0 {
+            // Released: what was asked or seen while awake is stale.
+            let _ = shared.wake.notified().now_or_never();
+            if let Some(watch) = &settings.watch {
+                let _ = watch.changed().now_or_never();
+            }
+            continue;
         }
         // A tick every monitor interval (as Litestream's ticker): a long
         // round (a large copy, a checkpoint) does not stretch a long
@@ -608,17 +797,37 @@ async fn db_loop(
                 _ = tokio::time::sleep_until(next) => break,
                 _ = stop.changed() => break,
                 // Between rounds, shadow files the replicas have passed go.
-                _ = shared.moved.notified() => {
-                    let (db, shared) = (db.clone(), shared.clone());
-                    let _ = tokio::task::spawn_blocking(move || {
-                        let mut db = db.lock().unwrap_or_else(|p| p.into_inner());
-                        prune(&mut db, &shared);
-                    })
-                    .await;
-                }
+                _ = shared.moved.notified() => prune_now(&db, &shared).await,
             }
         }
     }
+}
+
+/// Prunes on a blocking thread.
+async fn prune_now(db: &Arc<Mutex<db::Db>>, shared: &Arc<Shared>) {
+    let (db, shared) = (db.clone(), shared.clone());
+    let _ = tokio::task::spawn_blocking(move || {
+        let mut db = db.lock().unwrap_or_else(|p| p.into_inner());
+        prune(&mut db, &shared);
+    })
+    .await;
+}
+
+fn shared_path(db: &Mutex<db::Db>) -> PathBuf {
+    db.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .path()
+        .to_owned()
+}
+
+/// Whether every replica stands at the end of `view`.
+fn all_at_end(shared: &Shared, view: &ShadowView) -> bool {
+    shared
+        .positions
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .all(|p| p.as_ref().is_some_and(|p| at_view_end(view, p)))
 }
 
 /// Whether `pos` is the end of what `view` holds.

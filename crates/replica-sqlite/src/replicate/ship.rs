@@ -20,6 +20,9 @@ use super::{ReplicaOptions, ShadowView, Shared};
 
 const CHUNK: usize = 1 << 20;
 
+/// The longest a replica task waits for news or scheduled work.
+const IDLE_ROUND: Duration = Duration::from_secs(3600);
+
 /// Ships one replica.
 pub(crate) struct Shipper {
     pub(crate) slot: usize,
@@ -196,6 +199,8 @@ impl Shipper {
                 self.shared
                     .diverged
                     .store(true, std::sync::atomic::Ordering::SeqCst);
+                // A released database wakes to start the new generation.
+                self.shared.wake.notify_one();
                 Err(Error::Backend {
                     backend: self.client.kind(),
                     source: None,
@@ -219,12 +224,11 @@ impl Shipper {
         // that index only; with the shadow's committed pages laid over it,
         // it is the database as of `view.len`, and replaying the index from
         // offset 0 over it is exact.
-        let _gate = self.gate.clone().read_owned().await;
-        let view = self.views.borrow().clone();
+        let (_gate, view, db_file) =
+            super::snapshot_gate(&self.gate, &self.views, &self.shared).await?;
         let shadow = index_path(&view, view.index);
-        let data =
-            lz4::compress_stream(super::image::image(view.db_file.clone(), shadow, view.len));
-        let size = view.db_file.metadata().map_or(0, |m| m.len()) + view.len;
+        let size = db_file.metadata().map_or(0, |m| m.len()) + view.len;
+        let data = lz4::compress_stream(super::image::image(db_file, shadow, view.len));
         let info = bounded(
             || format!("writing the snapshot of generation {}", view.generation),
             size,
@@ -474,6 +478,18 @@ impl Ship for Shipper {
     async fn final_sync(&mut self) -> Result<()> {
         Shipper::final_sync(self).await
     }
+    fn next_due(&self) -> Option<Duration> {
+        let after = |last: Option<Instant>, every: Duration| {
+            last.map_or(Duration::ZERO, |at| every.saturating_sub(at.elapsed()))
+        };
+        let snapshot = self
+            .options
+            .snapshot_interval
+            .map(|every| after(self.last_snapshot, every));
+        let retention = (!self.options.retention.is_zero())
+            .then(|| after(self.last_retention, self.options.retention_check_interval));
+        snapshot.into_iter().chain(retention).min()
+    }
 }
 
 /// Runs a replica task until `stop` says so, then ships what the final
@@ -525,11 +541,12 @@ pub(crate) async fn run<S: Ship>(mut ship: S, mut stop: watch::Receiver<bool>) -
             _ = stop.wait_for(|s| *s) => break,
         }
         if failures == 0 {
-            // Wait for something new, unless scheduled work is due sooner.
-            let idle = ship.sync_interval().max(Duration::from_secs(1)) * 10;
-            let idle = ship
-                .next_due()
-                .map_or(idle, |due| due.clamp(Duration::from_millis(10), idle));
+            // Wait for something new, unless scheduled work is due sooner
+            // (an idle replica has no periodic work: a round an hour at
+            // most, as a safety net).
+            let idle = ship.next_due().map_or(IDLE_ROUND, |due| {
+                due.clamp(Duration::from_millis(10), IDLE_ROUND)
+            });
             tokio::select! {
                 _ = ship.views().changed() => {}
                 _ = tokio::time::sleep(idle) => {}

@@ -271,11 +271,11 @@ impl LtxShipper {
 
     /// An L0 at the next TXID holding the whole database as of the view.
     async fn whole(&mut self) -> Result<()> {
-        let _gate = self.gate.clone().read_owned().await;
-        let view = self.views.borrow().clone();
+        let (_gate, view, db_file) =
+            super::snapshot_gate(&self.gate, &self.views, &self.shared).await?;
         let txid = self.txid + 1;
         let at = Utc::now();
-        let image = open_image(&view)?;
+        let image = open_image(&view, db_file)?;
         let header = image_header(&image, txid, txid, view.len, at);
         self.write(0, header, image_pages(image), at).await?;
         info!(replica = %self.options.name, txid = %TxId(txid), generation = %view.generation, "whole database written (a new position)");
@@ -287,8 +287,8 @@ impl LtxShipper {
 
     /// An L9 snapshot `1-TXID` of the database as of the newest TXID.
     async fn snapshot(&mut self) -> Result<()> {
-        let _gate = self.gate.clone().read_owned().await;
-        let view = self.views.borrow().clone();
+        let (_gate, view, db_file) =
+            super::snapshot_gate(&self.gate, &self.views, &self.shared).await?;
         if self.pos.as_ref().map(|p| &p.generation) != Some(&view.generation) {
             return Ok(());
         }
@@ -304,7 +304,7 @@ impl LtxShipper {
             return Ok(());
         }
         let at = Utc::now();
-        let image = open_image(&view)?;
+        let image = open_image(&view, db_file)?;
         let header = image_header(&image, 1, self.txid, view.len, at);
         self.write(SNAPSHOT_LEVEL, header, image_pages(image), at)
             .await?;
@@ -446,9 +446,9 @@ fn commit_cut(shadow: &std::fs::File, start: u64, end: u64, max: u64) -> std::io
     Ok(end)
 }
 
-fn open_image(view: &ShadowView) -> Result<Image> {
+fn open_image(view: &ShadowView, db_file: Arc<std::fs::File>) -> Result<Image> {
     let shadow = index_path(view, view.index);
-    Image::open(view.db_file.clone(), &shadow, view.len)
+    Image::open(db_file, &shadow, view.len)
         .map_err(|e| Error::io("reading a snapshot of the database", e))
 }
 

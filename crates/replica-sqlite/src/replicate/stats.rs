@@ -108,6 +108,8 @@ pub(crate) struct DbCounters {
     pub(crate) wal_bytes: AtomicU64,
     /// Frames copied into the shadow.
     pub(crate) wal_frames: AtomicU64,
+    /// Times the database was released when idle.
+    pub(crate) releases: AtomicU64,
     sync: WorkCounters,
     checkpoints: [WorkCounters; 2],
     health: Mutex<Health>,
@@ -196,6 +198,11 @@ pub struct Status {
     pub started: SystemTime,
     /// Set while the database rounds fail.
     pub failing: Option<Failure>,
+    /// Whether the database is released (idle, its files closed, no
+    /// rounds until its WAL changes: see `DbOptions::release_when_idle`).
+    pub released: bool,
+    /// Times it was released so far.
+    pub releases: u64,
     /// Each replica, in configuration order.
     pub replicas: Vec<ReplicaStatus>,
 }

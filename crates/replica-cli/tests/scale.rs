@@ -26,6 +26,21 @@ fn limit_descriptors(cmd: &mut Process, n: u64) {
     }
 }
 
+/// `replica replicate -config CFG` with stderr to `log`, under a
+/// descriptor limit of `limit`.
+fn replicate_limited(
+    cfg: &std::path::Path,
+    log: &std::path::Path,
+    limit: u64,
+) -> std::process::Child {
+    let mut cmd = Process::new(assert_cmd::cargo::cargo_bin("replica"));
+    cmd.args(["replicate", "-config", cfg.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(log).unwrap()));
+    limit_descriptors(&mut cmd, limit);
+    cmd.spawn().unwrap()
+}
+
 #[test]
 fn a_database_past_the_descriptor_limit_is_refused_by_name_and_the_others_replicate() {
     let dir = tempfile::tempdir().unwrap();
@@ -43,14 +58,9 @@ fn a_database_past_the_descriptor_limit_is_refused_by_name_and_the_others_replic
     }
     std::fs::write(&cfg, text).unwrap();
     let log = dir.path().join("log");
-    let mut cmd = Process::new(assert_cmd::cargo::cargo_bin("replica"));
-    cmd.args(["replicate", "-config", cfg.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()));
     // The reserve (256) and one database with one replica awake (1 + 11),
     // not two.
-    limit_descriptors(&mut cmd, 256 + 12);
-    let mut child = cmd.spawn().unwrap();
+    let mut child = replicate_limited(&cfg, &log, 256 + 12);
     let read = || std::fs::read_to_string(&log).unwrap_or_default();
     let started = Instant::now();
     while !(read().contains("descriptor limit would be exceeded") && read().contains("replicating"))
@@ -101,12 +111,7 @@ fn databases_past_what_may_be_awake_at_once_take_turns_and_all_replicate() {
     }
     std::fs::write(&cfg, text).unwrap();
     let log = dir.path().join("log");
-    let mut cmd = Process::new(assert_cmd::cargo::cargo_bin("replica"));
-    cmd.args(["replicate", "-config", cfg.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()));
-    limit_descriptors(&mut cmd, 256 + 3 + 11);
-    let mut child = cmd.spawn().unwrap();
+    let mut child = replicate_limited(&cfg, &log, 256 + 3 + 11);
     let read = || std::fs::read_to_string(&log).unwrap_or_default();
     let replicated = |db: &std::path::Path| {
         std::path::Path::new(&format!("{}-replica", db.display()))

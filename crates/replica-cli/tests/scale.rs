@@ -224,6 +224,61 @@ fn a_watched_directory_replicates_what_appears_and_stops_what_goes() {
     }
 }
 
+/// A database of a directory entry is released once idle; the replicator
+/// is SIGKILLed just after a write woke it, the application writes,
+/// checkpoints with TRUNCATE and writes again while it is down, and the
+/// restarted replicator catches up (a new generation where the WAL no
+/// longer continues) and releases it again: every row restores, by us and
+/// by litestream 0.5.
+#[test]
+fn a_released_database_survives_a_kill_and_an_application_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let db = data.join("a.db");
+    let mut conn = create_source(&db);
+    write_round(&mut conn, 1);
+    let rep = dir.path().join("replicas");
+    let cfg = dir.path().join("litestream.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "dbs:\n  - dir: {}\n    pattern: \"*.db\"\n    monitor-interval: 50ms\n    replica:\n      url: file://{}\n      sync-interval: 50ms\n",
+            data.display(),
+            rep.display()
+        ),
+    )
+    .unwrap();
+    let args = ["-config", cfg.to_str().unwrap()];
+    let debug = [("REPLICA_LOG", "info,replica_sqlite=debug")];
+    let released = "released: nothing new to copy";
+    let running = Running::start_env(dir.path(), &args, &debug);
+    running.wait_for_within(released, Duration::from_secs(40));
+    write_round(&mut conn, 2);
+    std::thread::sleep(Duration::from_millis(300));
+    let first = running.kill();
+    assert_eq!(first.matches(released).count(), 1, "{first}");
+    write_round(&mut conn, 3);
+    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+        .unwrap();
+    write_round(&mut conn, 4);
+    let running = Running::start_env(dir.path(), &args, &debug);
+    write_round(&mut conn, 5);
+    running.wait_for_within(released, Duration::from_secs(40));
+    let log = running.stop();
+    assert!(!log.contains("os error 24"), "{log}");
+    drop(conn);
+    let url = format!("file://{}", rep.join("a.db").display());
+    let ours = dir.path().join("ours.db");
+    common::ours(&url, &ours, &[]);
+    assert_eq!(rows(&ours), rows(&db));
+    if let Some(bin) = common::litestream05() {
+        let theirs = dir.path().join("theirs.db");
+        common::theirs(&bin, &url, &theirs, &[]);
+        assert_eq!(rows(&theirs), rows(&db));
+    }
+}
+
 /// `replica replicate --dir DIR URL` without `--watch` and nothing in DIR
 /// stops at once, saying so and how to wait instead.
 #[test]

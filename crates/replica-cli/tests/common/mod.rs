@@ -479,9 +479,15 @@ pub struct Running {
 
 impl Running {
     pub fn start(dir: &Path, args: &[&str]) -> Running {
+        Running::start_env(dir, args, &[])
+    }
+
+    /// [`Running::start`] with `env` added to the child's environment.
+    pub fn start_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Running {
         let log = dir.join(format!("replicate-{:08x}.log", rand::random::<u32>()));
         let file = std::fs::File::create(&log).unwrap();
         let child = Process::new(assert_cmd::cargo::cargo_bin("replica"))
+            .envs(env.iter().copied())
             .arg("replicate")
             .args(args)
             .args(["--log-format", "json"])

@@ -716,6 +716,7 @@ impl Db {
         self.counters
             .releases
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        super::trim::soon();
         debug!(path = %self.path.display(), "released: nothing new to copy");
         true
     }

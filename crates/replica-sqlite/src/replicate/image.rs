@@ -156,16 +156,36 @@ fn produce(
 /// database file: opening and closing another one would drop every POSIX
 /// lock this process's SQLite connections hold on it (then another process
 /// could take the database for its last connection and delete the WAL).
+///
+/// At most [`MAX_IMAGES`] images are produced at once in the process; the
+/// others wait for a turn before taking a blocking thread.
 pub(crate) fn image(db: Arc<File>, shadow: PathBuf, len: u64) -> ByteStream {
     let (tx, rx) = mpsc::channel(4);
     let context = "reading a snapshot of the database".to_owned();
-    tokio::task::spawn_blocking(move || {
-        if let Err(e) = produce(db, shadow, len, &tx) {
-            let _ = tx.blocking_send(Err(Error::io(context, e)));
-        }
+    tokio::spawn(async move {
+        // Never closed, so a turn always comes.
+        let Ok(_turn) = PRODUCING.acquire().await else {
+            return;
+        };
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Err(e) = produce(db, shadow, len, &tx) {
+                let _ = tx.blocking_send(Err(Error::io(context, e)));
+            }
+        })
+        .await;
     });
     tokio_stream_from(rx)
 }
+
+/// Snapshot images produced at once, process-wide. A producer holds a
+/// blocking thread while it waits for its consumer, and a consumer may need
+/// blocking threads itself (a file replica writes on them): bounding the
+/// producers keeps a runtime whose blocking pool holds more than this many
+/// threads from deadlocking, and start-up with thousands of databases from
+/// taking a thread per database.
+pub const MAX_IMAGES: usize = 8;
+
+static PRODUCING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_IMAGES);
 
 fn tokio_stream_from(mut rx: mpsc::Receiver<replica_core::Result<Bytes>>) -> ByteStream {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()

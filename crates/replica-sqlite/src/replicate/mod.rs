@@ -27,6 +27,8 @@
 mod budget;
 mod db;
 mod image;
+mod trim;
+pub use image::MAX_IMAGES;
 mod ship;
 mod ship_ltx;
 mod stats;
@@ -87,8 +89,10 @@ pub struct DbOptions {
 }
 
 /// How often a released database checks its WAL when file-system events
-/// are to be had (they wake it at once; this is the safety net).
-pub const RELEASED_POLL: Duration = Duration::from_secs(10);
+/// are to be had (they wake it at once, and a lost event makes the watcher
+/// wake every database: this is only the safety net, long enough that ten
+/// thousand released databases cost almost nothing).
+pub const RELEASED_POLL: Duration = Duration::from_secs(60);
 
 impl Default for DbOptions {
     fn default() -> Self {

@@ -224,14 +224,15 @@ fn a_watched_directory_replicates_what_appears_and_stops_what_goes() {
     }
 }
 
-/// A database of a directory entry is released once idle; the replicator
-/// is SIGKILLed just after a write woke it, the application writes,
-/// checkpoints with TRUNCATE and writes again while it is down, and the
-/// restarted replicator catches up (a new generation where the WAL no
-/// longer continues) and releases it again: every row restores, by us and
-/// by litestream 0.5.
+/// A database of a directory entry is released once idle. The replicator
+/// is SIGKILLed while it is released; the application writes, checkpoints
+/// with TRUNCATE and writes again while it is down; the restarted
+/// replicator starts a new generation (the WAL no longer continues its
+/// shadow) and is SIGKILLed again just after a write woke the database; a
+/// third run catches up and releases it: every row restores, by us and by
+/// litestream 0.5.
 #[test]
-fn a_released_database_survives_a_kill_and_an_application_checkpoint() {
+fn a_released_database_survives_kills_and_an_application_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
@@ -252,18 +253,34 @@ fn a_released_database_survives_a_kill_and_an_application_checkpoint() {
     let args = ["-config", cfg.to_str().unwrap()];
     let debug = [("REPLICA_LOG", "info,replica_sqlite=debug")];
     let released = "released: nothing new to copy";
-    let running = Running::start_env(dir.path(), &args, &debug);
+    let start = || Running::start_env(dir.path(), &args, &debug);
+    // Killed while released.
+    let running = start();
     running.wait_for_within(released, Duration::from_secs(40));
-    write_round(&mut conn, 2);
-    std::thread::sleep(Duration::from_millis(300));
     let first = running.kill();
     assert_eq!(first.matches(released).count(), 1, "{first}");
-    write_round(&mut conn, 3);
-    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+    write_round(&mut conn, 2);
+    let busy: i64 = conn
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
         .unwrap();
+    assert_eq!(busy, 0, "the application's checkpoint completed");
+    assert_eq!(
+        std::fs::metadata(format!("{}-wal", db.display()))
+            .unwrap()
+            .len(),
+        0
+    );
+    write_round(&mut conn, 3);
+    // Killed just after a write woke it.
+    let running = start();
+    running.wait_for_within(released, Duration::from_secs(40));
     write_round(&mut conn, 4);
-    let running = Running::start_env(dir.path(), &args, &debug);
+    std::thread::sleep(Duration::from_millis(300));
+    let second = running.kill();
+    assert!(second.contains("new generation"), "{second}");
     write_round(&mut conn, 5);
+    let running = start();
+    write_round(&mut conn, 6);
     running.wait_for_within(released, Duration::from_secs(40));
     let log = running.stop();
     assert!(!log.contains("os error 24"), "{log}");

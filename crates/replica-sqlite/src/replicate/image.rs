@@ -156,36 +156,47 @@ fn produce(
 /// database file: opening and closing another one would drop every POSIX
 /// lock this process's SQLite connections hold on it (then another process
 /// could take the database for its last connection and delete the WAL).
-///
-/// At most [`MAX_IMAGES`] images are produced at once in the process; the
-/// others wait for a turn before taking a blocking thread.
-pub(crate) fn image(db: Arc<File>, shadow: PathBuf, len: u64) -> ByteStream {
+/// `turn` is held until the image is produced. A producer that fails or
+/// stops abnormally ends the stream with an error, never early.
+pub(crate) fn image(db: Arc<File>, shadow: PathBuf, len: u64, turn: Turn) -> ByteStream {
     let (tx, rx) = mpsc::channel(4);
     let context = "reading a snapshot of the database".to_owned();
-    tokio::spawn(async move {
-        // Never closed, so a turn always comes.
-        let Ok(_turn) = PRODUCING.acquire().await else {
-            return;
+    tokio::task::spawn_blocking(move || {
+        let _turn = turn;
+        let produced = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            produce(db, shadow, len, &tx)
+        }));
+        let failed = match produced {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => e,
+            Err(_) => std::io::Error::other("the snapshot reader stopped abnormally"),
         };
-        let _ = tokio::task::spawn_blocking(move || {
-            if let Err(e) = produce(db, shadow, len, &tx) {
-                let _ = tx.blocking_send(Err(Error::io(context, e)));
-            }
-        })
-        .await;
+        let _ = tx.blocking_send(Err(Error::io(context, failed)));
     });
     tokio_stream_from(rx)
 }
 
-/// Snapshot images produced at once, process-wide. A producer holds a
-/// blocking thread while it waits for its consumer, and a consumer may need
-/// blocking threads itself (a file replica writes on them): bounding the
-/// producers keeps a runtime whose blocking pool holds more than this many
-/// threads from deadlocking, and start-up with thousands of databases from
-/// taking a thread per database.
+/// Snapshot images produced at once, process-wide: 0.3 snapshots and LTX
+/// whole-database and snapshot files. A producer holds a blocking thread
+/// while it waits for its consumer, and a consumer may need blocking
+/// threads itself (a file replica writes on them): bounding the producers
+/// keeps start-up with thousands of databases from taking a blocking
+/// thread per database for its first snapshot.
 pub const MAX_IMAGES: usize = 8;
 
 static PRODUCING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_IMAGES);
+
+/// A turn to produce a snapshot image (one of [`MAX_IMAGES`]).
+pub(crate) type Turn = tokio::sync::SemaphorePermit<'static>;
+
+/// Waits for a turn to produce a snapshot image. Taken before the snapshot
+/// gate, so a database waiting for its turn holds off no checkpoint.
+pub(crate) async fn turn() -> Turn {
+    PRODUCING
+        .acquire()
+        .await
+        .expect("the image semaphore is never closed")
+}
 
 fn tokio_stream_from(mut rx: mpsc::Receiver<replica_core::Result<Bytes>>) -> ByteStream {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()

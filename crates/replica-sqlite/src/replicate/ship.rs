@@ -224,11 +224,12 @@ impl Shipper {
         // that index only; with the shadow's committed pages laid over it,
         // it is the database as of `view.len`, and replaying the index from
         // offset 0 over it is exact.
+        let turn = super::image::turn().await;
         let (_gate, view, db_file) =
             super::snapshot_gate(&self.gate, &self.views, &self.shared).await?;
         let shadow = index_path(&view, view.index);
         let size = db_file.metadata().map_or(0, |m| m.len()) + view.len;
-        let data = lz4::compress_stream(super::image::image(db_file, shadow, view.len));
+        let data = lz4::compress_stream(super::image::image(db_file, shadow, view.len, turn));
         let info = bounded(
             || format!("writing the snapshot of generation {}", view.generation),
             size,

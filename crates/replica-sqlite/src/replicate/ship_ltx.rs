@@ -271,13 +271,14 @@ impl LtxShipper {
 
     /// An L0 at the next TXID holding the whole database as of the view.
     async fn whole(&mut self) -> Result<()> {
+        let turn = super::image::turn().await;
         let (_gate, view, db_file) =
             super::snapshot_gate(&self.gate, &self.views, &self.shared).await?;
         let txid = self.txid + 1;
         let at = Utc::now();
         let image = open_image(&view, db_file)?;
         let header = image_header(&image, txid, txid, view.len, at);
-        self.write(0, header, image_pages(image), at).await?;
+        self.write(0, header, image_pages(image, turn), at).await?;
         info!(replica = %self.options.name, txid = %TxId(txid), generation = %view.generation, "whole database written (a new position)");
         self.txid = txid;
         self.pos = Some(Pos::new(view.generation.clone(), view.index, view.len)?);
@@ -287,6 +288,7 @@ impl LtxShipper {
 
     /// An L9 snapshot `1-TXID` of the database as of the newest TXID.
     async fn snapshot(&mut self) -> Result<()> {
+        let turn = super::image::turn().await;
         let (_gate, view, db_file) =
             super::snapshot_gate(&self.gate, &self.views, &self.shared).await?;
         if self.pos.as_ref().map(|p| &p.generation) != Some(&view.generation) {
@@ -306,7 +308,7 @@ impl LtxShipper {
         let at = Utc::now();
         let image = open_image(&view, db_file)?;
         let header = image_header(&image, 1, self.txid, view.len, at);
-        self.write(SNAPSHOT_LEVEL, header, image_pages(image), at)
+        self.write(SNAPSHOT_LEVEL, header, image_pages(image, turn), at)
             .await?;
         info!(replica = %self.options.name, txid = %TxId(self.txid), "snapshot written");
         self.has_snapshot = true;
@@ -472,8 +474,11 @@ fn image_header(
 }
 
 /// Every page of `image` but the lock page, in order.
-fn image_pages(image: Image) -> replica_core::ltx::PageSource {
+/// The pages of `image`, read by the encoder's blocking thread, which
+/// holds `turn` until they are all read.
+fn image_pages(image: Image, turn: super::image::Turn) -> replica_core::ltx::PageSource {
     Box::new(move |encode| {
+        let _turn = turn;
         let lock = format::lock_pgno(image.page_size());
         let mut page = vec![0u8; image.page_size() as usize];
         for pgno in (1..=image.pages()).filter(|p| *p != lock) {

@@ -31,8 +31,11 @@ pub(crate) struct ManySizes {
 }
 
 /// How long a tool settles after replicating everything before the idle
-/// window starts.
-const SETTLE: Duration = Duration::from_secs(15);
+/// window starts: past each database's first L1 compaction (30 s after its
+/// first L0 file, Litestream 0.5's default) and the release that follows
+/// (10 s of quiet), so the window measures the steady state, not the tail
+/// of start-up.
+const SETTLE: Duration = Duration::from_secs(45);
 
 /// A process's use of the machine, from `/proc`.
 #[derive(Clone, Copy, Default)]
@@ -80,6 +83,8 @@ struct Outcome {
     replicated: usize,
     /// Seconds until every database had its first LTX file.
     start_secs: Option<f64>,
+    /// The most threads and descriptors seen while starting (sampled).
+    start_peak: Usage,
     idle: Usage,
     idle_cpu: f64,
     /// Held at the end of the active window, 1 % of the databases written.
@@ -159,11 +164,15 @@ fn run(program: &Path, args: &[&str], dir: &Path, n: usize, s: &ManySizes) -> Ou
     let mut done = vec![false; n];
     let mut replicated = 0;
     let mut exited = None;
+    let mut peak = Usage::default();
     while replicated < n && started.elapsed() < s.start_limit {
         if let Ok(Some(status)) = child.try_wait() {
             exited = Some(format!("exited with {status} after {replicated} of {n}"));
             break;
         }
+        let now = usage(pid);
+        peak.threads = peak.threads.max(now.threads);
+        peak.fds = peak.fds.max(now.fds);
         for (i, d) in done.iter_mut().enumerate() {
             if !*d && has_replica(&rep, i) {
                 *d = true;
@@ -176,6 +185,7 @@ fn run(program: &Path, args: &[&str], dir: &Path, n: usize, s: &ManySizes) -> Ou
     let mut outcome = Outcome {
         replicated,
         start_secs,
+        start_peak: peak,
         idle: Usage::default(),
         idle_cpu: f64::NAN,
         active: Usage::default(),
@@ -366,7 +376,10 @@ fn growth(held: &[Held]) -> Option<Figure> {
 fn start(o: &Outcome, n: usize) -> String {
     match (&o.exited, o.start_secs) {
         (Some(why), _) => why.clone(),
-        (None, Some(secs)) => format!("{secs:.1} s"),
+        (None, Some(secs)) => format!(
+            "{secs:.1} s (peak {} threads, {} fds)",
+            o.start_peak.threads, o.start_peak.fds
+        ),
         (None, None) => format!("{} of {n} within the limit", o.replicated),
     }
 }

@@ -286,14 +286,32 @@ enum Command {
     },
 }
 
+/// Blocking threads of `replica replicate` (tokio's default is 512). With
+/// thousands of databases starting together, tokio would otherwise grow
+/// its pool to 512 threads: each short blocking task spawned while the
+/// others run adds a thread, even when the work is bounded far below that
+/// (database rounds, file operations). A task waiting in the queue for a
+/// thread is safe as long as the tasks holding threads make progress: the
+/// only ones that wait for other work (for their consumer to upload what
+/// they produce) are the snapshot images and the LTX encoders, each bounded
+/// process-wide, together well below this.
+const REPLICATE_BLOCKING_THREADS: usize = 64;
+
+const _: () = assert!(
+    2 * (replica_sqlite::replicate::MAX_IMAGES + replica::ltx::MAX_ENCODERS)
+        <= REPLICATE_BLOCKING_THREADS
+);
+
 fn main() -> ExitCode {
     // Litestream's one-dash long flags (`-config`, `-if-replica-exists`).
     let longs = args::long_names(&Cli::command());
     let cli = Cli::parse_from(args::with_double_dashes(std::env::args_os(), &longs));
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if matches!(cli.command, Command::Replicate { .. }) {
+        builder.max_blocking_threads(REPLICATE_BLOCKING_THREADS);
+    }
+    let runtime = match builder.build() {
         Ok(rt) => rt,
         Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
     };

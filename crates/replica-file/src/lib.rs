@@ -49,6 +49,15 @@ const SMALL_WRITE: usize = 1 << 20;
 /// Chunk size of snapshot and segment readers.
 const READ_CHUNK: usize = 256 * 1024;
 
+/// File operations (a list, a small write, a commit, a delete) running at
+/// once, process-wide, across every file store. Each holds a blocking
+/// thread; thousands of stores used together (one per database of a large
+/// directory) would otherwise ask for a thread each. An operation never
+/// waits for another, so a turn always comes back.
+pub const MAX_BLOCKING: usize = 32;
+
+static BLOCKING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_BLOCKING);
+
 /// Permissions and ownership of what the file backend creates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileOptions {
@@ -178,13 +187,21 @@ impl FileStore {
         .await
     }
 
-    /// Runs blocking filesystem work off the async threads.
+    /// Runs blocking filesystem work off the async threads, once one of
+    /// [`MAX_BLOCKING`] turns is free.
     async fn blocking<T: Send + 'static>(
         &self,
         work: impl FnOnce(&Inner) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let inner = self.inner.clone();
+        let turn = BLOCKING
+            .acquire()
+            .await
+            .expect("the file-operation semaphore is never closed");
         tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            #[cfg(test)]
+            let _running = tests::Running::enter();
             if inner.root.as_os_str().is_empty() {
                 return Err(Error::invalid("replica path required"));
             }
@@ -641,6 +658,58 @@ impl KeyStore for FileStore {
 mod tests {
     use super::*;
     use replica_core::{bytes_stream, Generation, Pos, ReplicaClient};
+
+    static RUNNING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    static MOST: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+    /// Counts the file operations running at once.
+    pub(super) struct Running;
+
+    impl Running {
+        pub(super) fn enter() -> Running {
+            use std::sync::atomic::Ordering::SeqCst;
+            let now = RUNNING.fetch_add(1, SeqCst) + 1;
+            MOST.fetch_max(now, SeqCst);
+            // Long enough for the operations of many stores to overlap.
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            Running
+        }
+    }
+
+    impl Drop for Running {
+        fn drop(&mut self) {
+            RUNNING.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_stores_used_at_once_run_a_bounded_number_of_operations() {
+        let dir = tempfile::tempdir().unwrap();
+        let writes: Vec<_> = (0..400)
+            .map(|i| {
+                let store = FileStore::new(dir.path().join(format!("db-{i}")));
+                tokio::spawn(async move {
+                    for k in 0..3 {
+                        store
+                            .put(&format!("k{k}"), bytes_stream(vec![1u8; 100]))
+                            .await
+                            .expect("written");
+                    }
+                })
+            })
+            .collect();
+        for w in writes {
+            w.await.expect("joined");
+        }
+        let most = MOST.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(most <= MAX_BLOCKING, "{most} file operations ran at once");
+        assert!(most > 1, "operations never overlapped");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            400,
+            "every store wrote"
+        );
+    }
 
     #[tokio::test]
     async fn the_set_of_durable_directories_stays_bounded() {

@@ -28,7 +28,7 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 
 pub use compact::compact;
 pub use decode::{decode_file, read_header, Decoded};
-pub use encode::{encode_stream, PageSource};
+pub use encode::{encode_stream, PageSource, MAX_ENCODERS};
 pub use plan::{plan_restore, LtxPlan, LtxTarget};
 pub use replica_ltx as format;
 pub use replica_ltx::{file_name, parse_file_name, Header, TxId};

@@ -27,8 +27,10 @@
 mod budget;
 mod db;
 mod image;
+mod rounds;
 mod trim;
 pub use image::MAX_IMAGES;
+pub use rounds::MAX_ROUNDS;
 mod ship;
 mod ship_ltx;
 mod stats;
@@ -321,7 +323,7 @@ impl Replicator {
             Some(budget) => Some(budget.take(settings.cost, &path).await),
             None => None,
         };
-        let db = tokio::task::spawn_blocking(move || db::Db::open(&path, options, permit))
+        let db = rounds::run(move || db::Db::open(&path, options, permit))
             .await
             .expect("opening the database does not panic")?;
         let (view_tx, views) = watch::channel(db.view());
@@ -702,7 +704,7 @@ async fn db_loop(
                 Some(budget) if budget.contended() => release.map(|_| Duration::ZERO),
                 _ => release,
             };
-            tokio::task::spawn_blocking(move || {
+            rounds::run(move || {
                 let mut db = db.lock().unwrap_or_else(|p| p.into_inner());
                 // A snapshot being read holds the gate: then no checkpoint
                 // and no new generation (they wait for the next round). A
@@ -810,7 +812,7 @@ async fn db_loop(
 /// Prunes on a blocking thread.
 async fn prune_now(db: &Arc<Mutex<db::Db>>, shared: &Arc<Shared>) {
     let (db, shared) = (db.clone(), shared.clone());
-    let _ = tokio::task::spawn_blocking(move || {
+    let _ = rounds::run(move || {
         let mut db = db.lock().unwrap_or_else(|p| p.into_inner());
         prune(&mut db, &shared);
     })

@@ -612,7 +612,7 @@ const WHOLE: u64 = 8 << 20;
 async fn read_range(path: PathBuf, offset: u64, len: u64) -> Result<ByteStream> {
     let context = format!("reading {}", path.display());
     if len - offset <= WHOLE {
-        let read = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+        let read = super::rounds::run(move || -> std::io::Result<Vec<u8>> {
             use std::os::unix::fs::FileExt;
             let file = std::fs::File::open(&path)?;
             let mut plain = vec![0u8; (len - offset) as usize];

@@ -200,9 +200,8 @@ fn run(program: &Path, args: &[&str], dir: &Path, n: usize, s: &ManySizes) -> Ou
         return outcome;
     }
     // Idle: what the tool costs while nothing is written, once it has
-    // settled (longer than the 10 s after which `replica` releases an idle
-    // database of a directory entry, so both tools are measured in their
-    // steady state).
+    // settled (see SETTLE: past the first L1 compaction and the release,
+    // so both tools are measured in their steady state).
     std::thread::sleep(SETTLE);
     let before = usage(pid);
     std::thread::sleep(s.idle);

@@ -656,6 +656,7 @@ pub(crate) async fn supervise(
             return last_error.map_or(Ok(()), |e| Err(format!("never replicated: {e}")));
         }
         let pause = if is_database(&plan.path) {
+            board.set(slot, State::Starting { since: now() });
             let started = match budget.take(plan.replicas.len()) {
                 Ok(taken) => start(&plan, layout, board.meters(), budget.descriptors())
                     .await

@@ -378,3 +378,63 @@ async fn a_write_wakes_a_released_database_by_its_file_event_not_a_poll() {
         rows(&db)
     );
 }
+
+/// Two databases sharing a budget that lets one be awake: while one that
+/// never releases holds it, a write wakes the released other, which waits
+/// (its status says since when, its WAL keeps the transactions) and ships
+/// them once the budget frees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_woken_database_waiting_for_descriptors_says_so_and_ships_once_they_free() {
+    let budget = replica_sqlite::Descriptors::new(replica_sqlite::awake_cost(1));
+    let with_budget = |release| DbOptions {
+        release_when_idle: release,
+        descriptors: Some(budget.clone()),
+        ..options(Duration::from_millis(100))
+    };
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, b) = (database(a_dir.path()), database(b_dir.path()));
+    let b_client = file_client(&b_dir.path().join("replica"));
+    let mut app = App::start(&b);
+    app.insert(0, 10);
+    let b_rep = Replicator::start(
+        &b,
+        with_budget(Some(Duration::from_millis(100))),
+        vec![replica("r", b_client.clone(), None)],
+    )
+    .await
+    .unwrap();
+    until(&b_rep, "released", |s| s.released).await;
+    assert_eq!(budget.available(), budget.total(), "released: none held");
+    let a_client = file_client(&a_dir.path().join("replica"));
+    let a_rep = Replicator::start(&a, with_budget(None), vec![replica("r", a_client, None)])
+        .await
+        .unwrap();
+    assert_eq!(budget.available(), 0, "the awake one holds them all");
+    app.insert(10, 10);
+    let waiting = until(&b_rep, "waiting for descriptors", |s| {
+        s.waiting_for_descriptors.is_some()
+    })
+    .await;
+    assert!(waiting.released, "{waiting:?}");
+    let shipped = waiting.wal_bytes;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let still = b_rep.status();
+    assert!(
+        still.waiting_for_descriptors == waiting.waiting_for_descriptors
+            && still.wal_bytes == shipped,
+        "nothing copied while it waits, and the wait keeps its start: {still:?}"
+    );
+    a_rep.stop().await.unwrap();
+    let woken = until(&b_rep, "woken and released again", |s| {
+        s.waiting_for_descriptors.is_none() && s.released && s.releases >= 2
+    })
+    .await;
+    assert!(woken.wal_bytes > shipped, "{woken:?}");
+    app.close();
+    b_rep.stop().await.unwrap();
+    assert_eq!(
+        restored(b_client.as_ref(), &b_dir.path().join("out.db")).await,
+        rows(&b)
+    );
+    assert_eq!(rows(&b).len(), 20);
+}

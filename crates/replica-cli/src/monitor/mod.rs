@@ -37,6 +37,9 @@ pub(crate) fn health_bound(intervals: impl IntoIterator<Item = Duration>) -> Dur
 pub(crate) enum State {
     /// Its file does not exist yet (or has no SQLite header).
     Waiting { since: SystemTime },
+    /// Starting: waiting for file descriptors that the databases awake
+    /// hold, for a turn to open, or for its replicas to answer.
+    Starting { since: SystemTime },
     /// Its start fails; retried with backoff.
     Failing { error: String, since: SystemTime },
     /// Replicating.
@@ -98,6 +101,11 @@ impl Board {
             // Removed is final: its supervisor's "stopped" comes after.
             (State::Removed, _) => State::Removed,
             (State::Waiting { since }, State::Waiting { .. }) => State::Waiting { since: *since },
+            // A retry keeps the failure (and its first time) until it ends.
+            (State::Failing { since, error }, State::Starting { .. }) => State::Failing {
+                error: error.clone(),
+                since: *since,
+            },
             (State::Failing { since, .. }, State::Failing { error, .. }) => State::Failing {
                 error,
                 since: *since,
@@ -152,7 +160,7 @@ impl Board {
 pub(crate) struct DbReport {
     /// The database's path.
     pub(crate) path: String,
-    /// `waiting`, `failing`, `replicating` or `stopped`.
+    /// `waiting`, `starting`, `failing`, `replicating` or `stopped`.
     pub(crate) state: String,
     /// Whether it is healthy (see [`health_bound`]).
     pub(crate) healthy: bool,
@@ -161,7 +169,8 @@ pub(crate) struct DbReport {
     pub(crate) reason: Option<String>,
     /// How long it may go without being wholly replicated, in seconds.
     pub(crate) health_bound_seconds: f64,
-    /// Since when it has been waiting or failing to start (RFC 3339).
+    /// Since when it has been waiting, starting or failing to start (RFC
+    /// 3339).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) since: Option<String>,
     /// The generation being written.
@@ -182,6 +191,10 @@ pub(crate) struct DbReport {
     /// no rounds until its WAL changes).
     #[serde(default)]
     pub(crate) released: bool,
+    /// Since when the released database, woken by a change, waits for
+    /// file descriptors (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) waiting_for_descriptors_since: Option<String>,
     /// The last error (of the start, or of the database rounds).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) error: Option<String>,
@@ -257,6 +270,7 @@ impl DbReport {
             wal_size: None,
             last_sync: None,
             released: false,
+            waiting_for_descriptors_since: None,
             error: None,
             replicas: Vec::new(),
         };
@@ -269,6 +283,18 @@ impl DbReport {
                     )
                 });
                 ("waiting", why)
+            }
+            (State::Starting { since }, _) => {
+                let why = (age(*since) > bound).then(|| {
+                    format!(
+                        "starting for {} s: waiting for file descriptors that the databases \
+                         awake hold (raise the hard limit, `ulimit -Hn` or LimitNOFILE=, or \
+                         replicate fewer databases in this process), or for its replicas to \
+                         answer",
+                        age(*since).as_secs()
+                    )
+                });
+                ("starting", why)
             }
             (State::Failing { error, since }, _) => {
                 let why = (age(*since) > bound).then(|| {
@@ -287,7 +313,9 @@ impl DbReport {
             report.reason = Some(why);
         }
         report.state = name.to_owned();
-        if let State::Waiting { since } | State::Failing { since, .. } = state {
+        if let State::Waiting { since } | State::Starting { since } | State::Failing { since, .. } =
+            state
+        {
             report.since = Some(rfc3339(*since));
         }
         if let State::Failing { error, .. } = state {
@@ -306,7 +334,18 @@ impl DbReport {
         report.wal_size = Some(status.wal_size);
         report.last_sync = status.last_sync.map(rfc3339);
         report.released = status.released;
+        report.waiting_for_descriptors_since = status.waiting_for_descriptors.map(rfc3339);
         let mut reasons = Vec::new();
+        // Released and woken, but the descriptors it needs to copy its
+        // WAL are held by the databases awake.
+        if let Some(since) = status.waiting_for_descriptors.filter(|s| age(*s) > bound) {
+            reasons.push(format!(
+                "its new transactions have waited {} s in its WAL for file descriptors that \
+                 the databases awake hold (raise the hard limit, `ulimit -Hn` or LimitNOFILE=, \
+                 or replicate fewer databases in this process)",
+                age(since).as_secs()
+            ));
+        }
         // The database side must have run lately: a hung or dead database
         // task leaves replicas "caught up" with a stale shadow. A released
         // one makes no rounds: it released once everything was shipped, and
@@ -544,6 +583,7 @@ mod tests {
             failing: None,
             released: false,
             releases: 0,
+            waiting_for_descriptors: None,
             replicas: vec![replica_sqlite::ReplicaStatus {
                 name: "r".into(),
                 sync_interval: Duration::from_secs(1),
@@ -592,6 +632,25 @@ mod tests {
         assert!(
             report.healthy && report.released,
             "a released database makes no rounds: {report:?}"
+        );
+        let woken = |since| Status {
+            waiting_for_descriptors: Some(since),
+            ..released.clone()
+        };
+        let report = running(&woken(now));
+        assert!(
+            report.healthy && report.waiting_for_descriptors_since.is_some(),
+            "a short wait for descriptors is healthy: {report:?}"
+        );
+        let report = running(&woken(long_ago));
+        assert!(!report.healthy, "{report:?}");
+        assert!(
+            report
+                .reason
+                .as_deref()
+                .unwrap()
+                .contains("waited 60 s in its WAL for file descriptors"),
+            "{report:?}"
         );
         assert!(
             running(&status(now, Some(now))).healthy,
@@ -644,7 +703,13 @@ mod tests {
                 since: long_ago,
             };
         }
-        // A failure that goes on keeps its first time.
+        // A failure that goes on keeps its first time, retries between.
+        board.set(
+            b,
+            State::Starting {
+                since: SystemTime::now(),
+            },
+        );
         board.set(
             b,
             State::Failing {
@@ -652,9 +717,16 @@ mod tests {
                 since: SystemTime::now(),
             },
         );
+        let c = board.add(Path::new("/c.db"), Duration::from_secs(10));
+        board.set(c, State::Starting { since: long_ago });
         let health = health(&board.reports());
         assert_eq!(health.status, "unhealthy");
-        assert_eq!(health.unhealthy.len(), 2);
+        assert_eq!(health.unhealthy.len(), 3);
+        assert!(
+            health.unhealthy[2].reason.contains("starting for 60 s")
+                && health.unhealthy[2].reason.contains("file descriptors"),
+            "{health:?}"
+        );
         assert!(health.unhealthy[0].reason.contains("waiting"), "{health:?}");
         assert!(
             health.unhealthy[1].reason.contains("still denied"),
@@ -665,6 +737,6 @@ mod tests {
         // A removed database is not reported, whatever comes after.
         board.set(a, State::Removed);
         board.set(a, State::Stopped);
-        assert_eq!(board.reports().len(), 1);
+        assert_eq!(board.reports().len(), 2, "b and c remain");
     }
 }

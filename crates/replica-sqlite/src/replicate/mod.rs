@@ -530,6 +530,7 @@ impl Monitor {
             checkpoints,
             last_sync,
             failing,
+            waiting,
         } = self.shared.db.read();
         Status {
             generation: view.generation.clone(),
@@ -545,6 +546,7 @@ impl Monitor {
             failing,
             released: view.released,
             releases: self.shared.db.releases.load(Ordering::Relaxed),
+            waiting_for_descriptors: waiting,
             replicas,
         }
     }
@@ -687,7 +689,15 @@ async fn db_loop(
                 }
             }
             let permit = match &settings.descriptors {
-                Some(budget) => Some(budget.take(settings.cost, &shared_path(&db)).await),
+                Some(budget) => Some(match budget.try_take(settings.cost) {
+                    Some(taken) => taken,
+                    None => {
+                        shared.db.waiting(Some(SystemTime::now()));
+                        let taken = budget.take(settings.cost, &shared_path(&db)).await;
+                        shared.db.waiting(None);
+                        taken
+                    }
+                }),
                 None => None,
             };
             waking = Some((permit, gate.clone().write_owned().await));

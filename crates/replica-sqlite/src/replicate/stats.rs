@@ -113,6 +113,8 @@ pub(crate) struct DbCounters {
     sync: WorkCounters,
     checkpoints: [WorkCounters; 2],
     health: Mutex<Health>,
+    /// Since when a released database, woken, waits for descriptors.
+    waiting: Mutex<Option<SystemTime>>,
 }
 
 impl DbCounters {
@@ -123,6 +125,12 @@ impl DbCounters {
 
     pub(crate) fn checkpointed(&self, mode: CheckpointMode, took: Duration, ok: bool) {
         self.checkpoints[mode as usize].record(took, ok);
+    }
+
+    /// Marks the start (`Some`) or the end (`None`) of a wait for
+    /// descriptors.
+    pub(crate) fn waiting(&self, since: Option<SystemTime>) {
+        *lock(&self.waiting) = since;
     }
 
     pub(crate) fn synced(&self, took: Duration, result: Result<(), String>) {
@@ -203,6 +211,11 @@ pub struct Status {
     pub released: bool,
     /// Times it was released so far.
     pub releases: u64,
+    /// Set while the released database, woken (its WAL changed, or a
+    /// replica asked), waits for file descriptors that the databases awake
+    /// hold (see `DbOptions::descriptors`): since when it waits. Its new
+    /// transactions wait in its WAL meanwhile.
+    pub waiting_for_descriptors: Option<SystemTime>,
     /// Each replica, in configuration order.
     pub replicas: Vec<ReplicaStatus>,
 }
@@ -277,6 +290,7 @@ pub(crate) struct DbReading {
     pub(crate) checkpoints: Vec<(CheckpointMode, Work)>,
     pub(crate) last_sync: Option<SystemTime>,
     pub(crate) failing: Option<Failure>,
+    pub(crate) waiting: Option<SystemTime>,
 }
 
 impl DbCounters {
@@ -290,6 +304,7 @@ impl DbCounters {
                 .collect(),
             last_sync: health.last_ok,
             failing: health.failing.clone(),
+            waiting: *lock(&self.waiting),
         }
     }
 }

@@ -1,7 +1,10 @@
 //! Building a client from a URL, in `object_store`'s conventions.
 
+#[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
+#[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
+use std::sync::{Mutex, Weak};
 use std::time::Duration;
 
 #[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
@@ -34,7 +37,23 @@ pub const RETRY_TIMEOUT: Duration = Duration::from_secs(30);
 /// and credentials are shared, not built once per replica (each with its
 /// own idle connections, each a descriptor). Held weakly: a client no
 /// replica uses is dropped.
+#[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
 static CLIENTS: Mutex<Option<HashMap<String, Weak<dyn ObjectStore>>>> = Mutex::new(None);
+
+/// What builds a cloud client: the URL without its path (the key prefix,
+/// which `ObjectKeyStore` applies) but with its user part (an Azure
+/// container may be named there), host and port; its query options in
+/// their order (a name given twice is the builder's last-wins); the
+/// environment's options. Two URLs that differ in any of these never
+/// share a client.
+#[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
+fn client_key(bare: &Url, query: &[(String, String)], env: &[(String, String)]) -> String {
+    let mut base = bare.clone();
+    base.set_path("");
+    let mut env = env.to_vec();
+    env.sort();
+    format!("{base}\n{query:?}\n{env:?}")
+}
 
 /// The client that `key` names, built by `build` unless one is in use.
 #[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
@@ -88,20 +107,8 @@ pub fn open_url(url: &Url) -> Result<ObjectKeyStore> {
         retry_timeout: RETRY_TIMEOUT,
         ..RetryConfig::default()
     };
-    // What builds a cloud client: the URL without its path (the key
-    // prefix, applied by `ObjectKeyStore`), its options, the environment.
     #[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
-    let client_key = {
-        let mut sorted_query = query.clone();
-        sorted_query.sort();
-        let mut sorted_env = env.clone();
-        sorted_env.sort();
-        format!(
-            "{}://{}\n{sorted_query:?}\n{sorted_env:?}",
-            url.scheme(),
-            url.host_str().unwrap_or_default()
-        )
-    };
+    let client_key = client_key(&bare, &query, &env);
     #[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
     macro_rules! build {
         ($builder:ty, $key:ty, $check:expr) => {{
@@ -215,6 +222,40 @@ fn aws_credentials_possible(url: &Url, b: &object_store::aws::AmazonS3Builder) -
         )));
     }
     Ok(())
+}
+
+#[cfg(all(test, any(feature = "aws", feature = "gcp", feature = "azure")))]
+mod key_tests {
+    use super::*;
+
+    fn key(url: &str, query: &[(&str, &str)]) -> String {
+        let query: Vec<(String, String)> = query
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let env = vec![("aws_region".to_owned(), "us-east-1".to_owned())];
+        client_key(&Url::parse(url).unwrap(), &query, &env)
+    }
+
+    #[test]
+    fn only_the_path_may_differ_between_urls_sharing_a_client() {
+        let same = key("az://c1@acct.dfs.core.windows.net/a", &[]);
+        assert_eq!(same, key("az://c1@acct.dfs.core.windows.net/b/c", &[]));
+        for other in [
+            key("az://c2@acct.dfs.core.windows.net/a", &[]),
+            key("az://c1@other.dfs.core.windows.net/a", &[]),
+            key("az://c1@acct.dfs.core.windows.net:8443/a", &[]),
+            key("s3://c1@acct.dfs.core.windows.net/a", &[]),
+            key("az://c1@acct.dfs.core.windows.net/a", &[("endpoint", "x")]),
+        ] {
+            assert_ne!(same, other);
+        }
+        // Query options keep their order: the builder's last one wins.
+        assert_ne!(
+            key("s3://b/p", &[("region", "a"), ("region", "b")]),
+            key("s3://b/p", &[("region", "b"), ("region", "a")])
+        );
+    }
 }
 
 #[cfg(all(test, feature = "aws"))]

@@ -287,10 +287,10 @@ impl DbReport {
             (State::Starting { since }, _) => {
                 let why = (age(*since) > bound).then(|| {
                     format!(
-                        "starting for {} s: waiting for file descriptors that the databases \
-                         awake hold (raise the hard limit, `ulimit -Hn` or LimitNOFILE=, or \
-                         replicate fewer databases in this process), or for its replicas to \
-                         answer",
+                        "starting for {} s: waiting for its replicas to answer, for a turn \
+                         to open it, or for file descriptors that the databases awake hold (if \
+                         the log says so: raise the hard limit, `ulimit -Hn` or LimitNOFILE=, \
+                         or replicate fewer databases in this process)",
                         age(*since).as_secs()
                     )
                 });

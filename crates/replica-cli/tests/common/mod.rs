@@ -643,15 +643,17 @@ impl Proxy {
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { continue };
-                if d.load(Ordering::SeqCst) {
-                    drop(client);
-                    continue;
-                }
                 let Ok(server) = std::net::TcpStream::connect(&upstream) else {
                     continue;
                 };
                 {
+                    // Checked under the lock `cut` takes: a connection
+                    // accepted while it cuts is refused, never left open.
                     let mut open = o.lock().unwrap();
+                    if d.load(Ordering::SeqCst) {
+                        drop((client, server));
+                        continue;
+                    }
                     open.push(client.try_clone().unwrap());
                     open.push(server.try_clone().unwrap());
                 }
@@ -671,8 +673,9 @@ impl Proxy {
 
     /// Cuts every connection and refuses new ones until `restore`.
     pub fn cut(&self) {
+        let mut open = self.open.lock().unwrap();
         self.down.store(true, std::sync::atomic::Ordering::SeqCst);
-        for stream in self.open.lock().unwrap().drain(..) {
+        for stream in open.drain(..) {
             let _ = stream.shutdown(std::net::Shutdown::Both);
         }
     }

@@ -1,10 +1,6 @@
 //! Building a client from a URL, in `object_store`'s conventions.
 
-#[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
-use std::collections::HashMap;
 use std::sync::Arc;
-#[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
-use std::sync::{Mutex, Weak};
 use std::time::Duration;
 
 #[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
@@ -31,47 +27,6 @@ pub const OBJECT_STORE_SCHEMES: &[&str] = &[
 /// within this bound, and the error says what was tried and for how long.
 pub const RETRY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Cloud clients already built, by what built them (scheme, bucket, URL
-/// options and the environment's): opened again, as ten thousand databases
-/// replicated into one bucket open it, a client and its connection pool
-/// and credentials are shared, not built once per replica (each with its
-/// own idle connections, each a descriptor). Held weakly: a client no
-/// replica uses is dropped.
-#[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
-static CLIENTS: Mutex<Option<HashMap<String, Weak<dyn ObjectStore>>>> = Mutex::new(None);
-
-/// What builds a cloud client: the URL without its path (the key prefix,
-/// which `ObjectKeyStore` applies) but with its user part (an Azure
-/// container may be named there), host and port; its query options in
-/// their order (a name given twice is the builder's last-wins); the
-/// environment's options. Two URLs that differ in any of these never
-/// share a client.
-#[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
-fn client_key(bare: &Url, query: &[(String, String)], env: &[(String, String)]) -> String {
-    let mut base = bare.clone();
-    base.set_path("");
-    let mut env = env.to_vec();
-    env.sort();
-    format!("{base}\n{query:?}\n{env:?}")
-}
-
-/// The client that `key` names, built by `build` unless one is in use.
-#[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
-fn shared(
-    key: String,
-    build: impl FnOnce() -> Result<Arc<dyn ObjectStore>>,
-) -> Result<Arc<dyn ObjectStore>> {
-    let mut clients = CLIENTS.lock().unwrap_or_else(|p| p.into_inner());
-    let clients = clients.get_or_insert_with(HashMap::new);
-    if let Some(store) = clients.get(&key).and_then(Weak::upgrade) {
-        return Ok(store);
-    }
-    let store = build()?;
-    clients.retain(|_, weak| weak.strong_count() > 0);
-    clients.insert(key, Arc::downgrade(&store));
-    Ok(store)
-}
-
 /// Opens the object store (and key prefix) a URL names, such as
 /// `s3://bucket/prefix?endpoint=http://127.0.0.1:9000&allow_http=true`.
 ///
@@ -82,8 +37,7 @@ fn shared(
 /// [`Error::InvalidArgument`] naming it (a typo must not be ignored); unknown
 /// environment variables are ignored, as there are many unrelated ones. The
 /// URL's path is the key prefix. Requests are retried for at most
-/// [`RETRY_TIMEOUT`]. URLs of one bucket with the same options share one
-/// client (see `CLIENTS`).
+/// [`RETRY_TIMEOUT`].
 pub fn open_url(url: &Url) -> Result<ObjectKeyStore> {
     let env: Vec<(String, String)> = std::env::vars()
         .filter(|(k, _)| {
@@ -108,33 +62,27 @@ pub fn open_url(url: &Url) -> Result<ObjectKeyStore> {
         ..RetryConfig::default()
     };
     #[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
-    let client_key = client_key(&bare, &query, &env);
-    #[cfg(any(feature = "aws", feature = "gcp", feature = "azure"))]
     macro_rules! build {
         ($builder:ty, $key:ty, $check:expr) => {{
-            shared(client_key, || {
-                let mut builder = <$builder>::new().with_url(bare.as_str());
-                for (key, value) in env {
-                    if let Ok(key) = key.parse::<$key>() {
-                        builder = builder.with_config(key, value);
-                    }
-                }
-                for (name, value) in query {
-                    let key = name.to_ascii_lowercase().parse::<$key>().map_err(|_| {
-                        Error::invalid(format!(
-                            "cannot open {url}: unknown option `{name}` in the URL query \
-                         (object_store's {} options, such as endpoint, region or allow_http)",
-                            url.scheme()
-                        ))
-                    })?;
+            let mut builder = <$builder>::new().with_url(bare.as_str());
+            for (key, value) in env {
+                if let Ok(key) = key.parse::<$key>() {
                     builder = builder.with_config(key, value);
                 }
-                $check(&builder)?;
-                Ok(
-                    Arc::new(builder.with_retry(retry).build().map_err(|e| cannot(&e))?)
-                        as Arc<dyn ObjectStore>,
-                )
-            })?
+            }
+            for (name, value) in query {
+                let key = name.to_ascii_lowercase().parse::<$key>().map_err(|_| {
+                    Error::invalid(format!(
+                        "cannot open {url}: unknown option `{name}` in the URL query \
+                         (object_store's {} options, such as endpoint, region or allow_http)",
+                        url.scheme()
+                    ))
+                })?;
+                builder = builder.with_config(key, value);
+            }
+            $check(&builder)?;
+            Arc::new(builder.with_retry(retry).build().map_err(|e| cannot(&e))?)
+                as Arc<dyn ObjectStore>
         }};
     }
     let (store, kind): (Arc<dyn ObjectStore>, &'static str) = match scheme {
@@ -222,75 +170,4 @@ fn aws_credentials_possible(url: &Url, b: &object_store::aws::AmazonS3Builder) -
         )));
     }
     Ok(())
-}
-
-#[cfg(all(test, any(feature = "aws", feature = "gcp", feature = "azure")))]
-mod key_tests {
-    use super::*;
-
-    fn key(url: &str, query: &[(&str, &str)]) -> String {
-        let query: Vec<(String, String)> = query
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let env = vec![("aws_region".to_owned(), "us-east-1".to_owned())];
-        client_key(&Url::parse(url).unwrap(), &query, &env)
-    }
-
-    #[test]
-    fn only_the_path_may_differ_between_urls_sharing_a_client() {
-        let same = key("az://c1@acct.dfs.core.windows.net/a", &[]);
-        assert_eq!(same, key("az://c1@acct.dfs.core.windows.net/b/c", &[]));
-        for other in [
-            key("az://c2@acct.dfs.core.windows.net/a", &[]),
-            key("az://c1@other.dfs.core.windows.net/a", &[]),
-            key("az://c1@acct.dfs.core.windows.net:8443/a", &[]),
-            key("s3://c1@acct.dfs.core.windows.net/a", &[]),
-            key("az://c1@acct.dfs.core.windows.net/a", &[("endpoint", "x")]),
-        ] {
-            assert_ne!(same, other);
-        }
-        // Query options keep their order: the builder's last one wins.
-        assert_ne!(
-            key("s3://b/p", &[("region", "a"), ("region", "b")]),
-            key("s3://b/p", &[("region", "b"), ("region", "a")])
-        );
-    }
-}
-
-#[cfg(all(test, feature = "aws"))]
-mod tests {
-    use super::*;
-
-    fn open(url: &str) -> ObjectKeyStore {
-        open_url(&Url::parse(url).unwrap()).unwrap()
-    }
-
-    #[test]
-    fn urls_of_one_bucket_share_a_client_while_it_is_in_use() {
-        let url = |bucket: &str, path: &str, region: &str| {
-            format!(
-                "s3://{bucket}/{path}?endpoint=http://127.0.0.1:9&allow_http=true\
-                 &region={region}&access_key_id=k&secret_access_key=s"
-            )
-        };
-        let a = open(&url("shared-a", "tenants/one.db", "us-east-1"));
-        let b = open(&url("shared-a", "tenants/two.db", "us-east-1"));
-        assert!(Arc::ptr_eq(a.store(), b.store()), "one bucket, one client");
-        let other_bucket = open(&url("shared-b", "tenants/one.db", "us-east-1"));
-        assert!(!Arc::ptr_eq(a.store(), other_bucket.store()));
-        let other_options = open(&url("shared-a", "tenants/one.db", "eu-west-1"));
-        assert!(
-            !Arc::ptr_eq(a.store(), other_options.store()),
-            "other options build another client"
-        );
-        // The prefixes stay each replica's own.
-        assert_ne!(format!("{a:?}"), format!("{b:?}"));
-        let weak = Arc::downgrade(a.store());
-        drop((a, b));
-        assert!(
-            weak.upgrade().is_none(),
-            "a client no replica uses is dropped"
-        );
-    }
 }

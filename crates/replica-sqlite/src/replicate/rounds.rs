@@ -26,7 +26,18 @@ where
     T: Send + 'static,
     F: FnOnce() -> T + Send + 'static,
 {
-    let turn = ROUNDS
+    run_within(&ROUNDS, work).await
+}
+
+/// [`run`] with the turns taken from `turns`: the process-wide bound in use,
+/// a test's own in the tests (tests run at once in one process, so theirs
+/// must not count the other tests' rounds).
+async fn run_within<T, F>(turns: &'static Semaphore, work: F) -> Result<T, JoinError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    let turn = turns
         .acquire()
         .await
         .expect("the rounds semaphore is never closed");
@@ -45,12 +56,13 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn no_more_than_max_rounds_run_at_once() {
+        static TURNS: Semaphore = Semaphore::const_new(MAX_ROUNDS);
         let running = Arc::new(AtomicUsize::new(0));
         let most = Arc::new(AtomicUsize::new(0));
         let rounds: Vec<_> = (0..MAX_ROUNDS * 4)
             .map(|_| {
                 let (running, most) = (running.clone(), most.clone());
-                tokio::spawn(run(move || {
+                tokio::spawn(run_within(&TURNS, move || {
                     let now = running.fetch_add(1, Ordering::SeqCst) + 1;
                     most.fetch_max(now, Ordering::SeqCst);
                     std::thread::sleep(std::time::Duration::from_millis(20));
@@ -69,9 +81,10 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_dropped_caller_keeps_the_turn_until_the_work_ends() {
+        static TURNS: Semaphore = Semaphore::const_new(MAX_ROUNDS);
         let (started_tx, started_rx) = std::sync::mpsc::channel();
         let (finish_tx, finish_rx) = std::sync::mpsc::channel::<()>();
-        let caller = tokio::spawn(run(move || {
+        let caller = tokio::spawn(run_within(&TURNS, move || {
             started_tx.send(()).expect("started");
             let _ = finish_rx.recv();
         }));
@@ -81,13 +94,13 @@ mod tests {
         caller.abort();
         let _ = caller.await;
         assert_eq!(
-            ROUNDS.available_permits(),
+            TURNS.available_permits(),
             MAX_ROUNDS - 1,
             "the turn went back while the work ran"
         );
         finish_tx.send(()).expect("finish");
         let back = tokio::time::timeout(std::time::Duration::from_secs(10), async {
-            while ROUNDS.available_permits() != MAX_ROUNDS {
+            while TURNS.available_permits() != MAX_ROUNDS {
                 tokio::time::sleep(std::time::Duration::from_millis(5)).await;
             }
         })

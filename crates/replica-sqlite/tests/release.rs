@@ -173,6 +173,13 @@ async fn a_released_database_holds_only_its_lock_and_a_write_wakes_it_in_the_sam
     .await
     .unwrap();
     let first = until(&replicator, "released", |s| s.released).await;
+    // Its one checkpoint (once idle) restarted the WAL after the replica
+    // had shipped everything: the shadow needed no fsync.
+    let checkpoints: u64 = first.checkpoints.iter().map(|(_, w)| w.count).sum();
+    assert!(
+        checkpoints >= 1 && first.shadow.0 >= 1 && first.shadow_syncs == 0,
+        "{first:#?}"
+    );
     let shadow = dir.path().join(".app.db-replica");
     let held: Vec<_> = descriptors_on(dir.path());
     assert_eq!(

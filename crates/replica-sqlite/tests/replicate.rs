@@ -757,7 +757,11 @@ async fn status_counts_the_work_and_names_a_failing_replica_with_its_lag() {
     let status = loop {
         let status = replicator.status();
         let checkpointed = status.checkpoints.iter().any(|(_, w)| w.count > 0);
-        if checkpointed && status.replicas[0].caught_up && status.replicas[1].sync.errors > 0 {
+        if checkpointed
+            && status.shadow.0 >= 1
+            && status.replicas[0].caught_up
+            && status.replicas[1].sync.errors > 0
+        {
             break status;
         }
         assert!(std::time::Instant::now() < deadline, "{status:#?}");
@@ -773,6 +777,14 @@ async fn status_counts_the_work_and_names_a_failing_replica_with_its_lag() {
         "{status:#?}"
     );
     assert!(status.last_sync.is_some() && status.failing.is_none());
+    // Every WAL restart came with frames the bad replica never shipped:
+    // each synced the shadow first.
+    assert!(
+        status.shadow_syncs >= status.shadow.0,
+        "{} syncs for {} restarts",
+        status.shadow_syncs,
+        status.shadow.0
+    );
     let ok = &status.replicas[0];
     assert_eq!(ok.name, "good");
     assert!(ok.failing.is_none() && ok.last_sync.is_some(), "{ok:#?}");

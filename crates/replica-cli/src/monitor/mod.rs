@@ -583,6 +583,7 @@ mod tests {
             failing: None,
             released: false,
             releases: 0,
+            shadow_syncs: 0,
             waiting_for_descriptors: None,
             replicas: vec![replica_sqlite::ReplicaStatus {
                 name: "r".into(),

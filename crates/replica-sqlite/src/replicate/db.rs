@@ -14,6 +14,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -49,6 +50,10 @@ struct Shadow {
     len: u64,
     /// Running checksum after the last committed frame.
     chain: (u32, u32),
+    /// Bytes known to be on disk (fsynced); the rest is in the page cache,
+    /// which a killed process keeps. Synced before our checkpoint restarts
+    /// the WAL, unless every replica has shipped them.
+    synced: u64,
     /// The shadow file, open while the database is awake.
     file: Option<File>,
 }
@@ -422,6 +427,8 @@ impl Db {
             parsed,
             len,
             chain,
+            // Read back after a kill, it may be in the page cache only.
+            synced: WAL_HEADER_LEN as u64,
             file: Some(file),
         });
         Ok(())
@@ -502,6 +509,7 @@ impl Db {
             parsed,
             len: WAL_HEADER_LEN as u64,
             chain: parsed.checksum,
+            synced: WAL_HEADER_LEN as u64,
             file: Some(file),
         })
     }
@@ -584,14 +592,17 @@ impl Db {
         let shadow = self.shadow.as_mut().expect("a shadow is open");
         let copied = committed.0 - shadow.len;
         self.counters.copied(copied, copied / frame_len);
-        if offset != shadow.len {
+        if offset != committed.0 {
             // Drop frames of a transaction not committed yet; they are copied
             // again once it is.
             shadow
                 .file()
-                .and_then(|f| f.set_len(committed.0).and_then(|()| f.sync_data()))
+                .and_then(|f| f.set_len(committed.0))
                 .map_err(|e| Discontinuity(format!("the shadow WAL cannot be written: {e}")))?;
         }
+        // Not synced here: until our checkpoint restarts the WAL (which
+        // syncs what a replica has not shipped), every frame copied is in
+        // the WAL too, and a killed process leaves the page cache intact.
         shadow.len = committed.0;
         shadow.chain = committed.1;
         self.copied_at = started;
@@ -770,12 +781,15 @@ impl Db {
 
     /// One round's second half, when [`Db::checkpoint_due`]: a checkpoint,
     /// forced once the WAL holds `max_checkpoint_page_count` pages.
-    pub(crate) fn checkpoint(&mut self) -> Result<(), ReplicateError> {
+    /// `shipped(generation, index, len)`: whether every replica has
+    /// shipped that index up to `len` (else the shadow is synced before
+    /// the WAL restarts).
+    pub(crate) fn checkpoint(&mut self, shipped: Shipped) -> Result<(), ReplicateError> {
         let frames = self.shadow.as_ref().map_or(0, Shadow::frames);
         let max = self.options.max_checkpoint_page_count;
         let force = max > 0 && frames >= u64::from(max);
         let started = Instant::now();
-        let result = self.checkpoint_with(force);
+        let result = self.checkpoint_with(force, shipped);
         let mode = if force {
             CheckpointMode::Restart
         } else {
@@ -840,13 +854,13 @@ impl Db {
     ///    copy what it appended, end our read transaction, write, commit: if
     ///    the backfill was complete, that write restarted the WAL, and the
     ///    new WAL is the next index.
-    fn checkpoint_with(&mut self, force: bool) -> Result<bool, ReplicateError> {
+    fn checkpoint_with(&mut self, force: bool, shipped: Shipped) -> Result<bool, ReplicateError> {
         self.last_checkpoint = Instant::now();
         if let Err(e) = self.conns().writer.execute_batch("BEGIN IMMEDIATE") {
             debug!(error = %e, "checkpoint skipped: the database is busy");
             return Ok(false);
         }
-        let result = self.checkpoint_locked(force);
+        let result = self.checkpoint_locked(force, shipped);
         let rollback = if self.conns().writer.is_autocommit() {
             Ok(())
         } else {
@@ -859,7 +873,7 @@ impl Db {
         result.and(rollback).and(read).map(|()| true)
     }
 
-    fn checkpoint_locked(&mut self, force: bool) -> Result<(), ReplicateError> {
+    fn checkpoint_locked(&mut self, force: bool, shipped: Shipped) -> Result<(), ReplicateError> {
         if let Err(Discontinuity(why)) = self.copy_frames() {
             self.conns()
                 .writer
@@ -910,6 +924,12 @@ impl Db {
                 .execute_batch("ROLLBACK")
                 .map_err(sql("rolling back"))?;
             return self.new_generation(&why);
+        }
+        // The restart below overwrites the WAL: what a replica has not
+        // shipped must then be on disk in the shadow.
+        let shadow = self.shadow.as_ref().expect("a shadow is open");
+        if !shipped(&shadow.generation, shadow.index, shadow.len) {
+            self.make_durable()?;
         }
         self.release_read()?;
         if force && log >= 0 && log == done {
@@ -1011,6 +1031,20 @@ impl Db {
         }
     }
 
+    /// Syncs the shadow file's committed frames to disk.
+    fn make_durable(&mut self) -> Result<(), ReplicateError> {
+        let shadow = self.shadow.as_mut().expect("a shadow is open");
+        if shadow.synced < shadow.len {
+            shadow.file().and_then(File::sync_data).map_err(io(format!(
+                "syncing the shadow WAL of {}",
+                self.path.display()
+            )))?;
+            shadow.synced = shadow.len;
+            self.counters.shadow_syncs.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
     /// What replicas see.
     pub(crate) fn view(&self) -> ShadowView {
         let shadow = self.shadow.as_ref().expect("a shadow is open");
@@ -1049,6 +1083,9 @@ impl Db {
         }
     }
 }
+
+/// Whether every replica has shipped an index up to a length.
+pub(crate) type Shipped<'a> = &'a dyn Fn(&Generation, u64, u64) -> bool;
 
 /// Checkpoints in a row without a WAL restart before a warning.
 const STALLED_WARNING: u32 = 10;

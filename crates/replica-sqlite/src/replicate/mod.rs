@@ -348,9 +348,7 @@ impl Replicator {
         let (stop_db, stop_db_rx) = watch::channel(false);
         let (stop_replicas, stop_replicas_rx) = watch::channel(false);
         let settings = LoopSettings {
-            watch: settings
-                .release
-                .and_then(|_| wake::Registration::new(db.wal_path())),
+            watch: settings.release.map(|_| db.wal_path().to_owned()),
             ..settings
         };
         let db = Arc::new(Mutex::new(db));
@@ -546,6 +544,7 @@ impl Monitor {
             failing,
             released: view.released,
             releases: self.shared.db.releases.load(Ordering::Relaxed),
+            shadow_syncs: self.shared.db.shadow_syncs.load(Ordering::Relaxed),
             waiting_for_descriptors: waiting,
             replicas,
         }
@@ -605,8 +604,10 @@ struct LoopSettings {
     descriptors: Option<Descriptors>,
     /// What an awake database takes from the budget.
     cost: u32,
-    /// File-system events of the WAL, if they can be had.
-    watch: Option<wake::Registration>,
+    /// The WAL whose file-system events wake the database while released
+    /// (watched only then: every write of an awake database would cost the
+    /// watcher thread an event).
+    watch: Option<PathBuf>,
 }
 
 /// The gate that holds off checkpoints and new generations while a
@@ -662,6 +663,9 @@ async fn db_loop(
     };
     let mut failures = 0u32;
     let mut idle_checkpointed = false;
+    // Registered once released (a write after the release's probe changes
+    // the WAL's metadata; one after this registration is an event too).
+    let mut watch: Option<wake::Registration> = None;
     loop {
         let last = *stop.borrow();
         let (released, changed) = lock(&db);
@@ -672,13 +676,20 @@ async fn db_loop(
                     // Nothing came since everything was shipped.
                     return;
                 }
-                let poll = match settings.watch {
+                if watch.is_none() {
+                    watch = settings.watch.as_deref().and_then(wake::Registration::new);
+                    // Written between the release and the registration?
+                    if lock(&db).1 {
+                        continue;
+                    }
+                }
+                let poll = match watch {
                     Some(_) => RELEASED_POLL.max(monitor),
                     None => monitor,
                 };
                 let mut asked = false;
                 tokio::select! {
-                    _ = async { settings.watch.as_ref().expect("set").changed().await }, if settings.watch.is_some() => {}
+                    _ = async { watch.as_ref().expect("set").changed().await }, if watch.is_some() => {}
                     _ = shared.wake.notified() => asked = true,
                     _ = tokio::time::sleep(poll) => {}
                     _ = stop.changed() => {}
@@ -701,6 +712,8 @@ async fn db_loop(
                 None => None,
             };
             waking = Some((permit, gate.clone().write_owned().await));
+            // Awake, its own rounds see every write.
+            watch = None;
         }
         let started = std::time::Instant::now();
         let round = {
@@ -738,7 +751,7 @@ async fn db_loop(
                 let checkpoint = result.is_ok() && free && db.checkpoint_due();
                 publish(&views, &shared, db.view(), !checkpoint);
                 if checkpoint {
-                    result = db.checkpoint();
+                    result = db.checkpoint(&|g, i, len| shipped_through(&shared, g, i, len));
                     publish(&views, &shared, db.view(), true);
                 }
                 let mut idle_checkpointed = idle_checkpointed;
@@ -756,7 +769,8 @@ async fn db_loop(
                             // Once per idle spell: a WAL holding only our
                             // write is not restarted by the next writer.
                             idle_checkpointed = true;
-                            result = db.checkpoint();
+                            result =
+                                db.checkpoint(&|g, i, len| shipped_through(&shared, g, i, len));
                             publish(&views, &shared, db.view(), true);
                         } else {
                             db.begin_release();
@@ -791,10 +805,8 @@ async fn db_loop(
         }
         if lock(&db).0 {
             // Released: what was asked or seen while awake is stale.
+            // (The WAL is watched from the next pass on, afresh.)
             let _ = shared.wake.notified().now_or_never();
-            if let Some(watch) = &settings.watch {
-                let _ = watch.changed().now_or_never();
-            }
             continue;
         }
         // A tick every monitor interval (as Litestream's ticker): a long
@@ -844,6 +856,21 @@ fn all_at_end(shared: &Shared, view: &ShadowView) -> bool {
         .unwrap_or_else(|p| p.into_inner())
         .iter()
         .all(|p| p.as_ref().is_some_and(|p| at_view_end(view, p)))
+}
+
+/// Whether every replica has shipped index `index` of `generation` up to `len`.
+fn shipped_through(shared: &Shared, generation: &Generation, index: u64, len: u64) -> bool {
+    shared
+        .positions
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .all(|p| {
+            p.as_ref().is_some_and(|p| {
+                p.generation == *generation
+                    && (p.index > index || (p.index == index && p.offset >= len))
+            })
+        })
 }
 
 /// Whether `pos` is the end of what `view` holds.

@@ -110,6 +110,9 @@ pub(crate) struct DbCounters {
     pub(crate) wal_frames: AtomicU64,
     /// Times the database was released when idle.
     pub(crate) releases: AtomicU64,
+    /// Times shadow frames were synced to disk (before a WAL restart, when
+    /// a replica had not shipped them).
+    pub(crate) shadow_syncs: AtomicU64,
     sync: WorkCounters,
     checkpoints: [WorkCounters; 2],
     health: Mutex<Health>,
@@ -211,6 +214,11 @@ pub struct Status {
     pub released: bool,
     /// Times it was released so far.
     pub releases: u64,
+    /// Times the shadow WAL was synced to disk: only before our checkpoint
+    /// restarts the WAL while a replica has not shipped all it holds (a
+    /// killed process leaves the page cache; until the restart, the WAL
+    /// holds every frame the shadow does).
+    pub shadow_syncs: u64,
     /// Set while the released database, woken (its WAL changed, or a
     /// replica asked), waits for file descriptors that the databases awake
     /// hold (see `DbOptions::descriptors`): since when it waits. Its new

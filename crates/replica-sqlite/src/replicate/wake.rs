@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use notify::{EventKind, RecursiveMode, Watcher as _};
 use tokio::sync::Notify;
-use tracing::warn;
+use tracing::{debug, warn};
 
 /// The WAL files being watched, each with the databases waiting on it.
 type Waiters = HashMap<PathBuf, Vec<Arc<Notify>>>;
@@ -26,6 +26,9 @@ struct Watcher {
     inner: notify::RecommendedWatcher,
     /// Directories watched, with how many WAL files in each.
     dirs: HashMap<PathBuf, usize>,
+    /// Directories that could not be watched, warned of once (a database
+    /// registers each time it is released).
+    warned: std::collections::HashSet<PathBuf>,
     waiters: Arc<Mutex<Waiters>>,
 }
 
@@ -57,6 +60,7 @@ fn watcher() -> Option<&'static Mutex<Watcher>> {
                 Ok(inner) => Some(Mutex::new(Watcher {
                     inner,
                     dirs: HashMap::new(),
+                    warned: Default::default(),
                     waiters,
                 })),
                 Err(e) => {
@@ -68,7 +72,8 @@ fn watcher() -> Option<&'static Mutex<Watcher>> {
         .as_ref()
 }
 
-/// A WAL file being watched; dropping it stops the watch.
+/// A WAL file being watched (while its database is released); dropping it
+/// stops the watch.
 pub(crate) struct Registration {
     wal: PathBuf,
     notify: Arc<Notify>,
@@ -84,7 +89,11 @@ impl Registration {
         let watcher = &mut *watcher;
         if !watcher.dirs.contains_key(&dir) {
             if let Err(e) = watcher.inner.watch(&dir, RecursiveMode::NonRecursive) {
-                warn!(dir = %dir.display(), error = %e, "cannot watch the directory (raise fs.inotify.max_user_watches?); its released databases poll their WAL instead");
+                if watcher.warned.insert(dir.clone()) {
+                    warn!(dir = %dir.display(), error = %e, "cannot watch the directory (raise fs.inotify.max_user_watches?); its released databases poll their WAL instead");
+                } else {
+                    debug!(dir = %dir.display(), error = %e, "cannot watch the directory");
+                }
                 return None;
             }
         }

@@ -150,6 +150,8 @@ pub(crate) struct Db {
     stalled: u32,
     copied_at: SystemTime,
     first_index: u64,
+    /// The index the last WAL restart closed and its length.
+    closed: Option<(u64, u64)>,
     /// Read buffer of `copy_frames`, kept between rounds.
     buf: Vec<u8>,
     /// Root page of `_litestream_seq`: the page our restarting write changes.
@@ -295,6 +297,7 @@ impl Db {
             stalled: 0,
             copied_at: SystemTime::UNIX_EPOCH,
             first_index: 0,
+            closed: None,
             buf: Vec::new(),
             seq_root,
             _lock: lock,
@@ -420,6 +423,7 @@ impl Db {
             "resumed the generation"
         );
         self.first_index = first;
+        self.closed = None;
         self.shadow = Some(Shadow {
             generation,
             index,
@@ -475,6 +479,7 @@ impl Db {
         self.last_new = Instant::now();
         self.shadow = Some(shadow);
         self.first_index = 0;
+        self.closed = None;
         self.copy_frames()
             .map_err(|Discontinuity(why)| ReplicateError::Io {
                 context: "copying the first frames of a new generation".into(),
@@ -781,15 +786,12 @@ impl Db {
 
     /// One round's second half, when [`Db::checkpoint_due`]: a checkpoint,
     /// forced once the WAL holds `max_checkpoint_page_count` pages.
-    /// `shipped(generation, index, len)`: whether every replica has
-    /// shipped that index up to `len` (else the shadow is synced before
-    /// the WAL restarts).
-    pub(crate) fn checkpoint(&mut self, shipped: Shipped) -> Result<(), ReplicateError> {
+    pub(crate) fn checkpoint(&mut self, hooks: Hooks) -> Result<(), ReplicateError> {
         let frames = self.shadow.as_ref().map_or(0, Shadow::frames);
         let max = self.options.max_checkpoint_page_count;
         let force = max > 0 && frames >= u64::from(max);
         let started = Instant::now();
-        let result = self.checkpoint_with(force, shipped);
+        let result = self.checkpoint_with(force, hooks);
         let mode = if force {
             CheckpointMode::Restart
         } else {
@@ -854,13 +856,13 @@ impl Db {
     ///    copy what it appended, end our read transaction, write, commit: if
     ///    the backfill was complete, that write restarted the WAL, and the
     ///    new WAL is the next index.
-    fn checkpoint_with(&mut self, force: bool, shipped: Shipped) -> Result<bool, ReplicateError> {
+    fn checkpoint_with(&mut self, force: bool, hooks: Hooks) -> Result<bool, ReplicateError> {
         self.last_checkpoint = Instant::now();
         if let Err(e) = self.conns().writer.execute_batch("BEGIN IMMEDIATE") {
             debug!(error = %e, "checkpoint skipped: the database is busy");
             return Ok(false);
         }
-        let result = self.checkpoint_locked(force, shipped);
+        let result = self.checkpoint_locked(force, hooks);
         let rollback = if self.conns().writer.is_autocommit() {
             Ok(())
         } else {
@@ -873,7 +875,7 @@ impl Db {
         result.and(rollback).and(read).map(|()| true)
     }
 
-    fn checkpoint_locked(&mut self, force: bool, shipped: Shipped) -> Result<(), ReplicateError> {
+    fn checkpoint_locked(&mut self, force: bool, hooks: Hooks) -> Result<(), ReplicateError> {
         if let Err(Discontinuity(why)) = self.copy_frames() {
             self.conns()
                 .writer
@@ -925,10 +927,13 @@ impl Db {
                 .map_err(sql("rolling back"))?;
             return self.new_generation(&why);
         }
-        // The restart below overwrites the WAL: what a replica has not
-        // shipped must then be on disk in the shadow.
+        // The replicas ship the whole index (no tail left for a round
+        // later) while the restart below runs.
+        (hooks.publish)(self.view());
+        // The restart overwrites the WAL: what a replica has not shipped
+        // must then be on disk in the shadow.
         let shadow = self.shadow.as_ref().expect("a shadow is open");
-        if !shipped(&shadow.generation, shadow.index, shadow.len) {
+        if !(hooks.shipped)(&shadow.generation, shadow.index, shadow.len) {
             self.make_durable()?;
         }
         self.release_read()?;
@@ -989,7 +994,9 @@ impl Db {
         match after {
             Some(header) if ours(&header) => {
                 let (generation, index) = (shadow.generation.clone(), shadow.index + 1);
+                let closed = (shadow.index, shadow.len);
                 let next = self.create_index(&generation, index, header)?;
+                self.closed = Some(closed);
                 info!(generation = %generation, index, frames = log, "checkpoint: the WAL restarted, new index");
                 self.shadow = Some(next);
                 if let Err(Discontinuity(why)) = self.copy_frames() {
@@ -1061,8 +1068,20 @@ impl Db {
                 .filter(|_| !self.releasing)
                 .map(|c| c.db_file.clone()),
             released: self.released.is_some(),
-            settled: true,
+            closed: self.closed,
         }
+    }
+
+    /// The index the last restart closed, with its length (in the
+    /// current generation).
+    pub(crate) fn closed(&self) -> Option<(u64, u64)> {
+        self.closed
+    }
+
+    /// Whether the index the last restart closed is still on disk.
+    pub(crate) fn closed_kept(&self) -> bool {
+        self.closed
+            .is_some_and(|(index, _)| self.first_index <= index)
     }
 
     /// Removes shadow index files every replica has shipped (below `keep`).
@@ -1084,8 +1103,16 @@ impl Db {
     }
 }
 
-/// Whether every replica has shipped an index up to a length.
-pub(crate) type Shipped<'a> = &'a dyn Fn(&Generation, u64, u64) -> bool;
+/// What a checkpoint asks of the replicas' side.
+#[derive(Clone, Copy)]
+pub(crate) struct Hooks<'a> {
+    /// Whether every replica has shipped index `index` of `generation` up
+    /// to `len` (else the shadow is synced before the WAL restarts).
+    pub(crate) shipped: &'a dyn Fn(&Generation, u64, u64) -> bool,
+    /// Publishes the view just before a restart closes its index: all the
+    /// index will hold (nothing can be appended under our write lock).
+    pub(crate) publish: &'a dyn Fn(ShadowView),
+}
 
 /// Checkpoints in a row without a WAL restart before a warning.
 const STALLED_WARNING: u32 = 10;

@@ -243,17 +243,20 @@ pub(crate) struct ShadowView {
     db_file: Option<Arc<std::fs::File>>,
     /// Whether the database is released (idle, its files closed).
     released: bool,
-    /// Whether the database round that published it is over (false while
-    /// a checkpoint it started may still publish a new index).
-    settled: bool,
+    /// The index the last WAL restart closed, with its length.
+    closed: Option<(u64, u64)>,
 }
 
 /// State shared between the tasks.
 pub(crate) struct Shared {
     positions: Mutex<Vec<Option<Pos>>>,
     diverged: AtomicBool,
-    /// Notified when a replica's position moves to another index.
+    /// Notified when a replica's position moves to another index (or
+    /// moves at all while `closed_kept`).
     moved: tokio::sync::Notify,
+    /// Set while the index a WAL restart closed is still on disk: a
+    /// replica reaching its end lets it go (see `Db::closed`).
+    closed_kept: AtomicBool,
     /// The database task's counters.
     db: Arc<DbCounters>,
     /// Each replica task's counters, by slot.
@@ -332,6 +335,7 @@ impl Replicator {
             positions: Mutex::new(vec![None; replicas.len()]),
             diverged: AtomicBool::new(false),
             moved: tokio::sync::Notify::new(),
+            closed_kept: AtomicBool::new(false),
             db: db.counters.clone(),
             replicas: replicas
                 .iter()
@@ -557,22 +561,16 @@ impl Monitor {
 /// When the end moves, the old end and its last copy time are kept in
 /// `shared.previous`: a replica still there held every transaction
 /// committed before that time (its lag starts then, not at its last round).
-fn publish(
-    views: &watch::Sender<ShadowView>,
-    shared: &Shared,
-    mut view: ShadowView,
-    settled: bool,
-) {
-    view.settled = settled;
+fn publish(views: &watch::Sender<ShadowView>, shared: &Shared, view: ShadowView) {
     views.send_if_modified(|current| {
         let moved = current.generation != view.generation
             || current.index != view.index
             || current.len != view.len;
         let new = moved
             || current.first_index != view.first_index
-            || current.settled != view.settled
             || current.db_file.is_some() != view.db_file.is_some()
-            || current.released != view.released;
+            || current.released != view.released
+            || current.closed != view.closed;
         if moved {
             *shared.previous.lock().unwrap_or_else(|p| p.into_inner()) = Some((
                 Pos {
@@ -693,7 +691,7 @@ async fn db_loop(
                     _ = shared.wake.notified() => asked = true,
                     _ = tokio::time::sleep(poll) => {}
                     _ = stop.changed() => {}
-                    _ = shared.moved.notified() => prune_now(&db, &shared).await,
+                    _ = shared.moved.notified() => prune_now(&db, &shared, &views).await,
                 }
                 if !asked {
                     continue;
@@ -746,13 +744,28 @@ async fn db_loop(
                     shared.diverged.store(true, Ordering::SeqCst);
                 }
                 let mut result = db.sync(diverged, free);
-                // A round with a checkpoint to run publishes twice; replicas
-                // wait for the second (one upload, not two a sync apart).
+                let hooks = db::Hooks {
+                    shipped: &|g, i, len| shipped_through(&shared, g, i, len),
+                    publish: &|view| publish(&views, &shared, view),
+                };
                 let checkpoint = result.is_ok() && free && db.checkpoint_due();
-                publish(&views, &shared, db.view(), !checkpoint);
                 if checkpoint {
-                    result = db.checkpoint(&|g, i, len| shipped_through(&shared, g, i, len));
-                    publish(&views, &shared, db.view(), true);
+                    // It publishes the index it closes just before the
+                    // restart (all of it: one upload). The index the restart
+                    // starts (our one write) is published by the next round
+                    // with what that copies: one upload, and the replicas
+                    // stay in step with the rounds.
+                    result = db.checkpoint(hooks);
+                    let view = db.view();
+                    let restarted = {
+                        let current = views.borrow();
+                        current.generation == view.generation && view.index == current.index + 1
+                    };
+                    if last || !restarted {
+                        publish(&views, &shared, view);
+                    }
+                } else {
+                    publish(&views, &shared, db.view());
                 }
                 let mut idle_checkpointed = idle_checkpointed;
                 if let Some(after) = release {
@@ -769,19 +782,18 @@ async fn db_loop(
                             // Once per idle spell: a WAL holding only our
                             // write is not restarted by the next writer.
                             idle_checkpointed = true;
-                            result =
-                                db.checkpoint(&|g, i, len| shipped_through(&shared, g, i, len));
-                            publish(&views, &shared, db.view(), true);
+                            result = db.checkpoint(hooks);
+                            publish(&views, &shared, db.view());
                         } else {
                             db.begin_release();
-                            publish(&views, &shared, db.view(), true);
+                            publish(&views, &shared, db.view());
                             db.release();
-                            publish(&views, &shared, db.view(), true);
+                            publish(&views, &shared, db.view());
                         }
                     }
                 }
                 drop(held);
-                prune(&mut db, &shared);
+                prune(&mut db, &shared, &views);
                 (result, idle_checkpointed)
             })
             .await
@@ -825,18 +837,22 @@ async fn db_loop(
                 _ = tokio::time::sleep_until(next) => break,
                 _ = stop.changed() => break,
                 // Between rounds, shadow files the replicas have passed go.
-                _ = shared.moved.notified() => prune_now(&db, &shared).await,
+                _ = shared.moved.notified() => prune_now(&db, &shared, &views).await,
             }
         }
     }
 }
 
 /// Prunes on a blocking thread.
-async fn prune_now(db: &Arc<Mutex<db::Db>>, shared: &Arc<Shared>) {
-    let (db, shared) = (db.clone(), shared.clone());
+async fn prune_now(
+    db: &Arc<Mutex<db::Db>>,
+    shared: &Arc<Shared>,
+    views: &watch::Sender<ShadowView>,
+) {
+    let (db, shared, views) = (db.clone(), shared.clone(), views.clone());
     let _ = rounds::run(move || {
         let mut db = db.lock().unwrap_or_else(|p| p.into_inner());
-        prune(&mut db, &shared);
+        prune(&mut db, &shared, &views);
     })
     .await;
 }
@@ -879,8 +895,11 @@ pub(crate) fn at_view_end(view: &ShadowView, pos: &Pos) -> bool {
 }
 
 /// Deletes the shadow index files below every replica's position.
-fn prune(db: &mut db::Db, shared: &Shared) {
+fn prune(db: &mut db::Db, shared: &Shared, views: &watch::Sender<ShadowView>) {
     let generation = db.view().generation;
+    // A replica at the end of the index a restart closed has passed it,
+    // before it sees the next one published.
+    let closed = db.closed();
     let keep = shared
         .positions
         .lock()
@@ -889,13 +908,29 @@ fn prune(db: &mut db::Db, shared: &Shared) {
         .map(|p| {
             p.as_ref()
                 .filter(|p| p.generation == generation)
-                .map(|p| p.index)
+                .map(|p| match closed {
+                    Some((index, len)) if p.index == index && p.offset >= len => index + 1,
+                    _ => p.index,
+                })
         })
         .collect::<Option<Vec<u64>>>()
         .map(|v| v.into_iter().min().unwrap_or(u64::MAX));
     if let Some(keep) = keep {
         db.prune(keep);
+        // The view says so at once, without waking anyone: a replica at the
+        // end of an index below the first one has passed it (see
+        // `ship::shadow_extent`).
+        let first = db.view().first_index;
+        views.send_if_modified(|current| {
+            if current.generation == generation && current.first_index < first {
+                current.first_index = first;
+            }
+            false
+        });
     }
+    shared
+        .closed_kept
+        .store(db.closed_kept(), Ordering::Relaxed);
 }
 
 /// Writes a one-off snapshot of the database at `path` into `client`, as a

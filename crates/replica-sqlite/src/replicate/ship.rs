@@ -78,7 +78,10 @@ pub(crate) async fn bounded<T>(
 pub(crate) fn publish(shared: &Shared, slot: usize, pos: &Option<Pos>) {
     let mut positions = shared.positions.lock().unwrap_or_else(|p| p.into_inner());
     let moved = positions[slot].as_ref().map(|p| (&p.generation, p.index))
-        != pos.as_ref().map(|p| (&p.generation, p.index));
+        != pos.as_ref().map(|p| (&p.generation, p.index))
+        || shared
+            .closed_kept
+            .load(std::sync::atomic::Ordering::Relaxed);
     positions[slot] = pos.clone();
     drop(positions);
     if moved {
@@ -97,6 +100,13 @@ pub(crate) async fn shadow_extent(view: &ShadowView, pos: &Pos) -> Result<Option
     let path = index_path(view, pos.index);
     let len = if pos.index == view.index {
         view.len
+    } else if let Some((_, len)) = view.closed.filter(|(index, _)| *index == pos.index) {
+        // Known without the file, which is gone once every replica is at
+        // its end.
+        len
+    } else if pos.index < view.first_index {
+        // Deleted: only once every replica had passed it (at its end).
+        pos.offset
     } else {
         tokio::fs::metadata(&path)
             .await
@@ -552,17 +562,6 @@ pub(crate) async fn run<S: Ship>(mut ship: S, mut stop: watch::Receiver<bool>) -
                 _ = ship.views().changed() => {}
                 _ = tokio::time::sleep(idle) => {}
                 _ = stop.wait_for(|s| *s) => break,
-            }
-            // One database round with a checkpoint publishes twice (its
-            // copy, then the checkpoint's new index): take both in one
-            // upload, or the second waits a whole sync interval behind.
-            if !ship.views().borrow_and_update().settled {
-                let bound = ship.sync_interval();
-                tokio::select! {
-                    _ = ship.views().wait_for(|v| v.settled) => {}
-                    _ = tokio::time::sleep(bound) => {}
-                    _ = stop.wait_for(|s| *s) => break,
-                }
             }
         }
     }

@@ -184,6 +184,48 @@ async fn a_restart_continues_the_generation_and_loses_nothing() {
     assert_eq!(client.generations().await.unwrap(), vec![g]);
 }
 
+/// The shadow is not synced every round: its newest frames may live in the
+/// page cache only, which a reboot loses (and the WAL's own unsynced tail
+/// with it). A shadow written under another boot starts a new generation;
+/// a clean stop syncs it, and then it continues.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadow_written_before_a_reboot_starts_a_new_generation() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let mut conn = create(&db);
+    let (client, _) = file_replica(dir.path(), "r", Layout::Litestream03);
+    let start = || start_one(&db, quick_db(), &client);
+    let boot_file = dir.path().join(".app.db-replica/boot");
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    let replicator = start().await.unwrap();
+    let g = replicator.generation();
+    assert_eq!(
+        std::fs::read_to_string(&boot_file).unwrap(),
+        boot.trim(),
+        "while replicating, the shadow names this boot"
+    );
+    for round in 0..20 {
+        write_round(&mut conn, round);
+    }
+    replicator.stop().await.unwrap();
+    assert!(!boot_file.exists(), "a clean stop syncs the shadow");
+    let replicator = start().await.unwrap();
+    assert_eq!(replicator.generation(), g, "a synced shadow continues");
+    for round in 20..40 {
+        write_round(&mut conn, round);
+    }
+    replicator.stop().await.unwrap();
+    // As a kill before a reboot leaves it: the boot file of another boot.
+    std::fs::write(&boot_file, "00000000-0000-0000-0000-000000000000").unwrap();
+    let replicator = start().await.unwrap();
+    assert_ne!(replicator.generation(), g, "after a reboot: a new generation");
+    for round in 40..50 {
+        write_round(&mut conn, round);
+    }
+    replicator.stop().await.unwrap();
+    assert_eq!(restored(&*client, dir.path(), "out.db").await, rows(&db));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_applications_own_truncate_checkpoints_never_corrupt_the_replica() {
     let dir = tempfile::tempdir().unwrap();

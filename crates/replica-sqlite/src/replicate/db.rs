@@ -152,6 +152,9 @@ pub(crate) struct Db {
     first_index: u64,
     /// The index the last WAL restart closed and its length.
     closed: Option<(u64, u64)>,
+    /// The running kernel's boot id (see [`BOOT`]); without one, the
+    /// shadow is synced every round.
+    boot: Option<String>,
     /// Read buffer of `copy_frames`, kept between rounds.
     buf: Vec<u8>,
     /// Root page of `_litestream_seq`: the page our restarting write changes.
@@ -298,6 +301,7 @@ impl Db {
             copied_at: SystemTime::UNIX_EPOCH,
             first_index: 0,
             closed: None,
+            boot: boot_id(),
             buf: Vec::new(),
             seq_root,
             _lock: lock,
@@ -319,6 +323,7 @@ impl Db {
         if let Err(Discontinuity(why)) = resumed {
             db.new_generation(&why)?;
         }
+        db.mark_boot()?;
         Ok(db)
     }
 
@@ -366,6 +371,19 @@ impl Db {
         let name = fs::read_to_string(self.root.join("generation"))
             .map_err(|_| lost("no replication state"))?;
         let generation = Generation::new(name.trim()).map_err(|_| lost("unreadable state"))?;
+        // Frames copied since the last sync live in the page cache, which a
+        // killed process keeps and a reboot does not (and after a power loss
+        // the WAL may have lost its own unsynced tail, to be written anew at
+        // the same offsets): after a reboot, only a shadow synced at a clean
+        // stop (no boot file) continues.
+        if let Ok(then) = fs::read_to_string(self.root.join(BOOT)) {
+            if self.boot.as_deref() != Some(then.trim()) {
+                return Err(lost(
+                    "the machine restarted since the shadow was last written, and what it had \
+                     not synced may be lost",
+                ));
+            }
+        }
         let dir = wal_dir(&self.root, &generation);
         let mut indexes: Vec<u64> = fs::read_dir(&dir)
             .map_err(|_| lost("no shadow WAL"))?
@@ -607,10 +625,16 @@ impl Db {
         }
         // Not synced here: until our checkpoint restarts the WAL (which
         // syncs what a replica has not shipped), every frame copied is in
-        // the WAL too, and a killed process leaves the page cache intact.
+        // the WAL too, and a killed process leaves the page cache intact
+        // (a reboot ends the generation: see `resume`). Without a boot id
+        // to tell a reboot by, every round syncs.
         shadow.len = committed.0;
         shadow.chain = committed.1;
         self.copied_at = started;
+        if self.boot.is_none() {
+            self.make_durable()
+                .map_err(|e| Discontinuity(format!("the shadow WAL cannot be synced: {e}")))?;
+        }
         Ok(copied)
     }
 
@@ -1038,6 +1062,21 @@ impl Db {
         }
     }
 
+    /// Records the boot the shadow's unsynced frames belong to (once per
+    /// process: a clean stop syncs the shadow and removes it).
+    fn mark_boot(&self) -> Result<(), ReplicateError> {
+        let Some(boot) = &self.boot else {
+            return Ok(());
+        };
+        let path = self.root.join(BOOT);
+        let temp = self.root.join(format!("{BOOT}.tmp"));
+        fs::write(&temp, boot)
+            .and_then(|()| File::open(&temp)?.sync_all())
+            .and_then(|()| fs::rename(&temp, &path))
+            .map_err(io(format!("writing {}", path.display())))?;
+        sync_dir(&self.root)
+    }
+
     /// Syncs the shadow file's committed frames to disk.
     fn make_durable(&mut self) -> Result<(), ReplicateError> {
         let shadow = self.shadow.as_mut().expect("a shadow is open");
@@ -1177,9 +1216,27 @@ fn be32(bytes: &[u8], at: usize) -> u32 {
 }
 
 impl Drop for Db {
+    /// A clean stop: the shadow synced, it no longer depends on this boot.
     fn drop(&mut self) {
         if self.conns.is_some() {
             let _ = self.release_read();
         }
+        let synced =
+            self.shadow.as_ref().is_some_and(|s| s.file.is_some()) && self.make_durable().is_ok();
+        if synced && fs::remove_file(self.root.join(BOOT)).is_ok() {
+            let _ = sync_dir(&self.root);
+        }
     }
+}
+
+/// The file in the shadow directory naming the boot whose page cache holds
+/// its unsynced frames.
+const BOOT: &str = "boot";
+
+/// The running kernel's boot id (Linux), if it can be read.
+fn boot_id() -> Option<String> {
+    fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|id| id.trim().to_owned())
+        .filter(|id| !id.is_empty())
 }

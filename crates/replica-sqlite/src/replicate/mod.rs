@@ -755,12 +755,14 @@ async fn db_loop(
                     // starts (our one write) is published by the next round
                     // with what that copies: one upload, and the replicas
                     // stay in step with the rounds.
+                    let before = db.view();
                     result = db.checkpoint(hooks);
                     let view = db.view();
-                    let restarted = {
-                        let current = views.borrow();
-                        current.generation == view.generation && view.index == current.index + 1
-                    };
+                    // Restarted here: the hook published the closed index.
+                    // Anything else (skipped, busy, failed, a new
+                    // generation) publishes what the round holds now.
+                    let restarted =
+                        view.generation == before.generation && view.index == before.index + 1;
                     if last || !restarted {
                         publish(&views, &shared, view);
                     }

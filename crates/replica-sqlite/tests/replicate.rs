@@ -218,7 +218,11 @@ async fn a_shadow_written_before_a_reboot_starts_a_new_generation() {
     // As a kill before a reboot leaves it: the boot file of another boot.
     std::fs::write(&boot_file, "00000000-0000-0000-0000-000000000000").unwrap();
     let replicator = start().await.unwrap();
-    assert_ne!(replicator.generation(), g, "after a reboot: a new generation");
+    assert_ne!(
+        replicator.generation(),
+        g,
+        "after a reboot: a new generation"
+    );
     for round in 40..50 {
         write_round(&mut conn, round);
     }

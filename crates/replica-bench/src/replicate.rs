@@ -48,9 +48,9 @@ pub(crate) struct Outcome {
     pub(crate) p50_ms: f64,
     pub(crate) p99_ms: f64,
     pub(crate) rss_mib: f64,
-    /// Peak bytes of the tool's local state beside the database (its
+    /// Peak disk space of the tool's local state beside the database (its
     /// hidden directories: our shadow, Litestream's `-litestream` dir),
-    /// sampled every 5 ms.
+    /// allocated blocks as `du` counts them, sampled every 5 ms.
     pub(crate) local_mib: f64,
 }
 
@@ -204,26 +204,37 @@ fn poll_ltx(root: PathBuf, stop: Arc<AtomicBool>) -> (Vec<Seen>, Option<u32>, u6
 
 /// Bytes below `dir` (recursively), 0 if missing.
 pub(crate) fn tree_bytes(dir: &Path) -> u64 {
+    tree_sum(dir, std::fs::Metadata::len)
+}
+
+/// Disk space allocated below `dir` (recursively; what `du` counts: a
+/// sparse file's holes take none), 0 if missing.
+fn tree_allocated(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    tree_sum(dir, |m| m.blocks() * 512)
+}
+
+fn tree_sum(dir: &Path, size: fn(&std::fs::Metadata) -> u64) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };
     entries
         .flatten()
         .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => tree_bytes(&e.path()),
-            _ => e.metadata().map_or(0, |m| m.len()),
+            Ok(t) if t.is_dir() => tree_sum(&e.path(), size),
+            _ => e.metadata().map_or(0, |m| size(&m)),
         })
         .sum()
 }
 
-/// Bytes of the hidden directories beside the database (local state).
+/// Disk space of the hidden directories beside the database (local state).
 fn local_state(dir: &Path) -> u64 {
     std::fs::read_dir(dir)
         .into_iter()
         .flatten()
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
-        .map(|e| tree_bytes(&e.path()))
+        .map(|e| tree_allocated(&e.path()))
         .sum()
 }
 

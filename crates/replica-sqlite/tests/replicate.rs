@@ -696,9 +696,11 @@ async fn a_torn_shadow_append_is_cut_back_and_the_generation_continues() {
     assert_eq!(restored(&*client, dir.path(), "out.db").await, rows(&db));
 }
 
-/// Shadow index files (and their bytes) below `root`.
-fn shadow_files(root: &Path) -> (usize, u64) {
-    let mut found = (0, 0);
+/// Shadow index files below `root`, their bytes and the disk space they
+/// take (a spilled index has a hole where nothing was written).
+fn shadow_files(root: &Path) -> (usize, u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let mut found = (0, 0, 0);
     let Ok(generations) = std::fs::read_dir(root.join("generations")) else {
         return found;
     };
@@ -710,6 +712,7 @@ fn shadow_files(root: &Path) -> (usize, u64) {
         {
             found.0 += 1;
             found.1 += f.metadata().map_or(0, |m| m.len());
+            found.2 += f.metadata().map_or(0, |m| m.blocks() * 512);
         }
     }
     found
@@ -718,7 +721,9 @@ fn shadow_files(root: &Path) -> (usize, u64) {
 /// RELIABILITY.md's local-state bound: while the replica keeps up, the
 /// shadow holds the current WAL index and at most the one before it (until
 /// the replica has shipped it), never a backlog; once caught up, one index
-/// no larger than the WAL.
+/// no larger than the WAL. The frames themselves stay in the WAL: only what
+/// a restart would overwrite unshipped is written into the shadow, and a
+/// checkpoint waits for the replica to ship first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_state_holds_no_more_than_the_unshipped_wal() {
     let dir = tempfile::tempdir().unwrap();
@@ -735,12 +740,14 @@ async fn local_state_holds_no_more_than_the_unshipped_wal() {
     let sampler = {
         let (root, stop) = (root.clone(), stop.clone());
         std::thread::spawn(move || {
-            let mut most = 0;
+            let (mut most, mut disk) = (0, 0);
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                most = most.max(shadow_files(&root).0);
+                let (files, _, allocated) = shadow_files(&root);
+                most = most.max(files);
+                disk = disk.max(allocated);
                 std::thread::sleep(Duration::from_millis(2));
             }
-            most
+            (most, disk)
         })
     };
     for round in 1..=150 {
@@ -750,8 +757,9 @@ async fn local_state_holds_no_more_than_the_unshipped_wal() {
     // Caught up: the replica's position is in the current index.
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let most = sampler.join().unwrap();
-    let (files, bytes) = shadow_files(&root);
+    let (most, disk) = sampler.join().unwrap();
+    let status = replicator.status();
+    let (files, bytes, _) = shadow_files(&root);
     let wal = std::fs::metadata(dir.path().join("app.db-wal"))
         .unwrap()
         .len();
@@ -767,8 +775,83 @@ async fn local_state_holds_no_more_than_the_unshipped_wal() {
         bytes <= wal,
         "the shadow ({bytes} bytes) holds no more than the WAL ({wal})"
     );
+    // What went into the shadow files is a small part of the WAL (what
+    // came while the replica shipped), and all the disk they took.
+    assert!(
+        status.shadow_bytes * 4 <= status.wal_bytes,
+        "{} bytes written into the shadow for {} of WAL",
+        status.shadow_bytes,
+        status.wal_bytes
+    );
+    let headers = 2 * 4096 * most as u64;
+    assert!(
+        disk <= status.shadow_bytes + headers,
+        "the shadow took {disk} bytes of disk at most; {} were written into it",
+        status.shadow_bytes
+    );
     replicator.stop().await.unwrap();
     drop(conn);
+}
+
+/// A clean stop leaves the shadow holding only what restarts made it hold
+/// (the WAL has the rest) and records the last frame: the WAL must still
+/// hold it to continue. As after a power loss that cost the WAL the tail a
+/// replica has, with new frames written at the same offsets: a new
+/// generation, never the old one continued with other frames.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wal_that_lost_what_was_shipped_before_a_stop_starts_a_new_generation() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let wal = dir.path().join("app.db-wal");
+    let mut conn = create(&db);
+    let (client, _) = file_replica(dir.path(), "r", Layout::Litestream03);
+    // No checkpoints: the WAL only grows, the database file stays.
+    let options = || DbOptions {
+        checkpoint_interval: Duration::ZERO,
+        min_checkpoint_page_count: 1_000_000,
+        max_checkpoint_page_count: 0,
+        ..quick_db()
+    };
+    let replicator = start_one(&db, options(), &client).await.unwrap();
+    let g = replicator.generation();
+    for round in 0..10 {
+        write_round(&mut conn, round);
+    }
+    replicator.stop().await.unwrap();
+    let end = dir.path().join(".app.db-replica/end");
+    assert!(end.exists(), "a clean stop records the last frame");
+    let saved = std::fs::read(&wal).unwrap();
+    let replicator = start_one(&db, options(), &client).await.unwrap();
+    assert_eq!(replicator.generation(), g, "the WAL holds it: continued");
+    assert!(!end.exists(), "the mark is for one start only");
+    for round in 10..20 {
+        write_round(&mut conn, round);
+    }
+    replicator.stop().await.unwrap();
+    let shipped = std::fs::metadata(&wal).unwrap().len();
+    // The WAL as it was before rounds 10..20, then other transactions
+    // after it (valid frames where the replica has rounds 10..20).
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+        true,
+    )
+    .unwrap();
+    drop(conn);
+    std::fs::write(&wal, &saved).unwrap();
+    std::fs::remove_file(dir.path().join("app.db-shm")).unwrap();
+    let mut conn = Connection::open(&db).unwrap();
+    for round in 100..125 {
+        write_round(&mut conn, round);
+    }
+    assert!(std::fs::metadata(&wal).unwrap().len() > shipped);
+    let replicator = start_one(&db, options(), &client).await.unwrap();
+    assert_ne!(
+        replicator.generation(),
+        g,
+        "the WAL no longer holds what was shipped: a new generation"
+    );
+    replicator.stop().await.unwrap();
+    assert_eq!(restored(&*client, dir.path(), "out.db").await, rows(&db));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -831,6 +914,8 @@ async fn status_counts_the_work_and_names_a_failing_replica_with_its_lag() {
         status.shadow_syncs,
         status.shadow.0
     );
+    // And copied into the shadow first: the bad replica reads them there.
+    assert!(status.shadow_bytes > 0, "{status:#?}");
     let ok = &status.replicas[0];
     assert_eq!(ok.name, "good");
     assert!(ok.failing.is_none() && ok.last_sync.is_some(), "{ok:#?}");

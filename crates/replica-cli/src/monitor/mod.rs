@@ -584,6 +584,7 @@ mod tests {
             released: false,
             releases: 0,
             shadow_syncs: 0,
+            shadow_bytes: 0,
             waiting_for_descriptors: None,
             replicas: vec![replica_sqlite::ReplicaStatus {
                 name: "r".into(),

@@ -24,6 +24,7 @@ use rusqlite::Connection;
 use tracing::{debug, info, warn};
 
 use super::stats::{CheckpointMode, DbCounters};
+use super::tail::Tail;
 use super::{DbOptions, ReplicateError, ShadowView};
 use crate::wal::{WalHeader, FRAME_HEADER_LEN, WAL_HEADER_LEN};
 
@@ -46,13 +47,17 @@ struct Shadow {
     index: u64,
     header: [u8; WAL_HEADER_LEN],
     parsed: WalHeader,
-    /// Committed bytes in the shadow file (= WAL offset copied up to).
+    /// Committed bytes of the index (= WAL offset validated up to).
     len: u64,
+    /// The end of the valid prefix of the shadow file: the rest of the
+    /// index is read from the WAL (see [`super::tail`]), and copied into
+    /// the file only when a restart would overwrite what a replica has not
+    /// shipped. Without a boot id, every frame is written (as `len`).
+    written: u64,
     /// Running checksum after the last committed frame.
     chain: (u32, u32),
-    /// Bytes known to be on disk (fsynced); the rest is in the page cache,
-    /// which a killed process keeps. Synced before our checkpoint restarts
-    /// the WAL, unless every replica has shipped them.
+    /// Bytes of the file known to be on disk (fsynced); the rest is in
+    /// the page cache, which a killed process keeps.
     synced: u64,
     /// The shadow file, open while the database is awake.
     file: Option<File>,
@@ -165,6 +170,8 @@ pub(crate) struct Db {
     last_new: Instant,
     /// What the database side has done, for [`Replicator::status`](super::Replicator::status).
     pub(crate) counters: Arc<DbCounters>,
+    /// Where readers find the current index's bytes.
+    tail: Arc<Tail>,
 }
 
 /// Locks `<root>/lock`, so two replicators never share a shadow WAL.
@@ -307,6 +314,7 @@ impl Db {
             _lock: lock,
             last_new: Instant::now(),
             counters: Arc::default(),
+            tail: Arc::default(),
         };
         let hint = db.litestream_hint();
         if hint.ends_with("replicates this database too") {
@@ -431,6 +439,27 @@ impl Db {
                 return Err(lost("the WAL no longer holds the frames copied"));
             }
         }
+        // The shadow file may end before what was shipped (the rest was
+        // read from the WAL): a clean stop recorded the last committed
+        // frame, which the WAL must still hold (after a power loss, the
+        // WAL may have lost its unsynced tail and have other frames there).
+        let end = EndMark::read(&self.root).map_err(|()| lost("the stop mark is unreadable"))?;
+        if let Some(end) = end {
+            let frame_len = FRAME_HEADER_LEN as u64 + u64::from(parsed.page_size);
+            if end.generation == generation && end.len > len {
+                let wal = File::open(&self.wal_path).map_err(|_| lost("WAL unreadable"))?;
+                let mut theirs = [0u8; FRAME_HEADER_LEN];
+                let held = end.index == index
+                    && end.len >= WAL_HEADER_LEN as u64 + frame_len
+                    && wal.read_exact_at(&mut theirs, end.len - frame_len).is_ok()
+                    && theirs == end.frame;
+                if !held {
+                    return Err(lost(
+                        "the WAL no longer holds the frames replicated before the last stop",
+                    ));
+                }
+            }
+        }
         file.set_len(len).map_err(|_| lost("shadow unwritable"))?;
         file.seek(SeekFrom::End(0))
             .map_err(|_| lost("shadow unwritable"))?;
@@ -448,6 +477,7 @@ impl Db {
             header,
             parsed,
             len,
+            written: len,
             chain,
             // Read back after a kill, it may be in the page cache only.
             synced: WAL_HEADER_LEN as u64,
@@ -458,6 +488,8 @@ impl Db {
 
     /// Starts a new generation at index 0 of the current WAL.
     pub(crate) fn new_generation(&mut self, why: &str) -> Result<(), ReplicateError> {
+        // The WAL may change from here on: no reader is routed to it.
+        self.tail.close();
         if identity(&self.path)? != self.identity {
             self.reopen()?;
         }
@@ -531,14 +563,16 @@ impl Db {
             header,
             parsed,
             len: WAL_HEADER_LEN as u64,
+            written: WAL_HEADER_LEN as u64,
             chain: parsed.checksum,
             synced: WAL_HEADER_LEN as u64,
             file: Some(file),
         })
     }
 
-    /// Copies the committed frames the WAL holds beyond the shadow's end,
-    /// each checked by salt and running checksum, and makes them durable.
+    /// Takes in the committed frames the WAL holds beyond the shadow's
+    /// end, each checked by salt and running checksum, and routes reads of
+    /// the index beyond the shadow file's valid prefix to the WAL.
     fn copy_frames(&mut self) -> Result<u64, Discontinuity> {
         let header = self.read_wal_header();
         let shadow = self.shadow.as_ref().expect("a shadow is open");
@@ -547,7 +581,68 @@ impl Db {
                 "the WAL was restarted or truncated by another connection".into(),
             ));
         }
-        self.copy_tail()
+        let copied = self.copy_tail()?;
+        self.route()
+            .map_err(|e| Discontinuity(format!("the WAL cannot be read: {e}")))?;
+        Ok(copied)
+    }
+
+    /// Routes reads of the current index beyond the shadow file's valid
+    /// prefix to the WAL, unless they are already (its frames stay there
+    /// until our own restart, which closes the route first).
+    fn route(&self) -> std::io::Result<()> {
+        let shadow = self.shadow.as_ref().expect("a shadow is open");
+        if !self.tail.routes(&shadow.generation, shadow.index) {
+            let wal = Arc::new(File::open(&self.wal_path)?);
+            self.tail
+                .set(&shadow.generation, shadow.index, shadow.written, wal);
+        }
+        Ok(())
+    }
+
+    /// Copies what the shadow file lacks of `[from, len)` of the current
+    /// index from the WAL into it (at the same offsets), makes the file
+    /// `len` long (with a hole below `from` when the bytes there were never
+    /// written) and, when it copied anything, syncs it. Called under our
+    /// write lock, just before a restart would overwrite the WAL.
+    fn spill(&mut self, from: u64) -> Result<(), ReplicateError> {
+        let shadow = self.shadow.as_mut().expect("a shadow is open");
+        let start = from.max(shadow.written).max(WAL_HEADER_LEN as u64);
+        let context = || {
+            format!(
+                "copying the unshipped WAL of {} into its shadow",
+                self.path.display()
+            )
+        };
+        let file = shadow.file().map_err(io(context()))?;
+        if start < shadow.len {
+            let wal = File::open(&self.wal_path).map_err(io(context()))?;
+            let mut buf = std::mem::take(&mut self.buf);
+            let mut at = start;
+            while at < shadow.len {
+                let n = (shadow.len - at).min(4 << 20) as usize;
+                if buf.len() < n {
+                    buf.resize(n, 0);
+                }
+                wal.read_exact_at(&mut buf[..n], at)
+                    .and_then(|()| file.write_all_at(&buf[..n], at))
+                    .map_err(io(context()))?;
+                at += n as u64;
+            }
+            self.buf = buf;
+            self.counters
+                .shadow_bytes
+                .fetch_add(shadow.len - start, Ordering::Relaxed);
+        }
+        if file.metadata().map_err(io(context()))?.len() < shadow.len {
+            file.set_len(shadow.len).map_err(io(context()))?;
+        }
+        if start < shadow.len {
+            file.sync_data().map_err(io(context()))?;
+            shadow.synced = shadow.written;
+            self.counters.shadow_syncs.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     /// The frames at the shadow's end that continue it (same salts, the
@@ -575,6 +670,9 @@ impl Db {
         // read would pull in every round for nothing.
         let max_batch = (4 << 20) / frame_len.max(1) + 1;
         let mut batch_frames = 8u64.min(max_batch);
+        // Without a boot id, every frame goes into the shadow file (see
+        // `resume`); else the WAL keeps them.
+        let write = self.boot.is_none();
         let mut buf = std::mem::take(&mut self.buf);
         'outer: while offset + frame_len <= size {
             let frames = ((size - offset) / frame_len).min(batch_frames);
@@ -599,7 +697,7 @@ impl Db {
                     committed = (offset + valid * frame_len, chain);
                 }
             }
-            if valid > 0 {
+            if write && valid > 0 {
                 let bytes = &batch[..(valid * frame_len) as usize];
                 shadow
                     .file()
@@ -615,7 +713,12 @@ impl Db {
         let shadow = self.shadow.as_mut().expect("a shadow is open");
         let copied = committed.0 - shadow.len;
         self.counters.copied(copied, copied / frame_len);
-        if offset != committed.0 {
+        if write {
+            self.counters
+                .shadow_bytes
+                .fetch_add(copied, Ordering::Relaxed);
+        }
+        if write && offset != committed.0 {
             // Drop frames of a transaction not committed yet; they are copied
             // again once it is.
             shadow
@@ -623,15 +726,19 @@ impl Db {
                 .and_then(|f| f.set_len(committed.0))
                 .map_err(|e| Discontinuity(format!("the shadow WAL cannot be written: {e}")))?;
         }
-        // Not synced here: until our checkpoint restarts the WAL (which
-        // syncs what a replica has not shipped), every frame copied is in
-        // the WAL too, and a killed process leaves the page cache intact
-        // (a reboot ends the generation: see `resume`). Without a boot id
-        // to tell a reboot by, every round syncs.
+        // Neither written nor synced here: until our checkpoint restarts
+        // the WAL (which first copies and syncs what a replica has not
+        // shipped), every frame is in the WAL, which no one else can
+        // restart under our read transaction (a reboot ends the
+        // generation: see `resume`). Without a boot id to tell a reboot
+        // by, every round writes and syncs.
         shadow.len = committed.0;
         shadow.chain = committed.1;
+        if write {
+            shadow.written = committed.0;
+        }
         self.copied_at = started;
-        if self.boot.is_none() {
+        if write {
             self.make_durable()
                 .map_err(|e| Discontinuity(format!("the shadow WAL cannot be synced: {e}")))?;
         }
@@ -743,7 +850,13 @@ impl Db {
         let Some(conns) = self.conns.as_ref() else {
             return false;
         };
-        if Arc::strong_count(&conns.db_file) > 1 || self.release_read().is_err() {
+        if Arc::strong_count(&conns.db_file) > 1 {
+            return false;
+        }
+        // Released, the WAL may change: reads come from the shadow (every
+        // replica is at its end: see `db_loop`).
+        self.tail.close();
+        if self.release_read().is_err() {
             return false;
         }
         self.conns = None;
@@ -847,6 +960,7 @@ impl Db {
     }
 
     fn reopen(&mut self) -> Result<(), ReplicateError> {
+        self.tail.close();
         self.reading = false;
         // The old connections close before the new ones open.
         self.conns = None;
@@ -955,11 +1069,11 @@ impl Db {
         // later) while the restart below runs.
         (hooks.publish)(self.view());
         // The restart overwrites the WAL: what a replica has not shipped
-        // must then be on disk in the shadow.
+        // must then be on disk in the shadow, and no reader in the WAL.
         let shadow = self.shadow.as_ref().expect("a shadow is open");
-        if !(hooks.shipped)(&shadow.generation, shadow.index, shadow.len) {
-            self.make_durable()?;
-        }
+        let from = (hooks.unshipped_from)(&shadow.generation, shadow.index, shadow.len);
+        self.spill(from)?;
+        self.tail.close();
         self.release_read()?;
         if force && log >= 0 && log == done {
             // Readers that began before the backfill completed still hold
@@ -975,6 +1089,9 @@ impl Db {
         self.acquire_read()?;
         let after = self.read_wal_header();
         if after == Some(before) {
+            // Still the same index: read from the WAL again.
+            self.route()
+                .map_err(io(format!("opening {}", self.wal_path.display())))?;
             debug!(
                 frames = log,
                 checkpointed = done,
@@ -1065,6 +1182,12 @@ impl Db {
     /// Records the boot the shadow's unsynced frames belong to (once per
     /// process: a clean stop syncs the shadow and removes it).
     fn mark_boot(&self) -> Result<(), ReplicateError> {
+        // The last stop's mark was for `resume`; from now on the WAL moves.
+        match fs::remove_file(self.root.join(END)) {
+            Ok(()) => sync_dir(&self.root)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(format!("removing {}", self.root.join(END).display()))(e)),
+        }
         let Some(boot) = &self.boot else {
             return Ok(());
         };
@@ -1077,15 +1200,15 @@ impl Db {
         sync_dir(&self.root)
     }
 
-    /// Syncs the shadow file's committed frames to disk.
+    /// Syncs the frames written into the shadow file to disk.
     fn make_durable(&mut self) -> Result<(), ReplicateError> {
         let shadow = self.shadow.as_mut().expect("a shadow is open");
-        if shadow.synced < shadow.len {
+        if shadow.synced < shadow.written {
             shadow.file().and_then(File::sync_data).map_err(io(format!(
                 "syncing the shadow WAL of {}",
                 self.path.display()
             )))?;
-            shadow.synced = shadow.len;
+            shadow.synced = shadow.written;
             self.counters.shadow_syncs.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
@@ -1108,6 +1231,7 @@ impl Db {
                 .map(|c| c.db_file.clone()),
             released: self.released.is_some(),
             closed: self.closed,
+            tail: self.tail.clone(),
         }
     }
 
@@ -1145,9 +1269,10 @@ impl Db {
 /// What a checkpoint asks of the replicas' side.
 #[derive(Clone, Copy)]
 pub(crate) struct Hooks<'a> {
-    /// Whether every replica has shipped index `index` of `generation` up
-    /// to `len` (else the shadow is synced before the WAL restarts).
-    pub(crate) shipped: &'a dyn Fn(&Generation, u64, u64) -> bool,
+    /// The lowest offset of index `index` (of `generation`, committed up to
+    /// `len`) that some replica has not shipped, `len` when none: what the
+    /// shadow file must hold, synced, before the WAL restarts.
+    pub(crate) unshipped_from: &'a dyn Fn(&Generation, u64, u64) -> u64,
     /// Publishes the view just before a restart closes its index: all the
     /// index will hold (nothing can be appended under our write lock).
     pub(crate) publish: &'a dyn Fn(ShadowView),
@@ -1216,16 +1341,99 @@ fn be32(bytes: &[u8], at: usize) -> u32 {
 }
 
 impl Drop for Db {
-    /// A clean stop: the shadow synced, it no longer depends on this boot.
+    /// A clean stop: the shadow synced and the last frame recorded (see
+    /// [`EndMark`]), it no longer depends on this boot.
     fn drop(&mut self) {
+        self.tail.close();
+        let marked = self.shadow.as_ref().is_some_and(|s| s.file.is_some())
+            && self.make_durable().is_ok()
+            && self.mark_end().is_ok();
         if self.conns.is_some() {
             let _ = self.release_read();
         }
-        let synced =
-            self.shadow.as_ref().is_some_and(|s| s.file.is_some()) && self.make_durable().is_ok();
-        if synced && fs::remove_file(self.root.join(BOOT)).is_ok() {
+        if marked && fs::remove_file(self.root.join(BOOT)).is_ok() {
             let _ = sync_dir(&self.root);
         }
+    }
+}
+
+impl Db {
+    /// Records the current index's last committed frame header, synced.
+    fn mark_end(&self) -> Result<(), ReplicateError> {
+        let shadow = self.shadow.as_ref().expect("a shadow is open");
+        if shadow.written >= shadow.len {
+            // The shadow file holds it all.
+            return Ok(());
+        }
+        let mut frame = [0u8; FRAME_HEADER_LEN];
+        File::open(&self.wal_path)
+            .and_then(|wal| wal.read_exact_at(&mut frame, shadow.len - shadow.frame_len()))
+            .map_err(io(format!("reading {}", self.wal_path.display())))?;
+        let mark = EndMark {
+            generation: shadow.generation.clone(),
+            index: shadow.index,
+            len: shadow.len,
+            frame,
+        };
+        let (path, temp) = (self.root.join(END), self.root.join(format!("{END}.tmp")));
+        fs::write(&temp, mark.to_string())
+            .and_then(|()| File::open(&temp)?.sync_all())
+            .and_then(|()| fs::rename(&temp, &path))
+            .map_err(io(format!("writing {}", path.display())))?;
+        sync_dir(&self.root)
+    }
+}
+
+/// The file in the shadow directory a clean stop leaves: the current index
+/// and the header of its last committed frame (the shadow file itself holds
+/// only what a restart made it hold; the WAL holds the rest).
+const END: &str = "end";
+
+/// What [`END`] holds: `<generation> <index> <len> <frame header, hex>`.
+#[derive(Debug, PartialEq, Eq)]
+struct EndMark {
+    generation: Generation,
+    index: u64,
+    len: u64,
+    frame: [u8; FRAME_HEADER_LEN],
+}
+
+impl std::fmt::Display for EndMark {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} {} ", self.generation, self.index, self.len)?;
+        self.frame.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+impl EndMark {
+    /// The mark in `root`, if any; an error if it cannot be read.
+    fn read(root: &Path) -> Result<Option<EndMark>, ()> {
+        match fs::read_to_string(root.join(END)) {
+            Ok(text) => Self::parse(&text).map(Some).ok_or(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(_) => Err(()),
+        }
+    }
+
+    fn parse(text: &str) -> Option<EndMark> {
+        let mut parts = text.split_whitespace();
+        let generation = Generation::new(parts.next()?).ok()?;
+        let index = parts.next()?.parse().ok()?;
+        let len = parts.next()?.parse().ok()?;
+        let hex = parts.next()?;
+        let mut frame = [0u8; FRAME_HEADER_LEN];
+        if hex.len() != 2 * FRAME_HEADER_LEN || parts.next().is_some() {
+            return None;
+        }
+        for (i, b) in frame.iter_mut().enumerate() {
+            *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(EndMark {
+            generation,
+            index,
+            len,
+            frame,
+        })
     }
 }
 

@@ -3,7 +3,8 @@
 //!
 //! The database file alone holds only what was checkpointed; the frames of
 //! the current index are in the WAL. Laying the newest copy of each page
-//! from the shadow WAL (up to its committed length) over the file gives the
+//! from the index (up to its committed length, read where
+//! [`IndexReader`] finds it) over the file gives the
 //! database exactly as of that length, so a replica holding only the
 //! snapshot of a new generation already has every transaction the shadow
 //! held. Pages a concurrent checkpoint may be rewriting in the file are all
@@ -12,7 +13,6 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -20,6 +20,7 @@ use futures::StreamExt;
 use replica_core::{ByteStream, Error};
 use tokio::sync::mpsc;
 
+use super::tail::IndexReader;
 use crate::wal::{WalHeader, FRAME_HEADER_LEN, WAL_HEADER_LEN};
 
 /// Pages sent per chunk.
@@ -36,7 +37,7 @@ pub(crate) struct Overlay {
 
 /// The overlay of the frames in `[from, to)` of `shadow` (`from` is 0 or a
 /// frame boundary).
-pub(crate) fn overlay(shadow: &File, from: u64, to: u64) -> std::io::Result<Overlay> {
+pub(crate) fn overlay(shadow: &IndexReader, from: u64, to: u64) -> std::io::Result<Overlay> {
     let mut head = [0u8; WAL_HEADER_LEN];
     shadow.read_exact_at(&mut head, 0)?;
     let header = WalHeader::parse(&head)
@@ -69,18 +70,13 @@ pub(crate) fn overlay(shadow: &File, from: u64, to: u64) -> std::io::Result<Over
 pub(crate) struct Image {
     file: Arc<File>,
     file_len: u64,
-    shadow: File,
+    shadow: IndexReader,
     overlay: Overlay,
 }
 
 impl Image {
     /// The database open as `file` with `shadow[..len]` laid over it.
-    pub(crate) fn open(
-        file: Arc<File>,
-        shadow: &std::path::Path,
-        len: u64,
-    ) -> std::io::Result<Image> {
-        let shadow = File::open(shadow)?;
+    pub(crate) fn open(file: Arc<File>, shadow: IndexReader, len: u64) -> std::io::Result<Image> {
         let overlay = overlay(&shadow, 0, len)?;
         let file_len = file.metadata()?.len();
         Ok(Image {
@@ -129,11 +125,11 @@ impl Image {
 
 fn produce(
     file: Arc<File>,
-    shadow: PathBuf,
+    shadow: IndexReader,
     len: u64,
     tx: &mpsc::Sender<replica_core::Result<Bytes>>,
 ) -> std::io::Result<()> {
-    let image = Image::open(file, &shadow, len)?;
+    let image = Image::open(file, shadow, len)?;
     let page_size = u64::from(image.page_size());
     let total = u64::from(image.pages());
     let mut pgno = 1u64;
@@ -158,7 +154,7 @@ fn produce(
 /// could take the database for its last connection and delete the WAL).
 /// `turn` is held until the image is produced. A producer that fails or
 /// stops abnormally ends the stream with an error, never early.
-pub(crate) fn image(db: Arc<File>, shadow: PathBuf, len: u64, turn: Turn) -> ByteStream {
+pub(crate) fn image(db: Arc<File>, shadow: IndexReader, len: u64, turn: Turn) -> ByteStream {
     let (tx, rx) = mpsc::channel(4);
     let context = "reading a snapshot of the database".to_owned();
     tokio::task::spawn_blocking(move || {

@@ -34,6 +34,7 @@ pub use rounds::MAX_ROUNDS;
 mod ship;
 mod ship_ltx;
 mod stats;
+mod tail;
 mod wake;
 
 pub use budget::{awake_cost, Descriptors, Taken, AWAKE_DESCRIPTORS, DESCRIPTORS_PER_REPLICA};
@@ -50,7 +51,7 @@ use futures::FutureExt;
 use replica_core::{Generation, Pos, ReplicaClient};
 use tokio::sync::{watch, RwLock};
 use tokio::task::JoinHandle;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 /// Settings of the database side (Litestream's `dbs[]` keys).
 #[derive(Debug, Clone)]
@@ -245,6 +246,8 @@ pub(crate) struct ShadowView {
     released: bool,
     /// The index the last WAL restart closed, with its length.
     closed: Option<(u64, u64)>,
+    /// Where the current index's bytes are read from.
+    tail: Arc<tail::Tail>,
 }
 
 /// State shared between the tasks.
@@ -266,6 +269,8 @@ pub(crate) struct Shared {
     /// Notified by a replica that needs the database awake (a snapshot, a
     /// new generation).
     wake: tokio::sync::Notify,
+    /// Notified whenever a replica's position moves.
+    shipped: tokio::sync::Notify,
 }
 
 /// A running replication of one database.
@@ -343,6 +348,7 @@ impl Replicator {
                 .collect(),
             previous: Mutex::new(None),
             wake: tokio::sync::Notify::new(),
+            shipped: tokio::sync::Notify::new(),
         });
         let files = (db.path().to_owned(), db.wal_path().to_owned());
         let replica_settings = replicas
@@ -357,7 +363,7 @@ impl Replicator {
         };
         let db = Arc::new(Mutex::new(db));
         let db_task = tokio::spawn(db_loop(
-            db,
+            db.clone(),
             settings,
             view_tx,
             gate.clone(),
@@ -371,41 +377,47 @@ impl Replicator {
                 let name = replica.options.name.clone();
                 let stop = stop_replicas_rx.clone();
                 let task = match replica.client {
-                    ReplicaTarget::Generations(client) => tokio::spawn(ship::run(
-                        ship::Shipper {
-                            slot,
-                            options: replica.options,
-                            client,
-                            views: views.clone(),
-                            gate: gate.clone(),
-                            shared: shared.clone(),
-                            pos: None,
-                            last_snapshot: None,
-                            last_retention: None,
-                            shipped: 0,
-                        },
-                        stop,
+                    ReplicaTarget::Generations(client) => tokio::spawn(keep_open(
+                        db.clone(),
+                        ship::run(
+                            ship::Shipper {
+                                slot,
+                                options: replica.options,
+                                client,
+                                views: views.clone(),
+                                gate: gate.clone(),
+                                shared: shared.clone(),
+                                pos: None,
+                                last_snapshot: None,
+                                last_retention: None,
+                                shipped: 0,
+                            },
+                            stop,
+                        ),
                     )),
-                    ReplicaTarget::Ltx(client) => tokio::spawn(ship::run(
-                        ship_ltx::LtxShipper {
-                            slot,
-                            options: replica.options,
-                            client,
-                            views: views.clone(),
-                            gate: gate.clone(),
-                            shared: shared.clone(),
-                            pos: None,
-                            txid: 0,
-                            has_snapshot: false,
-                            last_snapshot: None,
-                            last_compaction: Vec::new(),
-                            compacted: Vec::new(),
-                            snapshot_txid: 0,
-                            last_retention: None,
-                            retention_idle_until: None,
-                            shipped: 0,
-                        },
-                        stop,
+                    ReplicaTarget::Ltx(client) => tokio::spawn(keep_open(
+                        db.clone(),
+                        ship::run(
+                            ship_ltx::LtxShipper {
+                                slot,
+                                options: replica.options,
+                                client,
+                                views: views.clone(),
+                                gate: gate.clone(),
+                                shared: shared.clone(),
+                                pos: None,
+                                txid: 0,
+                                has_snapshot: false,
+                                last_snapshot: None,
+                                last_compaction: Vec::new(),
+                                compacted: Vec::new(),
+                                snapshot_txid: 0,
+                                last_retention: None,
+                                retention_idle_until: None,
+                                shipped: 0,
+                            },
+                            stop,
+                        ),
                     )),
                 };
                 (name, task)
@@ -549,6 +561,7 @@ impl Monitor {
             released: view.released,
             releases: self.shared.db.releases.load(Ordering::Relaxed),
             shadow_syncs: self.shared.db.shadow_syncs.load(Ordering::Relaxed),
+            shadow_bytes: self.shared.db.shadow_bytes.load(Ordering::Relaxed),
             waiting_for_descriptors: waiting,
             replicas,
         }
@@ -562,6 +575,21 @@ impl Monitor {
 /// `shared.previous`: a replica still there held every transaction
 /// committed before that time (its lag starts then, not at its last round).
 fn publish(views: &watch::Sender<ShadowView>, shared: &Shared, view: ShadowView) {
+    publish_with(views, shared, view, true);
+}
+
+/// Publishes `view` without waking the replicas: they ship it with the
+/// next view published (a round's), in the same round of theirs.
+fn publish_quietly(views: &watch::Sender<ShadowView>, shared: &Shared, view: ShadowView) {
+    publish_with(views, shared, view, false);
+}
+
+fn publish_with(
+    views: &watch::Sender<ShadowView>,
+    shared: &Shared,
+    view: ShadowView,
+    notify: bool,
+) {
     views.send_if_modified(|current| {
         let moved = current.generation != view.generation
             || current.index != view.index
@@ -582,7 +610,7 @@ fn publish(views: &watch::Sender<ShadowView>, shared: &Shared, view: ShadowView)
             ));
         }
         *current = view;
-        new
+        new && notify
     });
 }
 
@@ -593,6 +621,15 @@ impl Drop for Replicator {
         let _ = self.stop_db.send(true);
         let _ = self.stop_replicas.send(true);
     }
+}
+
+/// Runs a replica task, keeping the database open (its read transaction
+/// keeps the WAL the replica reads from unchanged) until the task's final
+/// sync is over: the database task stops first.
+async fn keep_open<T>(db: Arc<Mutex<db::Db>>, task: impl std::future::Future<Output = T>) -> T {
+    let out = task.await;
+    drop(db);
+    out
 }
 
 /// How the database task runs.
@@ -661,6 +698,9 @@ async fn db_loop(
     };
     let mut failures = 0u32;
     let mut idle_checkpointed = false;
+    // A checkpoint put off until the replicas have shipped what the round
+    // copied (see below).
+    let mut deferred = false;
     // Registered once released (a write after the release's probe changes
     // the WAL's metadata; one after this registration is an event too).
     let mut watch: Option<wake::Registration> = None;
@@ -736,7 +776,7 @@ async fn db_loop(
                 };
                 let free = held.is_some();
                 if let Err(e) = db.wake(permit) {
-                    return (Err(e), idle_checkpointed);
+                    return (Err(e), idle_checkpointed, false);
                 }
                 let diverged = shared.diverged.swap(false, Ordering::SeqCst);
                 // Replicas see new frames before any checkpoint runs.
@@ -745,11 +785,19 @@ async fn db_loop(
                 }
                 let mut result = db.sync(diverged, free);
                 let hooks = db::Hooks {
-                    shipped: &|g, i, len| shipped_through(&shared, g, i, len),
+                    unshipped_from: &|g, i, len| unshipped_from(&shared, g, i, len),
                     publish: &|view| publish(&views, &shared, view),
                 };
                 let checkpoint = result.is_ok() && free && db.checkpoint_due();
-                if checkpoint {
+                // The restart overwrites the WAL the replicas read from:
+                // what they have not shipped is copied into the shadow
+                // first. So a checkpoint is put off (once) until they have
+                // shipped what this round copied; between rounds, as soon
+                // as they have, it copies only what came meanwhile.
+                let defer = checkpoint && !deferred && !last && !all_at_end(&shared, &db.view());
+                if defer {
+                    publish(&views, &shared, db.view());
+                } else if checkpoint {
                     // It publishes the index it closes just before the
                     // restart (all of it: one upload). The index the restart
                     // starts (our one write) is published by the next round
@@ -796,13 +844,14 @@ async fn db_loop(
                 }
                 drop(held);
                 prune(&mut db, &shared, &views);
-                (result, idle_checkpointed)
+                (result, idle_checkpointed, defer)
             })
             .await
             .expect("a sync does not panic")
         };
-        let (round, checkpointed) = round;
+        let (round, checkpointed, defer) = round;
         idle_checkpointed = checkpointed;
+        deferred = defer;
         shared.db.synced(
             started.elapsed(),
             round.as_ref().map(|_| ()).map_err(|e| e.to_string()),
@@ -840,9 +889,56 @@ async fn db_loop(
                 _ = stop.changed() => break,
                 // Between rounds, shadow files the replicas have passed go.
                 _ = shared.moved.notified() => prune_now(&db, &shared, &views).await,
+                // Else the next round checkpoints, whatever they shipped.
+                _ = shared.shipped.notified(), if deferred => {
+                    deferred = !checkpoint_now(&db, &gate, &shared, &views).await;
+                }
             }
         }
     }
+}
+
+/// The checkpoint a round put off, if every replica is at the end of what
+/// was published and no snapshot holds the gate; returns whether it ran.
+async fn checkpoint_now(
+    db: &Arc<Mutex<db::Db>>,
+    gate: &Arc<RwLock<()>>,
+    shared: &Arc<Shared>,
+    views: &watch::Sender<ShadowView>,
+) -> bool {
+    let (db, gate, shared, views) = (db.clone(), gate.clone(), shared.clone(), views.clone());
+    rounds::run(move || {
+        let mut db = db.lock().unwrap_or_else(|p| p.into_inner());
+        if db.is_released() || !all_at_end(&shared, &db.view()) {
+            return false;
+        }
+        let Ok(held) = gate.try_write_owned() else {
+            return false;
+        };
+        // What came since the round is published quietly: woken by it,
+        // a replica would ship it alone and then miss the next round's
+        // view by a sync interval (so the checkpoint after that could not
+        // find it caught up).
+        let hooks = db::Hooks {
+            unshipped_from: &|g, i, len| unshipped_from(&shared, g, i, len),
+            publish: &|view| publish_quietly(&views, &shared, view),
+        };
+        let before = db.view();
+        if let Err(e) = db.checkpoint(hooks) {
+            warn!(error = %e, "checkpoint failed; the next round retries");
+        }
+        let view = db.view();
+        // Restarted: the hook published the closed index; the new one's
+        // first frame goes with the next round.
+        if !(view.generation == before.generation && view.index == before.index + 1) {
+            publish_quietly(&views, &shared, view);
+        }
+        drop(held);
+        prune(&mut db, &shared, &views);
+        true
+    })
+    .await
+    .unwrap_or(false)
 }
 
 /// Prunes on a blocking thread.
@@ -876,19 +972,22 @@ fn all_at_end(shared: &Shared, view: &ShadowView) -> bool {
         .all(|p| p.as_ref().is_some_and(|p| at_view_end(view, p)))
 }
 
-/// Whether every replica has shipped index `index` of `generation` up to `len`.
-fn shipped_through(shared: &Shared, generation: &Generation, index: u64, len: u64) -> bool {
+/// The lowest offset of index `index` of `generation` (committed up to
+/// `len`) that some replica has not shipped: 0 for one without a position
+/// in it yet, `len` when every replica is past it.
+fn unshipped_from(shared: &Shared, generation: &Generation, index: u64, len: u64) -> u64 {
     shared
         .positions
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .iter()
-        .all(|p| {
-            p.as_ref().is_some_and(|p| {
-                p.generation == *generation
-                    && (p.index > index || (p.index == index && p.offset >= len))
-            })
+        .map(|p| match p {
+            Some(p) if p.generation == *generation && p.index > index => len,
+            Some(p) if p.generation == *generation && p.index == index => p.offset.min(len),
+            _ => 0,
         })
+        .min()
+        .unwrap_or(len)
 }
 
 /// Whether `pos` is the end of what `view` holds.

@@ -9,13 +9,12 @@ use chrono::{DateTime, Utc};
 use futures::FutureExt;
 use replica_core::layout::format_index;
 use replica_core::{
-    bytes_stream, client::reader_stream, decompressed_len, lz4, ByteStream, Error, Pos,
-    ReplicaClient, Result,
+    bytes_stream, decompressed_len, lz4, ByteStream, Error, Pos, ReplicaClient, Result,
 };
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::{watch, RwLock};
 use tracing::{info, warn};
 
+use super::tail::IndexReader;
 use super::{ReplicaOptions, ShadowView, Shared};
 
 const CHUNK: usize = 1 << 20;
@@ -84,6 +83,7 @@ pub(crate) fn publish(shared: &Shared, slot: usize, pos: &Option<Pos>) {
             .load(std::sync::atomic::Ordering::Relaxed);
     positions[slot] = pos.clone();
     drop(positions);
+    shared.shipped.notify_one();
     if moved {
         // A shipped index's shadow file goes now, not a monitor interval
         // later (local disk: one index, not two).
@@ -237,7 +237,8 @@ impl Shipper {
         let turn = super::image::turn().await;
         let (_gate, view, db_file) =
             super::snapshot_gate(&self.gate, &self.views, &self.shared).await?;
-        let shadow = index_path(&view, view.index);
+        let shadow = IndexReader::open(&view, view.index, 0, view.len)
+            .map_err(|e| Error::io("reading a snapshot of the database", e))?;
         let size = db_file.metadata().map_or(0, |m| m.len()) + view.len;
         let data = lz4::compress_stream(super::image::image(db_file, shadow, view.len, turn));
         let info = bounded(
@@ -280,7 +281,7 @@ impl Shipper {
                 return Ok(());
             };
             if pos.offset < len {
-                let data = read_range(path, pos.offset, len).await?;
+                let data = read_range(view, pos.index, path, pos.offset, len).await?;
                 bounded(
                     || format!("writing WAL segment {pos}"),
                     len - pos.offset,
@@ -607,31 +608,50 @@ pub(crate) fn caught_up(shared: &Shared, slot: usize, view: &ShadowView) {
 /// larger ones (a backlog after an outage) are streamed.
 const WHOLE: u64 = 8 << 20;
 
-/// `[offset, len)` of a shadow WAL file, LZ4-compressed.
-async fn read_range(path: PathBuf, offset: u64, len: u64) -> Result<ByteStream> {
+/// `[offset, len)` of shadow index `index` (its file is `path`),
+/// LZ4-compressed.
+async fn read_range(
+    view: &ShadowView,
+    index: u64,
+    path: PathBuf,
+    offset: u64,
+    len: u64,
+) -> Result<ByteStream> {
     let context = format!("reading {}", path.display());
-    if len - offset <= WHOLE {
-        let read = super::rounds::run(move || -> std::io::Result<Vec<u8>> {
-            use std::os::unix::fs::FileExt;
-            let file = std::fs::File::open(&path)?;
-            let mut plain = vec![0u8; (len - offset) as usize];
-            file.read_exact_at(&mut plain, offset)?;
-            Ok(lz4::compress(&plain))
-        })
+    let view = view.clone();
+    let opened = super::rounds::run(move || IndexReader::open(&view, index, offset, len))
         .await
         .map_err(|e| Error::io(context.clone(), std::io::Error::other(e)))?;
-        return Ok(bytes_stream(read.map_err(io(context))?));
+    let reader = Arc::new(opened.map_err(io(context))?);
+    if len - offset <= WHOLE {
+        let plain = read_at(reader, offset, len - offset).await?;
+        return Ok(bytes_stream(lz4::compress(&plain)));
     }
-    let mut file = tokio::fs::File::open(&path)
-        .await
-        .map_err(io(context.clone()))?;
-    file.seek(std::io::SeekFrom::Start(offset))
-        .await
-        .map_err(io(context))?;
-    Ok(lz4::compress_stream(reader_stream(
-        file.take(len - offset),
-        CHUNK,
-    )))
+    // A backlog: streamed, a chunk at a time.
+    let chunks = futures::stream::try_unfold(offset, move |at| {
+        let reader = reader.clone();
+        async move {
+            if at >= len {
+                return Ok(None);
+            }
+            let n = (len - at).min(CHUNK as u64);
+            let plain = read_at(reader, at, n).await?;
+            Ok(Some((bytes::Bytes::from(plain), at + n)))
+        }
+    });
+    Ok(lz4::compress_stream(Box::pin(chunks)))
+}
+
+/// `n` bytes at `at` of a shadow index, read on a blocking thread.
+async fn read_at(reader: Arc<IndexReader>, at: u64, n: u64) -> Result<Vec<u8>> {
+    let context = format!("reading {}", reader.name());
+    let plain = super::rounds::run(move || {
+        let mut plain = vec![0u8; n as usize];
+        reader.read_exact_at(&mut plain, at).map(|()| plain)
+    })
+    .await
+    .map_err(|e| Error::io(context.clone(), std::io::Error::other(e)))?;
+    plain.map_err(io(context))
 }
 
 pub(crate) fn backoff(base: Duration, failures: u32) -> Duration {

@@ -25,6 +25,7 @@ use tracing::info;
 
 use super::image::{overlay, Image};
 use super::ship::{index_path, io, retention_due, shadow_extent, through, Ship};
+use super::tail::IndexReader;
 use super::{ReplicaOptions, ShadowView, Shared};
 use crate::wal::WAL_HEADER_LEN;
 use replica_core::ltx::encode_stream;
@@ -351,7 +352,7 @@ impl LtxShipper {
             let start = pos.offset.max(WAL_HEADER_LEN as u64);
             let full = len;
             if start < full {
-                let shadow = std::fs::File::open(&path)
+                let shadow = IndexReader::open(view, pos.index, start, full)
                     .map_err(io(format!("opening {}", path.display())))?;
                 let len = match self.options.max_sync_wal_bytes {
                     Some(max) => commit_cut(&shadow, start, full, max)
@@ -378,7 +379,6 @@ impl LtxShipper {
                     pages.sort_unstable();
                     let page_size = overlay.header.page_size as usize;
                     let source: replica_core::ltx::PageSource = Box::new(move |encode| {
-                        use std::os::unix::fs::FileExt;
                         let mut page = vec![0u8; page_size];
                         for (pgno, at) in pages {
                             shadow
@@ -429,8 +429,7 @@ impl LtxShipper {
 /// Where to end a sync of the committed frames `[start, end)` of `shadow`
 /// holding at most about `max` bytes: after the first commit frame at or
 /// past `max` bytes (so a transaction is never split), else `end`.
-fn commit_cut(shadow: &std::fs::File, start: u64, end: u64, max: u64) -> std::io::Result<u64> {
-    use std::os::unix::fs::FileExt;
+fn commit_cut(shadow: &IndexReader, start: u64, end: u64, max: u64) -> std::io::Result<u64> {
     let mut head = [0u8; WAL_HEADER_LEN];
     shadow.read_exact_at(&mut head, 0)?;
     let page_size = u64::from(u32::from_be_bytes(head[8..12].try_into().expect("4 bytes")));
@@ -449,8 +448,8 @@ fn commit_cut(shadow: &std::fs::File, start: u64, end: u64, max: u64) -> std::io
 }
 
 fn open_image(view: &ShadowView, db_file: Arc<std::fs::File>) -> Result<Image> {
-    let shadow = index_path(view, view.index);
-    Image::open(db_file, &shadow, view.len)
+    IndexReader::open(view, view.index, 0, view.len)
+        .and_then(|shadow| Image::open(db_file, shadow, view.len))
         .map_err(|e| Error::io("reading a snapshot of the database", e))
 }
 

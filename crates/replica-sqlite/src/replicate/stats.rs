@@ -103,11 +103,13 @@ impl Health {
 /// The database task's counters.
 #[derive(Default)]
 pub(crate) struct DbCounters {
-    /// Bytes of WAL copied into the shadow (Litestream's
+    /// Bytes of WAL taken into the shadow (Litestream's
     /// `litestream_total_wal_bytes`).
     pub(crate) wal_bytes: AtomicU64,
-    /// Frames copied into the shadow.
+    /// Frames taken into the shadow.
     pub(crate) wal_frames: AtomicU64,
+    /// Bytes written into shadow files.
+    pub(crate) shadow_bytes: AtomicU64,
     /// Times the database was released when idle.
     pub(crate) releases: AtomicU64,
     /// Times shadow frames were synced to disk (before a WAL restart, when
@@ -195,10 +197,16 @@ pub struct Status {
     pub db_size: u64,
     /// The WAL file's size (`litestream_wal_size`).
     pub wal_size: u64,
-    /// WAL bytes copied into the shadow (`litestream_total_wal_bytes`).
+    /// WAL bytes taken into the shadow: checked and made available to the
+    /// replicas (`litestream_total_wal_bytes`).
     pub wal_bytes: u64,
-    /// WAL frames copied into the shadow.
+    /// WAL frames taken into the shadow.
     pub wal_frames: u64,
+    /// Bytes written into the shadow's files: only what our checkpoint's
+    /// WAL restart would have overwritten before every replica shipped it
+    /// (until then the replicas read the WAL itself); every frame on a
+    /// system without a boot id.
+    pub shadow_bytes: u64,
     /// Database rounds (`litestream_sync_count`, `_error_count`, `_seconds`).
     pub sync: Work,
     /// Checkpoints by mode (`litestream_checkpoint_count`, ...).
@@ -215,9 +223,8 @@ pub struct Status {
     /// Times it was released so far.
     pub releases: u64,
     /// Times the shadow WAL was synced to disk: only before our checkpoint
-    /// restarts the WAL while a replica has not shipped all it holds (a
-    /// killed process leaves the page cache; until the restart, the WAL
-    /// holds every frame the shadow does).
+    /// restarts the WAL while a replica has not shipped all it holds, and
+    /// at a clean stop (and every round without a boot id).
     pub shadow_syncs: u64,
     /// Set while the released database, woken (its WAL changed, or a
     /// replica asked), waits for file descriptors that the databases awake

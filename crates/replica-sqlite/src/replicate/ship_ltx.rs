@@ -340,72 +340,85 @@ impl LtxShipper {
     }
 
     /// One L0 per shadow index with committed bytes beyond the position (or
-    /// per `max_sync_wal_bytes` of them, cut at a commit frame).
+    /// per `max_sync_wal_bytes` of them, cut at a commit frame). What the
+    /// index a restart just closed holds beyond the position goes into the
+    /// same L0 as the current index (one upload a round, as Litestream's one
+    /// L0 a sync; the header's WAL fields are the current index's).
     async fn ship(&mut self, view: &ShadowView) -> Result<()> {
         loop {
             let Some(pos) = self.pos.clone() else {
                 return Ok(());
             };
-            let Some((path, len)) = shadow_extent(view, &pos).await? else {
+            let Some((_, full)) = shadow_extent(view, &pos).await? else {
                 return Ok(());
             };
             let start = pos.offset.max(WAL_HEADER_LEN as u64);
-            let full = len;
             if start < full {
-                let shadow = IndexReader::open(view, pos.index, start, full)
-                    .map_err(io(format!("opening {}", path.display())))?;
-                let len = match self.options.max_sync_wal_bytes {
-                    Some(max) => commit_cut(&shadow, start, full, max)
-                        .map_err(io(format!("reading {}", path.display())))?,
-                    None => full,
+                let read = |index: u64, from: u64, to: u64| {
+                    let context = || format!("reading {}", index_path(view, index).display());
+                    let shadow = IndexReader::open(view, index, from, to).map_err(io(context()))?;
+                    let to = match self.options.max_sync_wal_bytes {
+                        Some(max) => commit_cut(&shadow, from, to, max).map_err(io(context()))?,
+                        None => to,
+                    };
+                    let overlay = overlay(&shadow, from, to).map_err(io(context()))?;
+                    Ok::<_, Error>(Part {
+                        index,
+                        from,
+                        to,
+                        shadow,
+                        overlay,
+                    })
                 };
-                let overlay = overlay(&shadow, start, len)
-                    .map_err(io(format!("reading {}", path.display())))?;
-                if let Some(commit) = overlay.db_pages {
+                let mut parts = vec![read(pos.index, start, full)?];
+                let whole = parts[0].to == full && self.options.max_sync_wal_bytes.is_none();
+                if whole && pos.index + 1 == view.index && view.len > WAL_HEADER_LEN as u64 {
+                    let next = read(view.index, 0, view.len)?;
+                    if next.overlay.page_size == parts[0].overlay.page_size {
+                        parts.push(next);
+                    }
+                }
+                let last = parts.last().expect("one part at least");
+                let (end_index, end) = (last.index, last.to);
+                let (offset, salts) = (
+                    last.from.max(WAL_HEADER_LEN as u64),
+                    last.overlay.header.salts,
+                );
+                let bytes: u64 = parts
+                    .iter()
+                    .map(|p| p.to - p.from.max(WAL_HEADER_LEN as u64))
+                    .sum();
+                if let Some(commit) = parts.iter().rev().find_map(|p| p.overlay.db_pages) {
+                    let page_size = parts[0].overlay.header.page_size;
                     let txid = self.txid + 1;
                     let at = Utc::now();
-                    let mut header =
-                        format::Header::new(overlay.header.page_size, commit, txid, txid);
+                    let mut header = format::Header::new(page_size, commit, txid, txid);
                     header.timestamp = at.timestamp_millis();
-                    header.wal_offset = start as i64;
-                    header.wal_size = (len - start) as i64;
-                    (header.wal_salt1, header.wal_salt2) = overlay.header.salts;
-                    let lock = format::lock_pgno(overlay.header.page_size);
-                    let mut pages: Vec<(u32, u64)> = overlay
-                        .pages
-                        .into_iter()
-                        .filter(|(p, _)| *p <= commit && *p != lock)
-                        .collect();
-                    pages.sort_unstable();
-                    let page_size = overlay.header.page_size as usize;
-                    let source: replica_core::ltx::PageSource = Box::new(move |encode| {
-                        let mut page = vec![0u8; page_size];
-                        for (pgno, at) in pages {
-                            shadow
-                                .read_exact_at(&mut page, at)
-                                .map_err(|e| Error::io("reading the shadow WAL", e))?;
-                            encode(pgno, &page)?;
-                        }
-                        Ok(())
-                    });
+                    header.wal_offset = offset as i64;
+                    header.wal_size = (end - offset) as i64;
+                    (header.wal_salt1, header.wal_salt2) = salts;
+                    let source = page_source(parts, commit, page_size);
                     self.write(0, header, source, at).await?;
                     self.txid = txid;
-                    self.shared.replicas[self.slot].shipped(len - start);
-                    let through = through(view, pos.index, len);
+                    self.shared.replicas[self.slot].shipped(bytes);
+                    let through = through(view, end_index, end);
                     info!(
                         replica = %self.options.name,
                         txid = %TxId(txid),
                         generation = %pos.generation,
-                        index = %format_index(pos.index),
-                        offset = %format_index(start),
-                        end = %format_index(len),
+                        index = %format_index(end_index),
+                        offset = %format_index(offset),
+                        end = %format_index(end),
+                        from_index = %format_index(pos.index),
+                        from_offset = %format_index(start),
                         through = through.as_deref().unwrap_or(""),
                         "ltx shipped"
                     );
                 }
-                self.pos = Some(Pos::new(pos.generation.clone(), pos.index, len)?);
+                self.pos = Some(Pos::new(pos.generation.clone(), end_index, end)?);
                 self.publish();
-                if len < full {
+                // A piece (`max_sync_wal_bytes`), or through the current index.
+                if end < full || end_index != pos.index {
                     continue;
                 }
             }
@@ -424,6 +437,43 @@ impl LtxShipper {
             }
         }
     }
+}
+
+/// The committed frames `[from, to)` of one shadow index, read for an L0.
+struct Part {
+    index: u64,
+    from: u64,
+    to: u64,
+    shadow: IndexReader,
+    overlay: super::image::Overlay,
+}
+
+/// The pages of an L0 built from `parts` (later parts' copies win), up to
+/// page `commit`, without the lock page, in page order.
+fn page_source(parts: Vec<Part>, commit: u32, page_size: u32) -> replica_core::ltx::PageSource {
+    let lock = format::lock_pgno(page_size);
+    let mut newest: std::collections::HashMap<u32, (usize, u64)> = std::collections::HashMap::new();
+    for (i, part) in parts.iter().enumerate() {
+        for (&pgno, &at) in &part.overlay.pages {
+            newest.insert(pgno, (i, at));
+        }
+    }
+    let mut pages: Vec<(u32, (usize, u64))> = newest
+        .into_iter()
+        .filter(|(p, _)| *p <= commit && *p != lock)
+        .collect();
+    pages.sort_unstable();
+    let readers: Vec<IndexReader> = parts.into_iter().map(|p| p.shadow).collect();
+    Box::new(move |encode| {
+        let mut page = vec![0u8; page_size as usize];
+        for (pgno, (i, at)) in pages {
+            readers[i]
+                .read_exact_at(&mut page, at)
+                .map_err(|e| Error::io("reading the shadow WAL", e))?;
+            encode(pgno, &page)?;
+        }
+        Ok(())
+    })
 }
 
 /// Where to end a sync of the committed frames `[start, end)` of `shadow`

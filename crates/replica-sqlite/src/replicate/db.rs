@@ -172,6 +172,9 @@ pub(crate) struct Db {
     pub(crate) counters: Arc<DbCounters>,
     /// Where readers find the current index's bytes.
     tail: Arc<Tail>,
+    /// Set by `resume` from the last stop's [`EndMark`]: the end the
+    /// frames taken in from the WAL must reach to continue.
+    must_reach: u64,
 }
 
 /// Locks `<root>/lock`, so two replicators never share a shadow WAL.
@@ -315,6 +318,7 @@ impl Db {
             last_new: Instant::now(),
             counters: Arc::default(),
             tail: Arc::default(),
+            must_reach: 0,
         };
         let hint = db.litestream_hint();
         if hint.ends_with("replicates this database too") {
@@ -327,7 +331,10 @@ impl Db {
             .execute_batch(BUMP)
             .map_err(sql("writing _litestream_seq"))?;
         db.acquire_read()?;
-        let resumed = db.resume().and_then(|()| db.copy_frames().map(|_| ()));
+        let resumed = db
+            .resume()
+            .and_then(|()| db.copy_frames().map(|_| ()))
+            .and_then(|()| db.reached());
         if let Err(Discontinuity(why)) = resumed {
             db.new_generation(&why)?;
         }
@@ -353,7 +360,25 @@ impl Db {
         Ok(())
     }
 
+    /// Ends the read transaction; from then on the WAL may change, so no
+    /// reader is routed to it.
     fn release_read(&mut self) -> Result<(), ReplicateError> {
+        self.tail.close();
+        self.end_read()
+    }
+
+    /// Moves the read transaction to the WAL's end. Only under our write
+    /// lock: nobody can restart the WAL meanwhile, so readers stay routed
+    /// to it, unless the new read fails.
+    fn renew_read(&mut self) -> Result<(), ReplicateError> {
+        let renewed = self.end_read().and_then(|()| self.acquire_read());
+        if renewed.is_err() {
+            self.tail.close();
+        }
+        renewed
+    }
+
+    fn end_read(&mut self) -> Result<(), ReplicateError> {
         if self.reading {
             self.conns()
                 .reader
@@ -458,6 +483,8 @@ impl Db {
                         "the WAL no longer holds the frames replicated before the last stop",
                     ));
                 }
+                // And every frame before it: see `reached`.
+                self.must_reach = end.len;
             }
         }
         file.set_len(len).map_err(|_| lost("shadow unwritable"))?;
@@ -483,6 +510,21 @@ impl Db {
             synced: WAL_HEADER_LEN as u64,
             file: Some(file),
         });
+        Ok(())
+    }
+
+    /// Whether the frames taken in on resuming reach the end the last stop
+    /// recorded: their running checksum then ends in the frame it recorded,
+    /// so they are the frames replicated (a power loss may have cost the
+    /// WAL a page in the middle and kept the last).
+    fn reached(&mut self) -> Result<(), Discontinuity> {
+        let len = self.shadow.as_ref().map_or(0, |s| s.len);
+        let must = std::mem::take(&mut self.must_reach);
+        if len < must {
+            return Err(Discontinuity(
+                "the WAL no longer holds every frame replicated before the last stop".into(),
+            ));
+        }
         Ok(())
     }
 
@@ -608,6 +650,7 @@ impl Db {
     fn spill(&mut self, from: u64) -> Result<(), ReplicateError> {
         let shadow = self.shadow.as_mut().expect("a shadow is open");
         let start = from.max(shadow.written).max(WAL_HEADER_LEN as u64);
+        debug!(from, start, len = shadow.len, index = shadow.index, "spill");
         let context = || {
             format!(
                 "copying the unshipped WAL of {} into its shadow",
@@ -1023,8 +1066,7 @@ impl Db {
         }
         let before = self.shadow.as_ref().expect("a shadow is open").header;
         // 1. The read transaction moves to the end of what was copied.
-        self.release_read()?;
-        self.acquire_read()?;
+        self.renew_read()?;
         // 2. Checkpoint, still under our write lock (nothing is appended,
         //    and no one can restart the WAL while we read).
         let started = Instant::now();
@@ -1182,12 +1224,17 @@ impl Db {
     /// Records the boot the shadow's unsynced frames belong to (once per
     /// process: a clean stop syncs the shadow and removes it).
     fn mark_boot(&self) -> Result<(), ReplicateError> {
-        // The last stop's mark was for `resume`; from now on the WAL moves.
+        self.write_boot()?;
+        // The last stop's mark was for `resume` (removed only now: a power
+        // loss in between leaves one of the two); from now on the WAL moves.
         match fs::remove_file(self.root.join(END)) {
-            Ok(()) => sync_dir(&self.root)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io(format!("removing {}", self.root.join(END).display()))(e)),
+            Ok(()) => sync_dir(&self.root),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io(format!("removing {}", self.root.join(END).display()))(e)),
         }
+    }
+
+    fn write_boot(&self) -> Result<(), ReplicateError> {
         let Some(boot) = &self.boot else {
             return Ok(());
         };

@@ -48,8 +48,16 @@ pub(crate) fn overlay(shadow: &IndexReader, from: u64, to: u64) -> std::io::Resu
     let mut db_pages = None;
     let mut at = from.max(WAL_HEADER_LEN as u64);
     let mut head = [0u8; FRAME_HEADER_LEN];
+    let salts = head_salts(&header);
     while at + frame <= to {
         shadow.read_exact_at(&mut head, at)?;
+        if head[8..16] != salts {
+            return Err(std::io::Error::other(format!(
+                "{} holds no frame at offset {at} (a part every replica had shipped when the \
+                 WAL restarted, never copied)",
+                shadow.name()
+            )));
+        }
         let pgno = u32::from_be_bytes(head[0..4].try_into().expect("4 bytes"));
         let commit = u32::from_be_bytes(head[4..8].try_into().expect("4 bytes"));
         pages.insert(pgno, at + FRAME_HEADER_LEN as u64);
@@ -64,6 +72,14 @@ pub(crate) fn overlay(shadow: &IndexReader, from: u64, to: u64) -> std::io::Resu
         pages,
         db_pages,
     })
+}
+
+/// The salts of `header` as a frame header holds them.
+fn head_salts(header: &WalHeader) -> [u8; 8] {
+    let mut salts = [0u8; 8];
+    salts[..4].copy_from_slice(&header.salts.0.to_be_bytes());
+    salts[4..].copy_from_slice(&header.salts.1.to_be_bytes());
+    salts
 }
 
 /// The database as of a length of the current shadow WAL index, page by page.

@@ -271,6 +271,8 @@ pub(crate) struct Shared {
     wake: tokio::sync::Notify,
     /// Notified whenever a replica's position moves.
     shipped: tokio::sync::Notify,
+    /// Set while a view published quietly has not been announced.
+    quiet: AtomicBool,
 }
 
 /// A running replication of one database.
@@ -349,6 +351,7 @@ impl Replicator {
             previous: Mutex::new(None),
             wake: tokio::sync::Notify::new(),
             shipped: tokio::sync::Notify::new(),
+            quiet: AtomicBool::new(false),
         });
         let files = (db.path().to_owned(), db.wal_path().to_owned());
         let replica_settings = replicas
@@ -590,6 +593,14 @@ fn publish_with(
     view: ShadowView,
     notify: bool,
 ) {
+    // A view published quietly wakes the replicas with the next one
+    // published aloud, even if that one is the same.
+    let quiet = if notify {
+        shared.quiet.swap(false, Ordering::SeqCst)
+    } else {
+        shared.quiet.store(true, Ordering::SeqCst);
+        false
+    };
     views.send_if_modified(|current| {
         let moved = current.generation != view.generation
             || current.index != view.index
@@ -610,7 +621,7 @@ fn publish_with(
             ));
         }
         *current = view;
-        new && notify
+        (new && notify) || quiet
     });
 }
 
@@ -813,6 +824,10 @@ async fn db_loop(
                         view.generation == before.generation && view.index == before.index + 1;
                     if last || !restarted {
                         publish(&views, &shared, view);
+                    } else {
+                        // Seen by a snapshot (the closed index may have a
+                        // hole), shipped with the next round's view.
+                        publish_quietly(&views, &shared, view);
                     }
                 } else {
                     publish(&views, &shared, db.view());
@@ -928,10 +943,14 @@ async fn checkpoint_now(
             warn!(error = %e, "checkpoint failed; the next round retries");
         }
         let view = db.view();
-        // Restarted: the hook published the closed index; the new one's
-        // first frame goes with the next round.
-        if !(view.generation == before.generation && view.index == before.index + 1) {
+        if view.generation == before.generation && view.index == before.index + 1 {
+            // Restarted: the hook published the closed index; the new one
+            // is seen by a snapshot and shipped with the next round's view.
             publish_quietly(&views, &shared, view);
+        } else {
+            // Not restarted (busy, failed, a new generation): what the
+            // hook published quietly, or anything new, wakes the replicas.
+            publish(&views, &shared, view);
         }
         drop(held);
         prune(&mut db, &shared, &views);

@@ -533,12 +533,18 @@ pub(crate) async fn run<S: Ship>(mut ship: S, mut stop: watch::Receiver<bool>) -
                     info!(replica = ship.name(), "replica reachable again");
                 }
                 failures = 0;
-                // At most one upload per sync interval; a round that
-                // shipped nothing waits for news at once.
+                // At most one upload per sync interval, less a tenth: the
+                // round then waits for the database's next view and starts
+                // with it, instead of drifting behind the database's rounds
+                // (a round that starts late would start as late from then
+                // on: more lag, and more for a checkpoint to copy into the
+                // shadow). A round that shipped nothing waits for news at
+                // once.
                 if ship.shipped() == shipped_before {
                     Duration::ZERO
                 } else {
-                    ship.sync_interval().saturating_sub(started.elapsed())
+                    let interval = ship.sync_interval();
+                    (interval - interval / 10).saturating_sub(started.elapsed())
                 }
             }
             Err(e) => {

@@ -16,7 +16,12 @@
 //! its lock, so a read never sees the WAL after it changed. An
 //! [`IndexReader`] opened at an offset checks that the frame there is real
 //! (its salts are the index's), so a read that reaches into a hole is an
-//! error, never zeros shipped as WAL.
+//! error, never zeros shipped as WAL; and every read from the WAL is
+//! followed by a look at the WAL's header, which a restart rewrites before
+//! any frame: a read that may have seen another WAL's bytes is an error too
+//! (the route is the fast path; the check holds even where SQLite would
+//! let another connection restart the WAL, such as under a read mark of a
+//! completely checkpointed WAL).
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -82,6 +87,8 @@ impl Tail {
 /// One shadow index open for reading (see the module docs).
 pub(crate) struct IndexReader {
     file: File,
+    /// The index's WAL header (its file's first bytes).
+    header: [u8; WAL_HEADER_LEN],
     tail: Arc<Tail>,
     generation: Generation,
     index: u64,
@@ -100,15 +107,16 @@ impl IndexReader {
     ) -> std::io::Result<IndexReader> {
         let path = super::ship::index_path(view, index);
         let file = File::open(&path)?;
+        let mut header = [0u8; WAL_HEADER_LEN];
+        file.read_exact_at(&mut header, 0)?;
         let reader = IndexReader {
             file,
+            header,
             tail: view.tail.clone(),
             generation: view.generation.clone(),
             index,
             name: path.display().to_string(),
         };
-        let mut header = [0u8; WAL_HEADER_LEN];
-        reader.file.read_exact_at(&mut header, 0)?;
         let first = from.max(WAL_HEADER_LEN as u64);
         if first + FRAME_HEADER_LEN as u64 <= to {
             let mut frame = [0u8; FRAME_HEADER_LEN];
@@ -147,6 +155,14 @@ impl IndexReader {
                 }
                 if !rest.is_empty() {
                     wal.read_exact_at(rest, split)?;
+                    let mut now = [0u8; WAL_HEADER_LEN];
+                    wal.read_exact_at(&mut now, 0)?;
+                    if now != self.header {
+                        return Err(std::io::Error::other(format!(
+                            "the WAL was restarted while index {} of {} was read from it",
+                            self.index, self.generation
+                        )));
+                    }
                 }
                 Ok(())
             }
@@ -238,6 +254,21 @@ mod tests {
             .expect("offset in the hole");
         assert!(err.to_string().contains("no longer holds offset"), "{err}");
         assert!(IndexReader::open(&view, 0, 0, at(3)).is_err());
+
+        // A restart rewrites the WAL's header first: a read from the WAL
+        // after it is an error.
+        let reader = IndexReader::open(&view, 1, at(1), at(3)).unwrap();
+        let mut restarted = header();
+        restarted[16] ^= 1;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&wal)
+            .unwrap()
+            .write_all_at(&restarted, 0)
+            .unwrap();
+        let err = reader.read_exact_at(&mut page, at(2)).unwrap_err();
+        assert!(err.to_string().contains("was restarted"), "{err}");
+        std::fs::write(&wal, [&header()[..], &frames].concat()).unwrap();
 
         // Closed, the route sends every read to the files: the current
         // index's file ends at its prefix.

@@ -59,6 +59,10 @@ struct Shadow {
     /// Bytes of the file known to be on disk (fsynced); the rest is in
     /// the page cache, which a killed process keeps.
     synced: u64,
+    /// What the last spill left in the file beyond `written` (`[from,
+    /// end)`): a checkpoint that did not restart the WAL spills again
+    /// from there, not from the lowest position.
+    spilled: Option<(u64, u64)>,
     /// The shadow file, open while the database is awake.
     file: Option<File>,
 }
@@ -508,6 +512,7 @@ impl Db {
             chain,
             // Read back after a kill, it may be in the page cache only.
             synced: WAL_HEADER_LEN as u64,
+            spilled: None,
             file: Some(file),
         });
         Ok(())
@@ -608,6 +613,7 @@ impl Db {
             written: WAL_HEADER_LEN as u64,
             chain: parsed.checksum,
             synced: WAL_HEADER_LEN as u64,
+            spilled: None,
             file: Some(file),
         })
     }
@@ -649,7 +655,13 @@ impl Db {
     /// write lock, just before a restart would overwrite the WAL.
     fn spill(&mut self, from: u64) -> Result<(), ReplicateError> {
         let shadow = self.shadow.as_mut().expect("a shadow is open");
-        let start = from.max(shadow.written).max(WAL_HEADER_LEN as u64);
+        let lowest = from.max(shadow.written).max(WAL_HEADER_LEN as u64);
+        // What an earlier spill of this index left from below `lowest` on
+        // is there already.
+        let (kept, start) = match shadow.spilled {
+            Some((f, e)) if f <= lowest && lowest <= e => (f, e.max(lowest)),
+            _ => (lowest, lowest),
+        };
         debug!(from, start, len = shadow.len, index = shadow.index, "spill");
         let context = || {
             format!(
@@ -685,6 +697,7 @@ impl Db {
             shadow.synced = shadow.written;
             self.counters.shadow_syncs.fetch_add(1, Ordering::Relaxed);
         }
+        shadow.spilled = Some((kept, shadow.len.max(start)));
         Ok(())
     }
 
@@ -1085,6 +1098,21 @@ impl Db {
                 break;
             }
             std::thread::sleep(Duration::from_millis(5));
+        }
+        // Everything committed was taken in above; a WAL holding more
+        // frames has some that do not continue the shadow (after a power
+        // loss, a frame lost in the middle: the application's new frames
+        // follow SQLite's recovered end, not our chain). A restart would
+        // drop them from the generation: a new one has them (its snapshot
+        // reads the database as it is).
+        let frames = self.shadow.as_ref().map_or(0, Shadow::frames);
+        if log >= 0 && log.unsigned_abs() != frames {
+            self.conns()
+                .writer
+                .execute_batch("ROLLBACK")
+                .map_err(sql("rolling back"))?;
+            warn!(path = %self.path.display(), wal_frames = log, taken_in = frames, "the WAL holds frames that do not continue the shadow");
+            return self.new_generation("the WAL holds frames that do not continue the shadow");
         }
         // 3. A fresh write lock at once (a writer that slips in between
         //    only postpones the restart); what it appended is copied first.

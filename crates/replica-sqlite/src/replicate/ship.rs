@@ -198,8 +198,14 @@ impl Shipper {
         } else {
             None
         };
+        // A closed index's file holds only what was unshipped at its
+        // restart: a position below that (a replica rolled back since) is
+        // not continued.
+        let readable = |len: u64| {
+            pos.index == view.index || IndexReader::open(view, pos.index, pos.offset, len).is_ok()
+        };
         match shadow_len {
-            Some(len) if pos.offset <= len => {
+            Some(len) if pos.offset <= len && readable(len) => {
                 info!(replica = self.name(), generation = %g, index = %format_index(pos.index), offset = %format_index(pos.offset), "continuing the generation");
                 self.pos = Some(pos);
                 self.publish();

@@ -260,7 +260,12 @@ impl LtxShipper {
             let Ok(wal) = crate::wal::WalHeader::parse(&head) else {
                 continue;
             };
-            if header.wal_offset > 0 && wal.salts == salts && end <= len {
+            // A closed index's file holds only what was unshipped at its
+            // restart: an end below that (a replica rolled back since) is
+            // not continued.
+            let readable =
+                || index == view.index || IndexReader::open(view, index, end, len).is_ok();
+            if header.wal_offset > 0 && wal.salts == salts && end <= len && readable() {
                 info!(replica = %self.options.name, txid = %TxId(self.txid), index = %format_index(index), offset = %format_index(end), "continuing the replica");
                 self.pos = Some(Pos::new(view.generation.clone(), index, end)?);
                 self.publish();

@@ -696,6 +696,36 @@ async fn a_torn_shadow_append_is_cut_back_and_the_generation_continues() {
     assert_eq!(restored(&*client, dir.path(), "out.db").await, rows(&db));
 }
 
+/// A restart publishes the new index quietly (the replica ships it with
+/// the next round's view, in one round of its own): when nothing comes
+/// after it, the next round still wakes the replica, which ships the new
+/// index's first frame and is at the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_a_restart_began_is_shipped_even_when_nothing_follows() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    let mut conn = create(&db);
+    let (client, _) = file_replica(dir.path(), "r", Layout::Litestream03);
+    let replicator = start_one(&db, quick_db(), &client).await.unwrap();
+    // More than `min_checkpoint_page_count` at once, then idle.
+    for round in 0..15 {
+        write_round(&mut conn, round);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let status = replicator.status();
+        let pos = status.replicas[0].pos.as_ref();
+        let at_end = pos.is_some_and(|p| (p.index, p.offset) == status.shadow);
+        if status.shadow.0 >= 1 && at_end {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status:#?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    replicator.stop().await.unwrap();
+    assert_eq!(restored(&*client, dir.path(), "out.db").await, rows(&db));
+}
+
 /// No checkpoints: the WAL only grows, the database file stays.
 fn no_checkpoints() -> DbOptions {
     DbOptions {

@@ -1307,6 +1307,7 @@ impl Db {
             released: self.released.is_some(),
             closed: self.closed,
             tail: self.tail.clone(),
+            announced: std::time::Instant::now(),
         }
     }
 

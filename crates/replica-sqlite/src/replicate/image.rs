@@ -26,6 +26,9 @@ use crate::wal::{WalHeader, FRAME_HEADER_LEN, WAL_HEADER_LEN};
 /// Pages sent per chunk.
 const PAGES_PER_CHUNK: usize = 64;
 
+/// How many bytes of frames [`overlay`] reads at a time (at least one frame).
+const OVERLAY_CHUNK_BYTES: u64 = 256 << 10;
+
 /// Where each page's newest copy is in a range of a shadow WAL, and the
 /// database size the range's last commit names.
 pub(crate) struct Overlay {
@@ -47,24 +50,31 @@ pub(crate) fn overlay(shadow: &IndexReader, from: u64, to: u64) -> std::io::Resu
     let mut pages = HashMap::new();
     let mut db_pages = None;
     let mut at = from.max(WAL_HEADER_LEN as u64);
-    let mut head = [0u8; FRAME_HEADER_LEN];
     let salts = head_salts(&header);
+    // Whole frames are read a chunk at a time: one read (and one check of
+    // the WAL header) per chunk, not per frame.
+    let per_chunk = (OVERLAY_CHUNK_BYTES / frame).max(1);
+    let mut chunk = Vec::new();
     while at + frame <= to {
-        shadow.read_exact_at(&mut head, at)?;
-        if head[8..16] != salts {
-            return Err(std::io::Error::other(format!(
-                "{} holds no frame at offset {at} (a part every replica had shipped when the \
-                 WAL restarted, never copied)",
-                shadow.name()
-            )));
+        let frames = ((to - at) / frame).min(per_chunk);
+        chunk.resize((frames * frame) as usize, 0);
+        shadow.read_exact_at(&mut chunk, at)?;
+        for head in chunk.chunks_exact(frame as usize) {
+            if head[8..16] != salts {
+                return Err(std::io::Error::other(format!(
+                    "{} holds no frame at offset {at} (a part every replica had shipped when \
+                     the WAL restarted, never copied)",
+                    shadow.name()
+                )));
+            }
+            let pgno = u32::from_be_bytes(head[0..4].try_into().expect("4 bytes"));
+            let commit = u32::from_be_bytes(head[4..8].try_into().expect("4 bytes"));
+            pages.insert(pgno, at + FRAME_HEADER_LEN as u64);
+            if commit != 0 {
+                db_pages = Some(commit);
+            }
+            at += frame;
         }
-        let pgno = u32::from_be_bytes(head[0..4].try_into().expect("4 bytes"));
-        let commit = u32::from_be_bytes(head[4..8].try_into().expect("4 bytes"));
-        pages.insert(pgno, at + FRAME_HEADER_LEN as u64);
-        if commit != 0 {
-            db_pages = Some(commit);
-        }
-        at += frame;
     }
     Ok(Overlay {
         header,

@@ -248,6 +248,10 @@ pub(crate) struct ShadowView {
     closed: Option<(u64, u64)>,
     /// Where the current index's bytes are read from.
     tail: Arc<tail::Tail>,
+    /// When the replicas were last woken by a view (a quiet publish keeps
+    /// the time of the view before it): a replica's sync interval counts
+    /// from the one it ships, so its rounds follow the database's.
+    announced: std::time::Instant,
 }
 
 /// State shared between the tasks.
@@ -273,6 +277,25 @@ pub(crate) struct Shared {
     shipped: tokio::sync::Notify,
     /// Set while a view published quietly has not been announced.
     quiet: AtomicBool,
+}
+
+impl Shared {
+    /// The state of a database task (its counters `db`) and `replicas`
+    /// replica tasks, before any round.
+    fn new(replicas: usize, db: Arc<DbCounters>) -> Shared {
+        Shared {
+            positions: Mutex::new(vec![None; replicas]),
+            diverged: AtomicBool::new(false),
+            moved: tokio::sync::Notify::new(),
+            closed_kept: AtomicBool::new(false),
+            db,
+            replicas: (0..replicas).map(|_| ReplicaCounters::default()).collect(),
+            previous: Mutex::new(None),
+            wake: tokio::sync::Notify::new(),
+            shipped: tokio::sync::Notify::new(),
+            quiet: AtomicBool::new(false),
+        }
+    }
 }
 
 /// A running replication of one database.
@@ -338,21 +361,7 @@ impl Replicator {
             .expect("opening the database does not panic")?;
         let (view_tx, views) = watch::channel(db.view());
         let gate = Arc::new(RwLock::new(()));
-        let shared = Arc::new(Shared {
-            positions: Mutex::new(vec![None; replicas.len()]),
-            diverged: AtomicBool::new(false),
-            moved: tokio::sync::Notify::new(),
-            closed_kept: AtomicBool::new(false),
-            db: db.counters.clone(),
-            replicas: replicas
-                .iter()
-                .map(|_| ReplicaCounters::default())
-                .collect(),
-            previous: Mutex::new(None),
-            wake: tokio::sync::Notify::new(),
-            shipped: tokio::sync::Notify::new(),
-            quiet: AtomicBool::new(false),
-        });
+        let shared = Arc::new(Shared::new(replicas.len(), db.counters.clone()));
         let files = (db.path().to_owned(), db.wal_path().to_owned());
         let replica_settings = replicas
             .iter()
@@ -620,8 +629,14 @@ fn publish_with(
                 current.copied_at,
             ));
         }
-        *current = view;
-        (new && notify) || quiet
+        let wake = (new && notify) || quiet;
+        let announced = if wake {
+            std::time::Instant::now()
+        } else {
+            current.announced
+        };
+        *current = ShadowView { announced, ..view };
+        wake
     });
 }
 

@@ -517,6 +517,8 @@ pub(crate) async fn run<S: Ship>(mut ship: S, mut stop: watch::Receiver<bool>) -
     let mut failures = 0u32;
     loop {
         let started = Instant::now();
+        // When the view this round takes woke the replicas.
+        let announced = ship.views().borrow().announced;
         let shipped_before = ship.shipped();
         let round = std::panic::AssertUnwindSafe(ship.sync())
             .catch_unwind()
@@ -539,7 +541,10 @@ pub(crate) async fn run<S: Ship>(mut ship: S, mut stop: watch::Receiver<bool>) -
                     info!(replica = ship.name(), "replica reachable again");
                 }
                 failures = 0;
-                // At most one upload per sync interval; a round that
+                // At most one upload per sync interval, counted from when
+                // the view it shipped was announced: rounds keep the
+                // database's phase (counted from their own start, each
+                // late wake-up made every later round later). A round that
                 // shipped nothing waits for news at once. (Tried and
                 // measured worse in benchmark 10 at 1 s: starting rounds a
                 // tenth early, and a fixed grid of intervals; both let a
@@ -547,7 +552,7 @@ pub(crate) async fn run<S: Ship>(mut ship: S, mut stop: watch::Receiver<bool>) -
                 if ship.shipped() == shipped_before {
                     Duration::ZERO
                 } else {
-                    ship.sync_interval().saturating_sub(started.elapsed())
+                    interval_left(ship.sync_interval(), announced.min(started), Instant::now())
                 }
             }
             Err(e) => {
@@ -588,6 +593,11 @@ pub(crate) async fn run<S: Ship>(mut ship: S, mut stop: watch::Receiver<bool>) -
         }
     }
     last
+}
+
+/// What is left at `now` of a sync interval counted from `from`.
+fn interval_left(interval: Duration, from: Instant, now: Instant) -> Duration {
+    interval.saturating_sub(now.saturating_duration_since(from))
 }
 
 /// Counts a round, and when it left the replica at the end of the current
@@ -666,4 +676,119 @@ async fn read_at(reader: Arc<IndexReader>, at: u64, n: u64) -> Result<Vec<u8>> {
 pub(crate) fn backoff(base: Duration, failures: u32) -> Duration {
     let factor = 1u32 << failures.min(6);
     (base.max(Duration::from_millis(100)) * factor).min(Duration::from_secs(30))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// A replica that ships every round, noting when each began and when
+    /// the view it took was announced.
+    struct Fake {
+        views: watch::Receiver<ShadowView>,
+        shared: Arc<Shared>,
+        shipped: u64,
+        rounds: Arc<Mutex<Vec<(Instant, Instant)>>>,
+    }
+
+    #[replica_core::async_trait]
+    impl Ship for Fake {
+        fn name(&self) -> &str {
+            "fake"
+        }
+        fn sync_interval(&self) -> Duration {
+            INTERVAL
+        }
+        fn shipped(&self) -> u64 {
+            self.shipped
+        }
+        fn views(&mut self) -> &mut watch::Receiver<ShadowView> {
+            &mut self.views
+        }
+        fn shared(&self) -> (usize, &Shared) {
+            (0, &self.shared)
+        }
+        async fn sync(&mut self) -> Result<()> {
+            let announced = self.views.borrow_and_update().announced;
+            self.rounds
+                .lock()
+                .unwrap()
+                .push((Instant::now(), announced));
+            self.shipped += 1;
+            Ok(())
+        }
+        async fn final_sync(&mut self) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    const INTERVAL: Duration = Duration::from_millis(1000);
+
+    /// A round that began late (here 400 ms after the view it shipped was
+    /// announced) does not make the next one late: the sync interval
+    /// counts from the announcement, so the next view, announced one
+    /// interval later, ships at once (counted from the round's own start,
+    /// it waited 400 ms more). And never sooner than one interval on.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_interval_counts_from_when_the_shipped_view_was_announced() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = Arc::new(Shared::new(1, Default::default()));
+        let view = ShadowView {
+            generation: replica_core::Generation::random(),
+            dir: dir.path().to_owned(),
+            first_index: 0,
+            index: 0,
+            len: 32,
+            copied_at: std::time::SystemTime::UNIX_EPOCH,
+            db_file: None,
+            released: false,
+            closed: None,
+            tail: Default::default(),
+            announced: Instant::now(),
+        };
+        let (tx, views) = watch::channel(view.clone());
+        super::super::publish(
+            &tx,
+            &shared,
+            ShadowView {
+                len: 64,
+                ..view.clone()
+            },
+        );
+        let first = tx.borrow().announced;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let rounds = Arc::new(Mutex::new(Vec::new()));
+        let (stop_tx, stop) = watch::channel(false);
+        let fake = Fake {
+            views,
+            shared: shared.clone(),
+            shipped: 0,
+            rounds: rounds.clone(),
+        };
+        let task = tokio::spawn(run(fake, stop));
+        tokio::time::sleep_until((first + INTERVAL).into()).await;
+        super::super::publish(
+            &tx,
+            &shared,
+            ShadowView {
+                len: 96,
+                ..view.clone()
+            },
+        );
+        let second = tx.borrow().announced;
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        stop_tx.send(true).unwrap();
+        task.await.unwrap().unwrap();
+        let rounds = rounds.lock().unwrap().clone();
+        assert_eq!(rounds.len(), 2, "one round per view announced");
+        assert_eq!(rounds[0].1, first);
+        assert_eq!(rounds[1].1, second);
+        let late = rounds[1].0 - second;
+        assert!(
+            late < Duration::from_millis(200),
+            "the second round began {late:?} after its view was announced"
+        );
+        assert!(rounds[1].0 - rounds[0].1 >= INTERVAL);
+    }
 }

@@ -209,6 +209,7 @@ mod tests {
             released: false,
             closed: Some((0, at(3))),
             tail: tail.clone(),
+            announced: std::time::Instant::now(),
         }
     }
 
@@ -279,5 +280,64 @@ mod tests {
         assert!(reader.read_exact_at(&mut frame_buf, at(1)).is_err());
         reader.read_exact_at(&mut frame_buf, at(0)).unwrap();
         assert_eq!(frame_buf, frame(0));
+    }
+
+    /// An overlay read in chunks: past a chunk boundary it still names each
+    /// page's newest copy, and a hole in a closed index is an error naming
+    /// the offset of the first frame missing.
+    #[test]
+    fn an_overlay_finds_the_newest_copies_across_chunks_and_stops_at_a_hole() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = Generation::random();
+        // 1,200 frames (more than two chunks of 512-byte pages) of pages
+        // 1..=7, the last a commit of 7 pages.
+        let n = 1200;
+        let mut built = crate::wal::WalBuilder::new(PAGE as u32, false);
+        for i in 0..n {
+            let commit = if i == n - 1 { 7 } else { 0 };
+            built.frame((i % 7) as u32 + 1, commit, i as u8);
+        }
+        let header: [u8; WAL_HEADER_LEN] = built.bytes[..WAL_HEADER_LEN].try_into().unwrap();
+        let frames = &built.bytes[WAL_HEADER_LEN..];
+        let wal = dir.path().join("wal");
+        std::fs::write(&wal, &built.bytes).unwrap();
+        let current = dir.path().join(format!("{:016x}.wal", 1));
+        std::fs::write(&current, header).unwrap();
+        let tail = Arc::new(Tail::default());
+        let mut view = view(dir.path(), &tail, &g);
+        view.len = at(n);
+        tail.set(&g, 1, at(0), Arc::new(File::open(&wal).unwrap()));
+        let reader = IndexReader::open(&view, 1, 0, at(n)).unwrap();
+        let o = crate::replicate::image::overlay(&reader, 0, at(n)).unwrap();
+        assert_eq!(o.db_pages, Some(7));
+        assert_eq!(o.pages.len(), 7);
+        for pgno in 1..=7u32 {
+            let last = (0..n).rev().find(|i| (i % 7) as u32 + 1 == pgno).unwrap();
+            assert_eq!(
+                o.pages[&pgno],
+                at(last) + FRAME_HEADER_LEN as u64,
+                "page {pgno}"
+            );
+        }
+        // From a frame in the middle of the second chunk on.
+        let o = crate::replicate::image::overlay(&reader, at(700), at(703)).unwrap();
+        assert_eq!(o.pages.len(), 3);
+        assert_eq!(o.db_pages, None);
+
+        // A closed index (0) whose frames 600.. were never written.
+        let closed = dir.path().join(format!("{:016x}.wal", 0));
+        let file = File::create(&closed).unwrap();
+        file.write_all_at(&[&header[..], &frames[..600 * FRAME]].concat(), 0)
+            .unwrap();
+        file.set_len(at(n)).unwrap();
+        let reader = IndexReader::open(&view, 0, at(10), at(n)).unwrap();
+        let err = crate::replicate::image::overlay(&reader, at(10), at(n))
+            .err()
+            .expect("a hole");
+        assert!(
+            err.to_string()
+                .contains(&format!("holds no frame at offset {}", at(600))),
+            "{err}"
+        );
     }
 }

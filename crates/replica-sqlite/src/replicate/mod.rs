@@ -730,6 +730,8 @@ async fn db_loop(
     // Registered once released (a write after the release's probe changes
     // the WAL's metadata; one after this registration is an event too).
     let mut watch: Option<wake::Registration> = None;
+    // When the pause after the last round was to end.
+    let mut scheduled: Option<tokio::time::Instant> = None;
     loop {
         let last = *stop.borrow();
         let (released, changed) = lock(&db);
@@ -780,6 +782,7 @@ async fn db_loop(
             watch = None;
         }
         let started = std::time::Instant::now();
+        let tick = tick_of(scheduled.take(), tokio::time::Instant::now(), monitor);
         let round = {
             let db = db.clone();
             let views = views.clone();
@@ -902,17 +905,19 @@ async fn db_loop(
             let _ = shared.wake.notified().now_or_never();
             continue;
         }
-        // A tick every monitor interval (as Litestream's ticker): a long
-        // round (a large copy, a checkpoint) does not stretch a long
-        // interval. Short intervals keep a full pause between rounds
-        // (measured: back-to-back rounds at 10 ms cost the other tasks
-        // their CPU and raised the shipping lag by half).
-        let pause = if monitor >= Duration::from_millis(100) {
-            monitor.saturating_sub(started.elapsed())
+        // A tick every monitor interval, on a grid (as Litestream's
+        // ticker): neither a long round (a large copy, a checkpoint) nor a
+        // timer firing late stretches a long interval (counted from each
+        // round's start, rounds at 1 s came every 1.002 s, which the
+        // shipping lag showed). Short intervals keep a full pause between
+        // rounds (measured: back-to-back rounds at 10 ms cost the other
+        // tasks their CPU and raised the shipping lag by half).
+        let next = if monitor >= Duration::from_millis(100) {
+            tick + monitor
         } else {
-            monitor
+            tokio::time::Instant::now() + monitor
         };
-        let next = tokio::time::Instant::now() + pause;
+        scheduled = Some(next);
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(next) => break,
@@ -926,6 +931,19 @@ async fn db_loop(
             }
         }
     }
+}
+
+/// The tick a round starting `now` is for, when the pause before it was to
+/// end at `scheduled`: that, unless the round began a whole interval later
+/// (after idling, or a round that long), then `now`. Timers fire late by a
+/// millisecond or so: counting the next pause from the tick keeps rounds
+/// on their grid.
+fn tick_of(
+    scheduled: Option<tokio::time::Instant>,
+    now: tokio::time::Instant,
+    monitor: Duration,
+) -> tokio::time::Instant {
+    scheduled.filter(|at| now < *at + monitor).unwrap_or(now)
 }
 
 /// The checkpoint a round put off, if every replica is at the end of what
@@ -1132,4 +1150,28 @@ pub enum SnapshotError {
     /// The replica refused the snapshot.
     #[error(transparent)]
     Replica(#[from] replica_core::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rounds woken a little late stay on their grid; one a whole interval
+    /// late (or the first) starts a new grid.
+    #[test]
+    fn database_rounds_keep_their_grid() {
+        let second = Duration::from_secs(1);
+        let t0 = tokio::time::Instant::now();
+        let late = Duration::from_millis(2);
+        assert_eq!(tick_of(None, t0, second), t0);
+        // Ten rounds, each woken 2 ms after its tick: the tenth is for t0 + 10 s.
+        let mut tick = t0;
+        for _ in 0..10 {
+            tick = tick_of(Some(tick + second), tick + second + late, second);
+        }
+        assert_eq!(tick, t0 + 10 * second);
+        // Woken a whole interval late: a new grid from then.
+        let now = t0 + 2 * second;
+        assert_eq!(tick_of(Some(t0 + second), now, second), now);
+    }
 }

@@ -240,7 +240,7 @@ pub(crate) struct ShadowView {
     len: u64,
     copied_at: SystemTime,
     /// The database file, while the database is awake (a snapshot needs
-    /// it: see [`awake_view`]).
+    /// it: see [`snapshot_gate`]).
     db_file: Option<Arc<std::fs::File>>,
     /// Whether the database is released (idle, its files closed).
     released: bool,

@@ -515,10 +515,13 @@ impl Ship for Shipper {
 /// views, retried with backoff on errors (a panicking round is an error).
 pub(crate) async fn run<S: Ship>(mut ship: S, mut stop: watch::Receiver<bool>) -> Result<()> {
     let mut failures = 0u32;
+    // When the last wait for the sync interval began and ended.
+    let mut slept: Option<(Instant, Instant)> = None;
     loop {
         let started = Instant::now();
         // When the view this round takes woke the replicas.
         let announced = ship.views().borrow().announced;
+        let slept_before = slept.take();
         let shipped_before = ship.shipped();
         let round = std::panic::AssertUnwindSafe(ship.sync())
             .catch_unwind()
@@ -541,20 +544,18 @@ pub(crate) async fn run<S: Ship>(mut ship: S, mut stop: watch::Receiver<bool>) -
                     info!(replica = ship.name(), "replica reachable again");
                 }
                 failures = 0;
-                // At most one upload per sync interval (less a timer's
-                // slack), counted from when the view it shipped was
-                // announced: rounds keep the database's phase (counted from
-                // their own start, each late wake-up made every later round
-                // later). A round that shipped nothing waits for news at
-                // once. (Tried and measured worse in benchmark 10 at 1 s,
-                // while intervals counted from a round's start: starting
-                // rounds a tenth early, and a fixed grid of intervals; both
-                // let a round between the database's take the next one's
-                // turn.)
+                // At most one upload per sync interval (see
+                // `interval_left`); a round that shipped nothing waits for
+                // news at once. (Tried and measured worse in benchmark 10
+                // at 1 s, while intervals always counted from a round's
+                // start: starting rounds a tenth early, and a fixed grid of
+                // intervals; both let a round between the database's take
+                // the next one's turn.)
                 if ship.shipped() == shipped_before {
                     Duration::ZERO
                 } else {
-                    interval_left(ship.sync_interval(), announced.min(started), Instant::now())
+                    let interval = ship.sync_interval();
+                    interval_left(interval, announced, started, slept_before, Instant::now())
                 }
             }
             Err(e) => {
@@ -564,9 +565,13 @@ pub(crate) async fn run<S: Ship>(mut ship: S, mut stop: watch::Receiver<bool>) -
                 backoff
             }
         };
+        let sleeping = Instant::now();
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = stop.wait_for(|s| *s) => break,
+        }
+        if !wait.is_zero() {
+            slept = Some((sleeping, Instant::now()));
         }
         if failures == 0 {
             // Wait for something new, unless scheduled work is due sooner
@@ -597,14 +602,41 @@ pub(crate) async fn run<S: Ship>(mut ship: S, mut stop: watch::Receiver<bool>) -
     last
 }
 
-/// What is left at `now` of a sync interval counted from `from`, less a
-/// timer's slack: the wait ends just before the database's next round
-/// publishes, so that view wakes the replica at once (measured: a timer
-/// ending with the round fired 1–2 ms after it, added to every round's lag).
-fn interval_left(interval: Duration, from: Instant, now: Instant) -> Duration {
-    let slack = TIMER_SLACK.min(interval / 10);
-    (interval - slack).saturating_sub(now.saturating_duration_since(from))
+/// What is left at `now` of the sync interval after a round that started
+/// at `started` and took a view announced at `announced`, when the wait
+/// before that round was `slept` (from, to).
+///
+/// The interval counts from the announcement (though from no earlier than
+/// [`FRESH`] before the round began), less a timer's slack, so the
+/// database's next view, one interval on, wakes the replica at once: its
+/// rounds keep the database's phase (counted from their own start, each
+/// late wake-up made every later round later; and a timer ending with the
+/// round fired 1–2 ms after it, added to every round's lag). A view
+/// announced while the replica waited out the interval did not wake it
+/// (the interval did; the monitor interval is shorter): that round counts
+/// from its start. Either way uploads stay at least an interval, less the
+/// slack and [`FRESH`], apart.
+fn interval_left(
+    interval: Duration,
+    announced: Instant,
+    started: Instant,
+    slept: Option<(Instant, Instant)>,
+    now: Instant,
+) -> Duration {
+    let tenth = interval / 10;
+    let waited_out = slept.is_some_and(|(from, to)| from <= announced && announced < to);
+    let from = if waited_out {
+        started
+    } else {
+        let earliest = started.checked_sub(FRESH.min(tenth)).unwrap_or(started);
+        announced.max(earliest)
+    };
+    (interval - TIMER_SLACK.min(tenth)).saturating_sub(now.saturating_duration_since(from))
 }
+
+/// How soon after its view's announcement a round counts as woken by it
+/// (at most a tenth of the interval).
+const FRESH: Duration = Duration::from_millis(20);
 
 /// How much sooner than a sync interval a replica starts waiting for the
 /// next view (at most a tenth of the interval).
@@ -700,6 +732,8 @@ mod tests {
         shared: Arc<Shared>,
         shipped: u64,
         rounds: Arc<Mutex<Vec<(Instant, Instant)>>>,
+        /// How long its first round takes.
+        first_round: Duration,
     }
 
     #[replica_core::async_trait]
@@ -726,6 +760,9 @@ mod tests {
                 .unwrap()
                 .push((Instant::now(), announced));
             self.shipped += 1;
+            if self.shipped == 1 {
+                tokio::time::sleep(self.first_round).await;
+            }
             Ok(())
         }
         async fn final_sync(&mut self) -> Result<()> {
@@ -735,24 +772,50 @@ mod tests {
 
     const INTERVAL: Duration = Duration::from_millis(1000);
 
-    /// The wait ends a timer's slack (5 ms, at most a tenth of the
-    /// interval) before the interval does, and never below zero.
+    /// The interval counts from the announcement, less a timer's slack
+    /// (5 ms, at most a tenth of the interval), but from no earlier than
+    /// `FRESH` before the round; from the round's start when the view was
+    /// announced during the wait before it; never below zero.
     #[test]
-    fn the_wait_ends_a_timers_slack_before_the_interval() {
-        let t = Instant::now();
+    fn the_wait_counts_from_the_announcement_unless_the_interval_woke_the_round() {
+        let t = Instant::now() + Duration::from_secs(10);
         let ms = Duration::from_millis;
-        assert_eq!(interval_left(ms(1000), t, t + ms(400)), ms(595));
-        assert_eq!(interval_left(ms(10), t, t), ms(9));
-        assert_eq!(interval_left(ms(1000), t, t + ms(2000)), Duration::ZERO);
+        // Woken by its view 3 ms after the announcement, now 400 ms on.
+        assert_eq!(
+            interval_left(ms(1000), t, t + ms(3), None, t + ms(400)),
+            ms(595)
+        );
+        assert_eq!(interval_left(ms(10), t, t, None, t), ms(9));
+        // Began 395 ms after the announcement (the last round overran):
+        // from 20 ms before it began.
+        assert_eq!(
+            interval_left(ms(1000), t, t + ms(395), None, t + ms(400)),
+            ms(970)
+        );
+        // Announced while the replica waited out the interval (from t - 1 s
+        // to t + 395 ms): from the round's start.
+        let slept = Some((t - ms(1000), t + ms(395)));
+        assert_eq!(
+            interval_left(ms(1000), t, t + ms(395), slept, t + ms(400)),
+            ms(990)
+        );
+        // Announced before that wait began: from the announcement.
+        let slept = Some((t + ms(1), t + ms(395)));
+        assert_eq!(
+            interval_left(ms(1000), t, t + ms(3), slept, t + ms(400)),
+            ms(595)
+        );
+        assert_eq!(
+            interval_left(ms(1000), t, t, None, t + ms(2000)),
+            Duration::ZERO
+        );
     }
 
-    /// A round that began late (here 400 ms after the view it shipped was
-    /// announced) does not make the next one late: the sync interval
-    /// counts from the announcement, so the next view, announced one
-    /// interval later, ships at once (counted from the round's own start,
-    /// it waited 400 ms more). And never sooner than one interval on.
+    /// A round that takes long (here 400 ms, as a compaction may) does not
+    /// make the next one late: the next view, announced one interval after
+    /// the one it shipped, ships at once.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_interval_counts_from_when_the_shipped_view_was_announced() {
+    async fn a_long_round_does_not_delay_the_next_view() {
         let dir = tempfile::tempdir().unwrap();
         let shared = Arc::new(Shared::new(1, Default::default()));
         let view = ShadowView {
@@ -778,7 +841,6 @@ mod tests {
             },
         );
         let first = tx.borrow().announced;
-        tokio::time::sleep(Duration::from_millis(400)).await;
         let rounds = Arc::new(Mutex::new(Vec::new()));
         let (stop_tx, stop) = watch::channel(false);
         let fake = Fake {
@@ -786,6 +848,7 @@ mod tests {
             shared: shared.clone(),
             shipped: 0,
             rounds: rounds.clone(),
+            first_round: Duration::from_millis(400),
         };
         let task = tokio::spawn(run(fake, stop));
         tokio::time::sleep_until((first + INTERVAL).into()).await;
@@ -810,6 +873,60 @@ mod tests {
             late < Duration::from_millis(200),
             "the second round began {late:?} after its view was announced"
         );
-        assert!(rounds[1].0 - rounds[0].1 >= INTERVAL);
+    }
+
+    /// Views announced more often than the sync interval (a monitor
+    /// interval of 600 ms against a sync interval of 1 s) never bring two
+    /// uploads closer than the interval, less the slack and `FRESH`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn views_announced_more_often_than_the_interval_do_not_speed_uploads_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = Arc::new(Shared::new(1, Default::default()));
+        let view = ShadowView {
+            generation: replica_core::Generation::random(),
+            dir: dir.path().to_owned(),
+            first_index: 0,
+            index: 0,
+            len: 32,
+            copied_at: std::time::SystemTime::UNIX_EPOCH,
+            db_file: None,
+            released: false,
+            closed: None,
+            tail: Default::default(),
+            announced: Instant::now(),
+        };
+        let (tx, views) = watch::channel(view.clone());
+        let rounds = Arc::new(Mutex::new(Vec::new()));
+        let (stop_tx, stop) = watch::channel(false);
+        let fake = Fake {
+            views,
+            shared: shared.clone(),
+            shipped: 0,
+            rounds: rounds.clone(),
+            first_round: Duration::ZERO,
+        };
+        let task = tokio::spawn(run(fake, stop));
+        for i in 1..=8u64 {
+            super::super::publish(
+                &tx,
+                &shared,
+                ShadowView {
+                    len: 32 + i * 32,
+                    ..view.clone()
+                },
+            );
+            tokio::time::sleep(Duration::from_millis(600)).await;
+        }
+        stop_tx.send(true).unwrap();
+        task.await.unwrap().unwrap();
+        let rounds = rounds.lock().unwrap().clone();
+        assert!(rounds.len() >= 4, "{} rounds in 4.8 s", rounds.len());
+        for pair in rounds.windows(2) {
+            let apart = pair[1].0 - pair[0].0;
+            assert!(
+                apart >= INTERVAL - TIMER_SLACK - FRESH,
+                "two uploads {apart:?} apart: {rounds:?}"
+            );
+        }
     }
 }

@@ -319,7 +319,7 @@ mod tests {
                 "page {pgno}"
             );
         }
-        // From a frame in the middle of the second chunk on.
+        // A range starting past the first chunk's end.
         let o = crate::replicate::image::overlay(&reader, at(700), at(703)).unwrap();
         assert_eq!(o.pages.len(), 3);
         assert_eq!(o.db_pages, None);

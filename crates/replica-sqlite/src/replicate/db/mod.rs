@@ -1,11 +1,11 @@
 //! The database side of replication: SQLite connections, the shadow WAL on
 //! local disk, checkpoints and generations.
 //!
-//! Runs on a blocking thread. Two connections: the *reader* holds a read
+//! Runs on a blocking thread. Three connections: the *reader* holds a read
 //! transaction between syncs, so no other connection can restart the WAL
 //! under us (a restart needs every reader slot free); the *writer* takes the
 //! write lock for our checkpoints, so no frame is appended between our last
-//! copy and the restart. Every WAL incarnation is an *index*, kept as
+//! copy and the restart; the *checkpointer* runs them. Every WAL incarnation is an *index*, kept as
 //! `<shadow>/generations/<g>/wal/<index>.wal` (header + frames, the same
 //! bytes at the same offsets as the WAL). Its committed frames are
 //! validated by salt and running checksum as they come ([`copy`]); the

@@ -757,6 +757,23 @@ mod tests {
 
     const INTERVAL: Duration = Duration::from_millis(1000);
 
+    /// A view of an index holding only its header, announced now.
+    fn empty_view(dir: &std::path::Path) -> ShadowView {
+        ShadowView {
+            generation: replica_core::Generation::random(),
+            dir: dir.to_owned(),
+            first_index: 0,
+            index: 0,
+            len: 32,
+            copied_at: std::time::SystemTime::UNIX_EPOCH,
+            db_file: None,
+            released: false,
+            closed: None,
+            tail: Default::default(),
+            announced: Instant::now(),
+        }
+    }
+
     /// The interval counts from the announcement, less a timer's slack
     /// (5 ms, at most a tenth of the interval), but from no earlier than
     /// `FRESH` (20 ms) before the round began; never below zero.
@@ -783,19 +800,7 @@ mod tests {
     async fn a_long_round_does_not_delay_the_next_view() {
         let dir = tempfile::tempdir().unwrap();
         let shared = Arc::new(Shared::new(1, Default::default()));
-        let view = ShadowView {
-            generation: replica_core::Generation::random(),
-            dir: dir.path().to_owned(),
-            first_index: 0,
-            index: 0,
-            len: 32,
-            copied_at: std::time::SystemTime::UNIX_EPOCH,
-            db_file: None,
-            released: false,
-            closed: None,
-            tail: Default::default(),
-            announced: Instant::now(),
-        };
+        let view = empty_view(dir.path());
         let (tx, views) = watch::channel(view.clone());
         super::super::publish(
             &tx,
@@ -847,19 +852,7 @@ mod tests {
     async fn views_announced_more_often_than_the_interval_do_not_speed_uploads_up() {
         let dir = tempfile::tempdir().unwrap();
         let shared = Arc::new(Shared::new(1, Default::default()));
-        let view = ShadowView {
-            generation: replica_core::Generation::random(),
-            dir: dir.path().to_owned(),
-            first_index: 0,
-            index: 0,
-            len: 32,
-            copied_at: std::time::SystemTime::UNIX_EPOCH,
-            db_file: None,
-            released: false,
-            closed: None,
-            tail: Default::default(),
-            announced: Instant::now(),
-        };
+        let view = empty_view(dir.path());
         let (tx, views) = watch::channel(view.clone());
         let rounds = Arc::new(Mutex::new(Vec::new()));
         let (stop_tx, stop) = watch::channel(false);

@@ -362,11 +362,13 @@ pub enum StoreMutant {
     WalDirsListedOnlyFirstPage,
     /// `delete_all` removes only the first 1,000 objects below the directory.
     DeleteAllOnlyFirstBatch,
+    /// The root (`list("")`) lists as empty.
+    RootListedEmpty,
 }
 
 impl StoreMutant {
     /// Every store mutant.
-    pub const ALL: [StoreMutant; 14] = [
+    pub const ALL: [StoreMutant; 15] = [
         StoreMutant::ObjectsListedOnlyFirstPage,
         StoreMutant::RangeIgnored,
         StoreMutant::RangePastTheEndFails,
@@ -381,6 +383,7 @@ impl StoreMutant {
         StoreMutant::DirsListedOnlyFirstPage,
         StoreMutant::WalDirsListedOnlyFirstPage,
         StoreMutant::DeleteAllOnlyFirstBatch,
+        StoreMutant::RootListedEmpty,
     ];
 
     /// The case that must fail on this mutant.
@@ -409,6 +412,7 @@ impl StoreMutant {
             StoreMutant::DeleteAllOnlyFirstBatch => {
                 "deleting_a_generation_of_more_than_a_thousand_objects_leaves_nothing"
             }
+            StoreMutant::RootListedEmpty => "ltx_levels_present_are_found_in_either_key_shape",
         }
     }
 
@@ -431,6 +435,7 @@ impl StoreMutant {
             StoreMutant::DirsListedOnlyFirstPage => "beyond one listing page of directories",
             StoreMutant::WalDirsListedOnlyFirstPage => "beyond one listing page of directories",
             StoreMutant::DeleteAllOnlyFirstBatch => "left 101 segments readable",
+            StoreMutant::RootListedEmpty => "must show its directories",
         }
     }
 
@@ -562,6 +567,9 @@ impl<S: replica_core::KeyStore> replica_core::KeyStore for MutatedStore<S> {
             StoreMutant::WalDirsListedOnlyFirstPage if dir.ends_with("/wal") => {
                 listed.dirs.sort();
                 listed.dirs.truncate(1000);
+            }
+            StoreMutant::RootListedEmpty if dir.is_empty() => {
+                listed = replica_core::Listing::default();
             }
             _ => {}
         }

@@ -78,8 +78,10 @@ pub struct Listing {
 /// Bytes under `/`-separated keys: all a backend has to provide.
 ///
 /// Keys and directories are relative to the store's root (a directory, a
-/// bucket prefix), never empty, never start with `/` and never hold `.` or
-/// `..` parts: [`StoreClient`] only builds them from validated names.
+/// bucket prefix), never empty (except the directory given to
+/// [`list`](KeyStore::list), where `""` is the root itself), never start
+/// with `/` and never hold `.` or `..` parts: [`StoreClient`] only builds
+/// them from validated names.
 #[async_trait]
 pub trait KeyStore: Send + Sync + fmt::Debug + 'static {
     /// A short static name of the backend: `file`, `memory`, `s3`, ...
@@ -145,7 +147,9 @@ pub trait KeyStore: Send + Sync + fmt::Debug + 'static {
     async fn delete(&self, keys: &[String]) -> Result<()>;
 
     /// One level of `dir`, in any order; a missing directory (or an object in
-    /// its place) lists as empty. Symbolic links are neither.
+    /// its place) lists as empty. Symbolic links are neither. `""` lists the
+    /// root: the top-level directories and objects (the LTX layout on S3
+    /// finds its levels there).
     async fn list(&self, dir: &str) -> Result<Listing>;
 
     /// Deletes every object below `dir`; a missing directory is `Ok`.
@@ -222,6 +226,27 @@ impl<S: KeyStore> StoreClient<S> {
         self.store.clone()
     }
 
+    /// The generations of this layout among those `listed` (a listing of
+    /// the generations directory).
+    async fn generations_in(&self, listed: &Listing) -> Result<Vec<Generation>> {
+        // The per-generation checks run 16 at a time: on an object store
+        // each is a request, and a replica may hold many generations.
+        let candidates: Vec<Generation> = listed
+            .dirs
+            .iter()
+            .filter_map(|d| Generation::new(d).ok())
+            .collect();
+        let checked: Vec<Option<Generation>> = futures::stream::iter(candidates)
+            .map(|g| async move { Ok::<_, Error>(self.holds_objects(&g).await?.then_some(g)) })
+            .buffered(16)
+            .try_collect()
+            .await?;
+        let mut found: Vec<Generation> = checked.into_iter().flatten().collect();
+        found.sort();
+        found.dedup();
+        Ok(found)
+    }
+
     /// Whether a generation holds at least one snapshot or segment of this
     /// layout; lists as little as it can (snapshots first, then WAL).
     async fn holds_objects(&self, generation: &Generation) -> Result<bool> {
@@ -266,13 +291,15 @@ impl<S: KeyStore> StoreClient<S> {
 /// The layouts whose objects a store holds (in [`Layout::ALL`] order): what
 /// opening a replica without an explicit layout decides from.
 pub async fn layouts_present<S: KeyStore>(store: Arc<S>) -> Result<Vec<Layout>> {
+    // Both layouts keep generations in one directory: one listing of it.
+    let listed = store.list(layout::GENERATIONS_DIR).await?;
     let mut found = Vec::new();
     for layout in Layout::ALL {
         let client = StoreClient {
             store: store.clone(),
             layout,
         };
-        if !client.generations().await?.is_empty() {
+        if !client.generations_in(&listed).await?.is_empty() {
             found.push(layout);
         }
     }
@@ -321,22 +348,7 @@ impl<S: KeyStore> ReplicaClient for StoreClient<S> {
     // is checked for a canonical object; replicas hold few generations.
     async fn generations(&self) -> Result<Vec<Generation>> {
         let listed = self.store.list(layout::GENERATIONS_DIR).await?;
-        // The per-generation checks run 16 at a time: on an object store
-        // each is a request, and a replica may hold many generations.
-        let candidates: Vec<Generation> = listed
-            .dirs
-            .iter()
-            .filter_map(|d| Generation::new(d).ok())
-            .collect();
-        let checked: Vec<Option<Generation>> = futures::stream::iter(candidates)
-            .map(|g| async move { Ok::<_, Error>(self.holds_objects(&g).await?.then_some(g)) })
-            .buffered(16)
-            .try_collect()
-            .await?;
-        let mut found: Vec<Generation> = checked.into_iter().flatten().collect();
-        found.sort();
-        found.dedup();
-        Ok(found)
+        self.generations_in(&listed).await
     }
 
     async fn delete_generation(&self, generation: &Generation) -> Result<()> {

@@ -127,7 +127,11 @@ impl KeyStore for MemoryStore {
     }
 
     async fn list(&self, dir: &str) -> Result<Listing> {
-        let prefix = format!("{dir}/");
+        let prefix = if dir.is_empty() {
+            String::new()
+        } else {
+            format!("{dir}/")
+        };
         let mut listing = Listing::default();
         let objects = self.read_objects();
         for (key, object) in objects

@@ -151,8 +151,9 @@ impl ObjectKeyStore {
 
     /// The object-store location of a key (the prefix, then the key).
     pub fn key(&self, key: &str) -> Path {
-        let joined = if self.inner.prefix.is_empty() {
-            key.to_owned()
+        let joined = if self.inner.prefix.is_empty() || key.is_empty() {
+            // `""` is the root (a listing of the prefix itself).
+            format!("{}{key}", self.inner.prefix)
         } else {
             let mut joined = String::with_capacity(self.inner.prefix.len() + 1 + key.len());
             joined.push_str(&self.inner.prefix);

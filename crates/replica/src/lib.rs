@@ -280,12 +280,26 @@ async fn detect_in<S: KeyStore>(store: S, options: OpenAnyOptions) -> Result<Rep
     if let Some(layout) = options.layout {
         return Ok(opened(store, layout));
     }
-    let mut found: Vec<AnyLayout> = layouts_present(store.clone())
-        .await?
-        .into_iter()
-        .map(AnyLayout::from)
-        .collect();
-    if ltx::LtxClient::new(store.clone()).holds_files().await? {
+    // One listing of the root shows which layouts may be there (and, on S3,
+    // the LTX levels); only those are looked into.
+    let root = store.list("").await?;
+    let has_dir = |name: &str| root.dirs.iter().any(|d| d == name);
+    let mut found: Vec<AnyLayout> = Vec::new();
+    if has_dir(layout::GENERATIONS_DIR) {
+        found.extend(
+            layouts_present(store.clone())
+                .await?
+                .into_iter()
+                .map(AnyLayout::from),
+        );
+    }
+    let ltx = ltx::LtxClient::new(store.clone());
+    let levels = match ltx.shape() {
+        ltx::KeyShape::HexLevels => ltx.levels_in(&root),
+        ltx::KeyShape::LtxDirs if has_dir(ltx::LTX_DIR) => ltx.levels().await?,
+        ltx::KeyShape::LtxDirs => Vec::new(),
+    };
+    if ltx.any_file_in(levels).await? {
         found.push(AnyLayout::Ltx);
     }
     let layout = match found.as_slice() {
@@ -385,6 +399,65 @@ mod tests {
         );
         metered.await.unwrap();
         assert!(lists() > before, "a metered open's detection is counted");
+    }
+
+    /// Opening by URL lists the root once, then only what it shows: an empty
+    /// store costs one listing, an LTX replica on S3 two (root, L9).
+    #[tokio::test]
+    async fn detection_lists_the_root_then_only_what_is_there() {
+        use replica_core::metered::Operation;
+        let meters = Meters::new();
+        let s3 = || {
+            let inner = Arc::new(object_store::memory::InMemory::new());
+            replica_object_store::ObjectKeyStore::new(inner, "db").with_kind("s3")
+        };
+        let lists = |kind: &str| {
+            meters
+                .all()
+                .iter()
+                .filter(|(k, _)| *k == kind)
+                .map(|(_, m)| m.counts(Operation::List).total)
+                .sum::<u64>()
+        };
+        async fn detected<S: KeyStore>(store: S, meters: &Meters) -> AnyLayout {
+            detect(store, OpenAnyOptions::default(), Some(meters))
+                .await
+                .unwrap()
+                .layout()
+        }
+        let write = |c: ltx::LtxClient, level: u8| async move {
+            let data = bytes_stream("x");
+            c.write(level, ltx::TxId(1), ltx::TxId(1), data, chrono::Utc::now())
+                .await
+                .unwrap();
+        };
+        let empty = s3();
+        assert_eq!(detected(empty, &meters).await, Layout::default().into());
+        assert_eq!(lists("s3"), 1, "an empty S3 replica: the root");
+        for level in [ltx::SNAPSHOT_LEVEL, 0] {
+            let store = s3();
+            write(ltx::LtxClient::new(Arc::new(store.clone())), level).await;
+            let before = lists("s3");
+            assert_eq!(detected(store, &meters).await, AnyLayout::Ltx);
+            assert_eq!(
+                lists("s3") - before,
+                2,
+                "S3, L{level}: the root, then L{level}"
+            );
+        }
+        let memory = replica_memory::MemoryStore::new();
+        assert_eq!(
+            detected(memory.clone(), &meters).await,
+            Layout::default().into()
+        );
+        assert_eq!(lists("memory"), 1, "an empty store: the root");
+        write(ltx::LtxClient::new(Arc::new(memory.clone())), 0).await;
+        assert_eq!(detected(memory, &meters).await, AnyLayout::Ltx);
+        assert_eq!(
+            lists("memory"),
+            1 + 3,
+            "`ltx/` dirs: the root, `ltx`, then L0"
+        );
     }
 
     #[tokio::test]

@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
 use futures::{StreamExt, TryStreamExt};
-use replica_core::ltx::{LtxClient, LtxFileInfo, TxId};
+use replica_core::ltx::{KeyShape, LtxClient, LtxFileInfo, TxId};
 use replica_core::{bytes_stream, collect_bytes, Result};
 
 use crate::util::*;
@@ -85,6 +85,49 @@ pub(crate) async fn ltx_levels_list_by_txid(f: Fixture) -> CaseResult {
         .collect();
     assert_eq!(all.len(), 7, "every file of every level: {all:?}");
     assert!(c.holds_files().await?, "a replica with files is detected");
+    Ok(())
+}
+
+/// The levels present are found by one listing, of `ltx/` or, with the
+/// hex levels of S3, of the store's root (`list("")`), whatever the kind of
+/// store; the other shape's directories and junk beside them are no level.
+pub(crate) async fn ltx_levels_present_are_found_in_either_key_shape(f: Fixture) -> CaseResult {
+    let store = f.ltx()?.store().clone();
+    let data = content("p", 16);
+    for shape in [KeyShape::HexLevels, KeyShape::LtxDirs] {
+        let c = LtxClient::with_shape(store.clone(), shape);
+        assert!(
+            c.levels().await?.is_empty(),
+            "no level before any file ({shape:?})"
+        );
+        for level in [9, 0, 3] {
+            put(&c, level, 1, 2, &data).await?;
+        }
+        assert_eq!(
+            c.levels().await?,
+            [0, 3, 9],
+            "the levels present, found by one listing ({shape:?}: of the root \
+             for hex levels, whose listing `list(\"\")` must show its directories)"
+        );
+        let all: Vec<u8> = c.all_files().await?.iter().map(|f| f.level).collect();
+        assert_eq!(all, [0, 3, 9], "every file of every level ({shape:?})");
+        assert!(
+            c.holds_files().await?,
+            "the replica is detected ({shape:?})"
+        );
+    }
+    store.put("0002", bytes_stream(content("j", 4))).await?;
+    store
+        .put("0004/README", bytes_stream(content("j", 4)))
+        .await?;
+    let hex = LtxClient::with_shape(store.clone(), KeyShape::HexLevels);
+    let levels = hex.levels().await?;
+    assert!(
+        levels == [0, 3, 4, 9],
+        "an object named like a level is no level; a level directory of junk \
+         is listed but holds no file: {levels:?}"
+    );
+    assert_eq!(ranges(&hex, 4).await?, [], "junk is no file");
     Ok(())
 }
 

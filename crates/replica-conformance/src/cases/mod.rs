@@ -117,6 +117,7 @@ macro_rules! for_each_ltx_case {
         $crate::__expand_cases! {
             [$($mode)*]
             ltx::ltx_levels_list_by_txid,
+            ltx::ltx_levels_present_are_found_in_either_key_shape,
             ltx::ltx_seek_starts_at_the_txid,
             ltx::ltx_missing_file_is_not_found_from_the_call,
             ltx::ltx_ranged_reads_at_and_past_the_end,

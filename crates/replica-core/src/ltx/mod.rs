@@ -35,12 +35,14 @@ pub use replica_ltx::{file_name, parse_file_name, Header, TxId};
 
 use crate::client::{collect_bytes, ByteStream};
 use crate::error::{Error, Result};
-use crate::store::{KeyStore, PutOptions};
+use crate::store::{KeyStore, Listing, PutOptions};
 
 /// The level of snapshots.
 pub const SNAPSHOT_LEVEL: u8 = 9;
 /// The highest level.
 pub const MAX_LEVEL: u8 = 9;
+/// The parent of the levels on stores with [`KeyShape::LtxDirs`].
+pub const LTX_DIR: &str = "ltx";
 /// The layout's name in URLs (`?layout=`), flags and listings.
 pub const LAYOUT_NAME: &str = "litestream-0.5";
 
@@ -91,7 +93,7 @@ impl KeyShape {
     /// The directory of `level`.
     pub fn level_dir(self, level: u8) -> String {
         match self {
-            KeyShape::LtxDirs => format!("ltx/{level}"),
+            KeyShape::LtxDirs => format!("{LTX_DIR}/{level}"),
             KeyShape::HexLevels => format!("{level:04x}"),
         }
     }
@@ -200,32 +202,51 @@ impl LtxClient {
         Ok(files)
     }
 
-    /// Every file of every level, by level, then TXID.
+    /// The levels whose directory exists, ascending: one listing (of `ltx/`,
+    /// or with hex levels of the replica's root). A level listed here may
+    /// still hold no file; one not listed holds none.
+    pub async fn levels(&self) -> Result<Vec<u8>> {
+        let parent = match self.shape {
+            KeyShape::LtxDirs => LTX_DIR,
+            KeyShape::HexLevels => "",
+        };
+        Ok(self.levels_in(&self.store.list(parent).await?))
+    }
+
+    /// The levels named in `listed`, a listing of the levels' parent: `ltx/`,
+    /// or with hex levels the root (`list("")`).
+    pub fn levels_in(&self, listed: &Listing) -> Vec<u8> {
+        (0..=MAX_LEVEL)
+            .filter(|&l| {
+                let dir = self.shape.level_dir(l);
+                let name = dir.rsplit('/').next().unwrap_or(&dir);
+                listed.dirs.iter().any(|d| d == name)
+            })
+            .collect()
+    }
+
+    /// Every file of every level, by level, then TXID: one listing of the
+    /// levels present, then one of each.
     pub async fn all_files(&self) -> Result<Vec<LtxFileInfo>> {
         let mut all = Vec::new();
-        for level in 0..=MAX_LEVEL {
+        for level in self.levels().await? {
             all.extend(self.files(level).await?);
         }
         Ok(all)
     }
 
-    /// Whether the store holds an LTX replica (what opening by URL detects).
-    /// With `ltx/` directories: one listing of `ltx/`, then of the levels
-    /// found, until one holds a file. With hex levels (no common parent to
-    /// list): L9, then L0 — every Litestream 0.5 replica has a snapshot or an
-    /// unsnapshotted L0 file, and two listings keep opening an S3 replica of
-    /// another layout cheap; a store holding only L1..L8 files opens as LTX
-    /// only when asked (`?layout=litestream-0.5`).
+    /// Whether the store holds an LTX replica (what opening by URL detects):
+    /// one listing of the levels present, then [`any_file_in`](Self::any_file_in).
     pub async fn holds_files(&self) -> Result<bool> {
-        let levels: Vec<u8> = match self.shape {
-            KeyShape::LtxDirs => {
-                let root = self.store.list("ltx").await?;
-                (0..=MAX_LEVEL)
-                    .filter(|l| root.dirs.iter().any(|d| *d == l.to_string()))
-                    .collect()
-            }
-            KeyShape::HexLevels => vec![SNAPSHOT_LEVEL, 0],
-        };
+        let levels = self.levels().await?;
+        self.any_file_in(levels).await
+    }
+
+    /// Whether one of `levels` holds a file: one listing of each, snapshots
+    /// first (every Litestream 0.5 replica has one, or an unsnapshotted L0),
+    /// until one does.
+    pub async fn any_file_in(&self, mut levels: Vec<u8>) -> Result<bool> {
+        levels.sort_by_key(|&l| (l != SNAPSHOT_LEVEL, l));
         for level in levels {
             if !self.files(level).await?.is_empty() {
                 return Ok(true);
@@ -286,9 +307,9 @@ impl LtxClient {
     /// Deletes every file of every level.
     pub async fn delete_all(&self) -> Result<()> {
         match self.shape {
-            KeyShape::LtxDirs => self.store.delete_all("ltx").await,
+            KeyShape::LtxDirs => self.store.delete_all(LTX_DIR).await,
             KeyShape::HexLevels => {
-                for level in 0..=MAX_LEVEL {
+                for level in self.levels().await? {
                     self.store.delete_all(&self.shape.level_dir(level)).await?;
                 }
                 Ok(())

@@ -79,12 +79,12 @@ impl Sizes {
             },
             replicate: replicate::ReplicateSizes {
                 transactions: 4_000,
-                pace: Duration::from_millis(4),
+                spacing: Duration::from_millis(5),
             },
             replicate_ltx: replicate_ltx::LtxReplicateSizes {
                 load: replicate::ReplicateSizes {
                     transactions: 3_000,
-                    pace: Duration::from_millis(4),
+                    spacing: Duration::from_millis(5),
                 },
                 idle: Duration::from_secs(60),
                 settle: Duration::from_secs(35),
@@ -114,12 +114,12 @@ impl Sizes {
             },
             replicate: replicate::ReplicateSizes {
                 transactions: 400,
-                pace: Duration::from_millis(4),
+                spacing: Duration::from_millis(5),
             },
             replicate_ltx: replicate_ltx::LtxReplicateSizes {
                 load: replicate::ReplicateSizes {
-                    transactions: 300,
-                    pace: Duration::from_millis(4),
+                    transactions: 400,
+                    spacing: Duration::from_millis(5),
                 },
                 idle: Duration::from_secs(15),
                 settle: Duration::from_secs(5),

@@ -24,8 +24,52 @@ use crate::Figure;
 pub(crate) struct ReplicateSizes {
     /// Transactions written per tool.
     pub(crate) transactions: u64,
-    /// Pause between transactions.
-    pub(crate) pace: Duration,
+    /// The time between commits: the `i`-th begins `i × spacing` after the
+    /// load starts (see [`Schedule`]).
+    pub(crate) spacing: Duration,
+}
+
+/// Commits on a schedule, not after a pause each: the load lasts
+/// `transactions × spacing` whatever each transaction takes (a whole number
+/// of 1 s rounds in the sizes chosen), so every phase of a tool's rounds
+/// meets as many commits as any other. With a pause after each, the load's
+/// length varied with the machine, and its last part-round counted the
+/// commits of one phase twice: p50 moved ±30 ms between runs of one tool at
+/// 1 s (about 16 rounds).
+pub(crate) struct Schedule {
+    start: Instant,
+    spacing: Duration,
+}
+
+impl Schedule {
+    /// A schedule starting now.
+    pub(crate) fn start(s: &ReplicateSizes) -> Schedule {
+        Schedule {
+            start: Instant::now(),
+            spacing: s.spacing,
+        }
+    }
+
+    /// Waits for the slot of commit `i` (at once when behind).
+    pub(crate) fn wait(&self, i: u64) {
+        let due = self.start + self.spacing * u32::try_from(i).unwrap_or(u32::MAX);
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+    }
+
+    /// How far the load ran past its scheduled length (transactions slower
+    /// than `spacing` on this machine): printed, since the rounds are then
+    /// no longer evenly met.
+    pub(crate) fn finish(&self, transactions: u64) {
+        let planned = self.spacing * u32::try_from(transactions).unwrap_or(u32::MAX);
+        let took = self.start.elapsed();
+        if took > planned + (planned / 100).max(self.spacing * 2) {
+            eprintln!(
+                "  the load took {:.2} s, not the {:.2} s scheduled: its commits are not even",
+                took.as_secs_f64(),
+                planned.as_secs_f64()
+            );
+        }
+    }
 }
 
 /// One transaction: when its commit returned, its WAL salt-1 and end.
@@ -202,6 +246,21 @@ fn poll_ltx(root: PathBuf, stop: Arc<AtomicBool>) -> (Vec<Seen>, Option<u32>, u6
     }
 }
 
+/// Where a tool's stderr goes: with `REPLICA_BENCH_KEEP_LOGS=DIR`,
+/// `DIR/<run>.log` (named by the run's directory, which the benchmark
+/// removes; to look into an odd figure, with `REPLICA_LOG=debug` for ours),
+/// else nowhere.
+pub(crate) fn tool_log(run: &Path) -> Stdio {
+    let Some(logs) = std::env::var_os("REPLICA_BENCH_KEEP_LOGS") else {
+        return Stdio::null();
+    };
+    let name = run.file_name().unwrap_or_default().to_string_lossy();
+    let path = Path::new(&logs).join(format!("{name}.log"));
+    std::fs::create_dir_all(&logs)
+        .and_then(|()| std::fs::File::create(path))
+        .map_or_else(|_| Stdio::null(), Stdio::from)
+}
+
 /// Bytes below `dir` (recursively), 0 if missing.
 pub(crate) fn tree_bytes(dir: &Path) -> u64 {
     tree_sum(dir, std::fs::Metadata::len)
@@ -278,7 +337,7 @@ pub(crate) fn run_one(
         .args(args)
         .arg(&config)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(tool_log(dir))
         .spawn()
         .expect("the replicator starts");
     let stop = Arc::new(AtomicBool::new(false));
@@ -301,7 +360,9 @@ pub(crate) fn run_one(
     std::thread::sleep(Duration::from_millis(500));
     let wal = dir.join("source.db-wal");
     let mut commits = Vec::new();
+    let schedule = Schedule::start(s);
     for round in 0..s.transactions {
+        schedule.wait(round);
         let tx = conn.transaction().expect("begin");
         crate::workload::insert_orders(&tx, round * 20, 20);
         tx.execute(
@@ -317,8 +378,8 @@ pub(crate) fn run_one(
             salt1: salt1(&wal),
             end,
         });
-        std::thread::sleep(s.pace);
     }
+    schedule.finish(s.transactions);
     // Let the last transactions ship, then stop the tool.
     std::thread::sleep(Duration::from_secs(2));
     let rss_mib = std::fs::read_to_string(format!("/proc/{}/status", child.id()))

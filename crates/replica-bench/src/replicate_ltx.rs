@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::replicate::{config, run_one, Flavor, Outcome, ReplicateSizes};
+use crate::replicate::{config, run_one, Flavor, Outcome, ReplicateSizes, Schedule};
 use crate::restore::Moto;
 use crate::Figure;
 
@@ -103,12 +103,14 @@ fn requests(
         .spawn()
         .expect("the replicator starts");
     std::thread::sleep(Duration::from_millis(1500));
+    let schedule = Schedule::start(&s.load);
     for round in 0..s.load.transactions {
+        schedule.wait(round);
         let tx = conn.unchecked_transaction().expect("begin");
         crate::workload::insert_orders(&tx, round * 20, 20);
         tx.commit().expect("commit");
-        std::thread::sleep(s.load.pace);
     }
+    schedule.finish(s.load.transactions);
     // Everything shipped (Litestream's default sync is 1 s), then the work
     // that falls due after a load, then idle.
     std::thread::sleep(Duration::from_secs(3));
@@ -161,7 +163,7 @@ pub(crate) fn replicate_ltx(scratch: &Path, s: &LtxReplicateSizes) -> Vec<Figure
     let mut figures = Vec::new();
     let default_load = ReplicateSizes {
         transactions: s.load.transactions,
-        pace: s.load.pace,
+        spacing: s.load.spacing,
     };
     for (interval, tag, load) in [
         ("10ms", "10 ms", &s.load),

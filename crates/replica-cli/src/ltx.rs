@@ -52,7 +52,7 @@ struct FileRow {
 /// `replica ltx URL [--level N|all] [--json]`.
 pub(crate) async fn list(client: &LtxClient, level: Level, json: bool) -> Result<(), Exit> {
     let levels: Vec<u8> = match level {
-        Level::All => (0..=MAX_LEVEL).collect(),
+        Level::All => client.levels().await?,
         Level::One(n) => vec![n],
     };
     let header = format!(

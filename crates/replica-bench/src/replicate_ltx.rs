@@ -99,7 +99,7 @@ fn requests(
         .env_remove("AWS_ENDPOINT")
         .env_remove("AWS_CA_BUNDLE")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(crate::replicate::tool_log(dir))
         .spawn()
         .expect("the replicator starts");
     std::thread::sleep(Duration::from_millis(1500));

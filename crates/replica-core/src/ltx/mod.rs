@@ -204,7 +204,11 @@ impl LtxClient {
 
     /// The levels whose directory exists, ascending: one listing (of `ltx/`,
     /// or with hex levels of the replica's root). A level listed here may
-    /// still hold no file; one not listed holds none.
+    /// still hold no file; one not listed holds none. With hex levels the
+    /// listing names everything at the top of the prefix, as Litestream's
+    /// own S3 layout puts levels there: a replica keeps a prefix of its own
+    /// (a bucket's root shared with other data costs a LIST per 1,000 keys
+    /// there).
     pub async fn levels(&self) -> Result<Vec<u8>> {
         let parent = match self.shape {
             KeyShape::LtxDirs => LTX_DIR,
@@ -237,6 +241,8 @@ impl LtxClient {
 
     /// Whether the store holds an LTX replica (what opening by URL detects):
     /// one listing of the levels present, then [`any_file_in`](Self::any_file_in).
+    /// A file at any level counts, in either key shape (a replica holding
+    /// only compactions is one).
     pub async fn holds_files(&self) -> Result<bool> {
         let levels = self.levels().await?;
         self.any_file_in(levels).await

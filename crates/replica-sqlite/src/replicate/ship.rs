@@ -572,10 +572,17 @@ pub(crate) async fn run<S: Ship>(mut ship: S, mut stop: watch::Receiver<bool>) -
             let idle = ship.next_due().map_or(IDLE_ROUND, |due| {
                 due.clamp(Duration::from_millis(10), IDLE_ROUND)
             });
-            tokio::select! {
-                _ = ship.views().changed() => {}
-                _ = tokio::time::sleep(idle) => {}
+            let ended = tokio::select! {
+                changed = ship.views().changed() => changed.is_err(),
+                _ = tokio::time::sleep(idle) => false,
                 _ = stop.wait_for(|s| *s) => break,
+            };
+            if ended {
+                // The database task is gone: no view will come (`changed`
+                // would return at once, every time); wait to be stopped,
+                // then the final sync.
+                let _ = stop.wait_for(|s| *s).await;
+                break;
             }
         }
     }
@@ -719,6 +726,8 @@ mod tests {
         rounds: Arc<Mutex<Vec<(Instant, Instant)>>>,
         /// How long its first round takes.
         first_round: Duration,
+        /// How many rounds ship something (the rest find nothing new).
+        ships: u64,
     }
 
     #[replica_core::async_trait]
@@ -744,8 +753,11 @@ mod tests {
                 .lock()
                 .unwrap()
                 .push((Instant::now(), announced));
-            self.shipped += 1;
-            if self.shipped == 1 {
+            let first = self.rounds.lock().unwrap().len() == 1;
+            if self.shipped < self.ships {
+                self.shipped += 1;
+            }
+            if first {
                 tokio::time::sleep(self.first_round).await;
             }
             Ok(())
@@ -819,6 +831,7 @@ mod tests {
             shipped: 0,
             rounds: rounds.clone(),
             first_round: Duration::from_millis(400),
+            ships: u64::MAX,
         };
         let task = tokio::spawn(run(fake, stop));
         tokio::time::sleep_until((first + INTERVAL).into()).await;
@@ -862,6 +875,7 @@ mod tests {
             shipped: 0,
             rounds: rounds.clone(),
             first_round: Duration::ZERO,
+            ships: u64::MAX,
         };
         let task = tokio::spawn(run(fake, stop));
         for i in 1..=8u64 {
@@ -888,5 +902,36 @@ mod tests {
                 "two uploads {apart:?} apart: {rounds:?}"
             );
         }
+    }
+
+    /// With the database task gone (the views' sender dropped), a replica
+    /// that has nothing new to ship waits to be stopped instead of running
+    /// rounds back to back, then makes its final sync.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_replica_whose_views_end_waits_for_the_stop() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = Arc::new(Shared::new(1, Default::default()));
+        let (tx, views) = watch::channel(empty_view(dir.path()));
+        drop(tx);
+        let rounds = Arc::new(Mutex::new(Vec::new()));
+        let (stop_tx, stop) = watch::channel(false);
+        let fake = Fake {
+            views,
+            shared,
+            shipped: 0,
+            rounds: rounds.clone(),
+            first_round: Duration::ZERO,
+            ships: 0,
+        };
+        let task = tokio::spawn(run(fake, stop));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let ran = rounds.lock().unwrap().len();
+        stop_tx.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("the replica stops when told")
+            .unwrap()
+            .unwrap();
+        assert_eq!(ran, 1, "rounds in 300 ms with no view to come");
     }
 }

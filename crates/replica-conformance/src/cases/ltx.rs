@@ -362,8 +362,9 @@ pub(crate) async fn ltx_delete_removes_only_the_files_named(f: Fixture) -> CaseR
         .await?;
     assert_eq!(ranges(&c, 0).await?, [(1, 1), (4, 4)], "the others stay");
     c.delete_all().await?;
-    // Every level listed on its own: `all_files` and `delete_all` both
-    // find the levels by one listing, so one would not catch the other.
+    // Every level listed on its own: `all_files` finds the levels by one
+    // listing, as `delete_all` does with hex levels, so it would not catch
+    // a level that listing misses.
     let mut left = Vec::new();
     for level in 0..=replica_core::ltx::MAX_LEVEL {
         left.extend(c.files(level).await?);

@@ -12,7 +12,7 @@ use replica_core::{
     bytes_stream, decompressed_len, lz4, ByteStream, Error, Pos, ReplicaClient, Result,
 };
 use tokio::sync::{watch, RwLock};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::tail::IndexReader;
 use super::{ReplicaOptions, ShadowView, Shared};
@@ -580,7 +580,12 @@ pub(crate) async fn run<S: Ship>(mut ship: S, mut stop: watch::Receiver<bool>) -
             if ended {
                 // The database task is gone: no view will come (`changed`
                 // would return at once, every time); wait to be stopped,
-                // then the final sync.
+                // then the final sync. (A stop ends the database task
+                // before the replicas are told: the usual way here.)
+                debug!(
+                    replica = ship.name(),
+                    "the database task ended: waiting for the stop"
+                );
                 let _ = stop.wait_for(|s| *s).await;
                 break;
             }
@@ -717,8 +722,8 @@ mod tests {
     use super::*;
     use std::sync::Mutex;
 
-    /// A replica that ships every round, noting when each began and when
-    /// the view it took was announced.
+    /// A replica that ships in its first `ships` rounds, noting when each
+    /// round began and when the view it took was announced.
     struct Fake {
         views: watch::Receiver<ShadowView>,
         shared: Arc<Shared>,
@@ -906,7 +911,7 @@ mod tests {
 
     /// With the database task gone (the views' sender dropped), a replica
     /// that has nothing new to ship waits to be stopped instead of running
-    /// rounds back to back, then makes its final sync.
+    /// rounds back to back.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_replica_whose_views_end_waits_for_the_stop() {
         let dir = tempfile::tempdir().unwrap();

@@ -728,7 +728,7 @@ mod tests {
         views: watch::Receiver<ShadowView>,
         shared: Arc<Shared>,
         shipped: u64,
-        rounds: Arc<Mutex<Vec<(Instant, Instant)>>>,
+        rounds: Rounds,
         /// How long its first round takes.
         first_round: Duration,
         /// How many rounds ship something (the rest find nothing new).
@@ -773,6 +773,32 @@ mod tests {
     }
 
     const INTERVAL: Duration = Duration::from_millis(1000);
+
+    type Rounds = Arc<Mutex<Vec<(Instant, Instant)>>>;
+
+    /// Runs a [`Fake`] over `views`: its rounds, the stop and the task.
+    fn spawn_fake(
+        views: watch::Receiver<ShadowView>,
+        shared: Arc<Shared>,
+        first_round: Duration,
+        ships: u64,
+    ) -> (
+        Rounds,
+        watch::Sender<bool>,
+        tokio::task::JoinHandle<Result<()>>,
+    ) {
+        let rounds = Rounds::default();
+        let (stop_tx, stop) = watch::channel(false);
+        let fake = Fake {
+            views,
+            shared,
+            shipped: 0,
+            rounds: rounds.clone(),
+            first_round,
+            ships,
+        };
+        (rounds, stop_tx, tokio::spawn(run(fake, stop)))
+    }
 
     /// A view of an index holding only its header, announced now.
     fn empty_view(dir: &std::path::Path) -> ShadowView {
@@ -828,17 +854,8 @@ mod tests {
             },
         );
         let first = tx.borrow().announced;
-        let rounds = Arc::new(Mutex::new(Vec::new()));
-        let (stop_tx, stop) = watch::channel(false);
-        let fake = Fake {
-            views,
-            shared: shared.clone(),
-            shipped: 0,
-            rounds: rounds.clone(),
-            first_round: Duration::from_millis(400),
-            ships: u64::MAX,
-        };
-        let task = tokio::spawn(run(fake, stop));
+        let (rounds, stop_tx, task) =
+            spawn_fake(views, shared.clone(), Duration::from_millis(400), u64::MAX);
         tokio::time::sleep_until((first + INTERVAL).into()).await;
         super::super::publish(
             &tx,
@@ -872,17 +889,7 @@ mod tests {
         let shared = Arc::new(Shared::new(1, Default::default()));
         let view = empty_view(dir.path());
         let (tx, views) = watch::channel(view.clone());
-        let rounds = Arc::new(Mutex::new(Vec::new()));
-        let (stop_tx, stop) = watch::channel(false);
-        let fake = Fake {
-            views,
-            shared: shared.clone(),
-            shipped: 0,
-            rounds: rounds.clone(),
-            first_round: Duration::ZERO,
-            ships: u64::MAX,
-        };
-        let task = tokio::spawn(run(fake, stop));
+        let (rounds, stop_tx, task) = spawn_fake(views, shared.clone(), Duration::ZERO, u64::MAX);
         for i in 1..=8u64 {
             super::super::publish(
                 &tx,
@@ -918,17 +925,7 @@ mod tests {
         let shared = Arc::new(Shared::new(1, Default::default()));
         let (tx, views) = watch::channel(empty_view(dir.path()));
         drop(tx);
-        let rounds = Arc::new(Mutex::new(Vec::new()));
-        let (stop_tx, stop) = watch::channel(false);
-        let fake = Fake {
-            views,
-            shared,
-            shipped: 0,
-            rounds: rounds.clone(),
-            first_round: Duration::ZERO,
-            ships: 0,
-        };
-        let task = tokio::spawn(run(fake, stop));
+        let (rounds, stop_tx, task) = spawn_fake(views, shared.clone(), Duration::ZERO, 0);
         tokio::time::sleep(Duration::from_millis(300)).await;
         let ran = rounds.lock().unwrap().len();
         stop_tx.send(true).unwrap();

@@ -80,11 +80,13 @@ impl Sizes {
             replicate: replicate::ReplicateSizes {
                 transactions: 4_000,
                 spacing: Duration::from_millis(5),
+                runs: 3,
             },
             replicate_ltx: replicate_ltx::LtxReplicateSizes {
                 load: replicate::ReplicateSizes {
                     transactions: 3_000,
                     spacing: Duration::from_millis(5),
+                    runs: 3,
                 },
                 idle: Duration::from_secs(60),
                 settle: Duration::from_secs(35),
@@ -115,11 +117,13 @@ impl Sizes {
             replicate: replicate::ReplicateSizes {
                 transactions: 400,
                 spacing: Duration::from_millis(5),
+                runs: 1,
             },
             replicate_ltx: replicate_ltx::LtxReplicateSizes {
                 load: replicate::ReplicateSizes {
                     transactions: 400,
                     spacing: Duration::from_millis(5),
+                    runs: 1,
                 },
                 idle: Duration::from_secs(15),
                 settle: Duration::from_secs(5),

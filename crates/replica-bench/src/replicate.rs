@@ -27,6 +27,9 @@ pub(crate) struct ReplicateSizes {
     /// The time between commits: the `i`-th begins `i × spacing` after the
     /// load starts (see [`Schedule`]).
     pub(crate) spacing: Duration,
+    /// Runs of each tool per setting, alternating which goes first; each
+    /// figure is the median over them (see [`run_pair`]).
+    pub(crate) runs: usize,
 }
 
 /// Commits on a schedule, not after a pause each: the load lasts
@@ -86,6 +89,7 @@ struct Seen {
     at: Instant,
 }
 
+#[derive(Clone, Debug)]
 pub(crate) struct Outcome {
     pub(crate) cpu_secs: f64,
     pub(crate) wal_mib: f64,
@@ -304,7 +308,90 @@ pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-/// Runs `program ARGS CONFIG` under the paced load, with a file replica.
+/// A tool to run: its program and the arguments before the config path.
+pub(crate) type Tool<'a> = (&'a Path, &'a [&'a str]);
+
+/// Both tools' figures for one setting: the medians over the runs, and each
+/// run's lag for the record.
+pub(crate) struct Pair {
+    pub(crate) ours: Outcome,
+    pub(crate) theirs: Outcome,
+    /// How many runs of each tool the medians are over.
+    pub(crate) runs: usize,
+}
+
+/// Runs each tool `s.runs` times under the same load (in
+/// `scratch/<name>-{litestream,replica}-<run>`), alternating which goes
+/// first, each on a quiet disk ([`run_one`] syncs first); every figure is
+/// the median over a tool's runs. One run is at the mercy of the machine:
+/// one upload stalled behind the disk's writeback moves a tool's p99 at
+/// 1 s by hundreds of milliseconds (seen in session 17, for either tool).
+pub(crate) fn run_pair(
+    theirs: Tool,
+    ours: Tool,
+    scratch: &Path,
+    name: &str,
+    s: &ReplicateSizes,
+    flavor: Flavor,
+    interval: &str,
+) -> Pair {
+    let runs = s.runs.max(1);
+    let (mut t_all, mut o_all) = (Vec::new(), Vec::new());
+    for run in 0..runs {
+        let one = |(program, args): Tool, who: &str| {
+            let dir = scratch.join(format!("{name}-{who}-{run}"));
+            run_one(program, args, &dir, s, flavor, interval)
+        };
+        let (t, o) = if run % 2 == 0 {
+            let t = one(theirs, "litestream");
+            (t, one(ours, "replica"))
+        } else {
+            let o = one(ours, "replica");
+            (one(theirs, "litestream"), o)
+        };
+        eprintln!(
+            "  {name} at {interval}, run {} of {runs}: lag p50 / p99 ours {:.1} / {:.1} ms, \
+             theirs {:.1} / {:.1} ms; CPU ours {:.2} s, theirs {:.2} s",
+            run + 1,
+            o.p50_ms,
+            o.p99_ms,
+            t.p50_ms,
+            t.p99_ms,
+            o.cpu_secs,
+            t.cpu_secs
+        );
+        t_all.push(t);
+        o_all.push(o);
+    }
+    Pair {
+        ours: median_outcome(&o_all),
+        theirs: median_outcome(&t_all),
+        runs,
+    }
+}
+
+/// Each figure's median over `all` (the upper middle one of an even count).
+fn median_outcome(all: &[Outcome]) -> Outcome {
+    let median = |f: fn(&Outcome) -> f64| {
+        let mut v: Vec<f64> = all.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let wal_mib = median(|o| o.wal_mib);
+    Outcome {
+        // So that CPU per MiB is the median of the runs' CPU per MiB.
+        cpu_secs: median(|o| o.cpu_secs / o.wal_mib) * wal_mib,
+        wal_mib,
+        p50_ms: median(|o| o.p50_ms),
+        p99_ms: median(|o| o.p99_ms),
+        rss_mib: median(|o| o.rss_mib),
+        local_mib: median(|o| o.local_mib),
+    }
+}
+
+/// Runs `program ARGS CONFIG` under the paced load, with a file replica,
+/// after the disk has written back what earlier runs left (so that one
+/// tool's writeback does not stall the next tool's fsyncs).
 pub(crate) fn run_one(
     program: &Path,
     args: &[&str],
@@ -314,6 +401,9 @@ pub(crate) fn run_one(
     interval: &str,
 ) -> Outcome {
     std::fs::create_dir_all(dir).expect("mkdir");
+    // SAFETY: sync(2) takes no arguments and cannot fail.
+    unsafe { libc::sync() };
+    std::thread::sleep(Duration::from_secs(1));
     let db = dir.join("source.db");
     let mut conn = rusqlite::Connection::open(&db).expect("open");
     conn.pragma_update(None, "journal_mode", "wal")
@@ -450,44 +540,30 @@ pub(crate) fn replicate(scratch: &Path, s: &ReplicateSizes) -> Vec<Figure> {
         Ok(both) => both,
         Err(not_run) => return not_run,
     };
-    let theirs = run_one(
-        &litestream,
-        &["replicate", "-config"],
-        &scratch.join("replicate-litestream"),
-        s,
-        Flavor::Generations,
-        "10ms",
-    );
-    let o = run_one(
-        &ours,
-        &["replicate", "--config"],
-        &scratch.join("replicate-replica"),
-        s,
-        Flavor::Generations,
-        "10ms",
-    );
+    let theirs_tool: Tool = (&litestream, &["replicate", "-config"]);
+    let ours_tool: Tool = (&ours, &["replicate", "--config"]);
+    let pair = |name: &str, interval: &str| {
+        run_pair(
+            theirs_tool,
+            ours_tool,
+            scratch,
+            name,
+            s,
+            Flavor::Generations,
+            interval,
+        )
+    };
+    let at_10ms = pair("replicate", "10ms");
     // At Litestream's default intervals (1 s monitor and sync) too.
-    let theirs_1s = run_one(
-        &litestream,
-        &["replicate", "-config"],
-        &scratch.join("replicate-litestream-1s"),
-        s,
-        Flavor::Generations,
-        "1s",
-    );
-    let o_1s = run_one(
-        &ours,
-        &["replicate", "--config"],
-        &scratch.join("replicate-replica-1s"),
-        s,
-        Flavor::Generations,
-        "1s",
-    );
+    let at_1s = pair("replicate-1s", "1s");
+    let runs = at_10ms.runs;
+    let (o, theirs, o_1s, theirs_1s) = (at_10ms.ours, at_10ms.theirs, at_1s.ours, at_1s.theirs);
     let per_mib = |x: &Outcome| x.cpu_secs / x.wal_mib;
     let cpu_ratio = per_mib(&o) / per_mib(&theirs);
     let cpu_ratio_1s = per_mib(&o_1s) / per_mib(&theirs_1s);
     let detail = format!(
-        "{} transactions, {:.1} MiB of WAL shipped by replica, {:.1} MiB by litestream",
+        "{} transactions, {:.1} MiB of WAL shipped by replica, {:.1} MiB by litestream; \
+         medians of {runs} runs",
         s.transactions, o.wal_mib, theirs.wal_mib
     );
     vec![

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::replicate::{config, run_one, Flavor, Outcome, ReplicateSizes, Schedule};
+use crate::replicate::{config, run_pair, Flavor, Outcome, ReplicateSizes, Schedule};
 use crate::restore::Moto;
 use crate::Figure;
 
@@ -161,31 +161,23 @@ pub(crate) fn replicate_ltx(scratch: &Path, s: &LtxReplicateSizes) -> Vec<Figure
     let theirs_args = ["replicate", "-config"];
     let ours_args = ["replicate", "--config"];
     let mut figures = Vec::new();
-    let default_load = ReplicateSizes {
-        transactions: s.load.transactions,
-        spacing: s.load.spacing,
-    };
-    for (interval, tag, load) in [
-        ("10ms", "10 ms", &s.load),
-        ("1s", "1 s (defaults)", &default_load),
-    ] {
-        let theirs = run_one(
-            &litestream,
-            &theirs_args,
-            &scratch.join(format!("ltx-litestream-{interval}")),
-            load,
+    for (interval, tag) in [("10ms", "10 ms"), ("1s", "1 s (defaults)")] {
+        let pair = run_pair(
+            (litestream.as_path(), &theirs_args),
+            (ours.as_path(), &ours_args),
+            scratch,
+            &format!("ltx-{interval}"),
+            &s.load,
             Flavor::Ltx,
             interval,
         );
-        let o = run_one(
-            &ours,
-            &ours_args,
-            &scratch.join(format!("ltx-replica-{interval}")),
-            load,
-            Flavor::Ltx,
-            interval,
-        );
-        figures.extend(rows(&o, &theirs, tag, load.transactions));
+        figures.extend(rows(
+            &pair.ours,
+            &pair.theirs,
+            tag,
+            s.load.transactions,
+            pair.runs,
+        ));
     }
     match (
         requests(
@@ -238,14 +230,15 @@ pub(crate) fn replicate_ltx(scratch: &Path, s: &LtxReplicateSizes) -> Vec<Figure
     figures
 }
 
-fn rows(o: &Outcome, theirs: &Outcome, tag: &str, transactions: u64) -> Vec<Figure> {
+fn rows(o: &Outcome, theirs: &Outcome, tag: &str, transactions: u64, runs: usize) -> Vec<Figure> {
     let per_mib = |x: &Outcome| x.cpu_secs / x.wal_mib;
     let cpu = per_mib(o) / per_mib(theirs);
     vec![
         Figure {
             bench: format!(
                 "10. replicate into LTX at {tag}: CPU seconds per MiB of WAL shipped ({transactions} \
-                 transactions, {:.1} MiB by replica, {:.1} MiB by litestream 0.5.17)",
+                 transactions, {:.1} MiB by replica, {:.1} MiB by litestream 0.5.17; medians of \
+                 {runs} runs)",
                 o.wal_mib, theirs.wal_mib
             ),
             ours: format!("{:.3} s/MiB", per_mib(o)),

@@ -116,6 +116,16 @@ pub(crate) async fn shadow_extent(view: &ShadowView, pos: &Pos) -> Result<Option
     Ok(Some((path, len)))
 }
 
+/// Whether a replica at `offset` of index `index` (its shadow file, or the
+/// current index, `len` long) may be continued from there: in the current
+/// index whenever `offset <= len`; in a closed one only where its file holds
+/// a frame, since it holds just what was unshipped at its restart (a
+/// position below that, a replica's store rolled back since, is not
+/// continued: it would ship a hole).
+pub(crate) fn continues(view: &ShadowView, index: u64, offset: u64, len: u64) -> bool {
+    offset <= len && (index == view.index || IndexReader::open(view, index, offset, len).is_ok())
+}
+
 /// The `through` of shipping index `index` up to `len`: the view's copy
 /// time (every transaction committed before it is shipped) when that is
 /// the view's end, else nothing.
@@ -198,14 +208,8 @@ impl Shipper {
         } else {
             None
         };
-        // A closed index's file holds only what was unshipped at its
-        // restart: a position below that (a replica rolled back since) is
-        // not continued.
-        let readable = |len: u64| {
-            pos.index == view.index || IndexReader::open(view, pos.index, pos.offset, len).is_ok()
-        };
         match shadow_len {
-            Some(len) if pos.offset <= len && readable(len) => {
+            Some(len) if continues(view, pos.index, pos.offset, len) => {
                 info!(replica = self.name(), generation = %g, index = %format_index(pos.index), offset = %format_index(pos.offset), "continuing the generation");
                 self.pos = Some(pos);
                 self.publish();
@@ -718,7 +722,7 @@ pub(crate) fn backoff(base: Duration, failures: u32) -> Duration {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use std::sync::Mutex;
 
@@ -801,7 +805,7 @@ mod tests {
     }
 
     /// A view of an index holding only its header, announced now.
-    fn empty_view(dir: &std::path::Path) -> ShadowView {
+    pub(in crate::replicate) fn empty_view(dir: &std::path::Path) -> ShadowView {
         ShadowView {
             generation: replica_core::Generation::random(),
             dir: dir.to_owned(),
@@ -935,5 +939,90 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(ran, 1, "rounds in 300 ms with no view to come");
+    }
+
+    /// The offset of frame `n` (0-based) in [`view_after_a_spill`]'s WAL.
+    pub(in crate::replicate) fn frame_at(n: u64) -> u64 {
+        use crate::wal::{FRAME_HEADER_LEN, WAL_HEADER_LEN};
+        WAL_HEADER_LEN as u64 + n * (FRAME_HEADER_LEN + 512) as u64
+    }
+
+    /// A view whose current index (1) holds its header only, after index
+    /// 0, closed with three frames (512-byte pages) of which only the third,
+    /// unshipped at the restart, was spilled into its file: below it, a
+    /// hole. With index 0's WAL header.
+    pub(in crate::replicate) fn view_after_a_spill(
+        dir: &std::path::Path,
+    ) -> (ShadowView, crate::wal::WalHeader) {
+        use crate::wal::{WalBuilder, WalHeader, WAL_HEADER_LEN};
+        use std::os::unix::fs::FileExt;
+        let mut wal = WalBuilder::new(512, false);
+        wal.frame(1, 0, 1).frame(2, 0, 2).frame(1, 2, 3);
+        let header = &wal.bytes[..WAL_HEADER_LEN];
+        let closed = std::fs::File::create(dir.join(format!("{:016x}.wal", 0))).unwrap();
+        closed.write_all_at(header, 0).unwrap();
+        let third = frame_at(2) as usize..frame_at(3) as usize;
+        closed.write_all_at(&wal.bytes[third], frame_at(2)).unwrap();
+        std::fs::write(dir.join(format!("{:016x}.wal", 1)), header).unwrap();
+        let view = ShadowView {
+            index: 1,
+            closed: Some((0, frame_at(3))),
+            ..empty_view(dir)
+        };
+        (view, WalHeader::parse(header).unwrap())
+    }
+
+    /// RELIABILITY.md's second defensive check: a closed index's shadow
+    /// file holds only what was unshipped at its restart (a hole below).
+    /// A replica whose last segment ends in the hole (its store rolled back
+    /// since the restart) is not continued: a new generation is asked for.
+    /// One whose last segment ends where the file holds a frame is.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_position_in_the_hole_of_a_closed_index_is_not_continued() {
+        use replica_core::{bytes_stream, lz4};
+        let dir = tempfile::tempdir().unwrap();
+        let (view, _) = view_after_a_spill(dir.path());
+        let g = view.generation.clone();
+        for (end, continued) in [(frame_at(1), false), (frame_at(2), true)] {
+            let client = Arc::new(replica_memory::MemoryClient::default());
+            client
+                .write_snapshot(&g, 0, bytes_stream(lz4::compress(b"database")))
+                .await
+                .unwrap();
+            let segment = vec![0u8; end as usize];
+            client
+                .write_wal_segment(
+                    &Pos::new(g.clone(), 0, 0).unwrap(),
+                    bytes_stream(lz4::compress(&segment)),
+                )
+                .await
+                .unwrap();
+            let shared = Arc::new(Shared::new(1, Default::default()));
+            let (_tx, views) = watch::channel(view.clone());
+            let mut shipper = Shipper {
+                slot: 0,
+                options: ReplicaOptions::default(),
+                client,
+                views,
+                gate: Default::default(),
+                shared: shared.clone(),
+                pos: None,
+                last_snapshot: None,
+                last_retention: None,
+                shipped: 0,
+            };
+            let result = shipper.position(&view).await;
+            let diverged = shared.diverged.load(std::sync::atomic::Ordering::SeqCst);
+            if continued {
+                result.unwrap();
+                assert_eq!(shipper.pos, Some(Pos::new(g.clone(), 0, end).unwrap()));
+                assert!(!diverged);
+            } else {
+                let err = result.expect_err("a position in the hole was continued");
+                assert!(err.to_string().contains("does not continue"), "{err}");
+                assert!(diverged, "no new generation asked for");
+                assert_eq!(shipper.pos, None);
+            }
+        }
     }
 }

@@ -24,7 +24,7 @@ use tokio::sync::{watch, RwLock};
 use tracing::info;
 
 use super::image::{overlay, Image};
-use super::ship::{index_path, io, retention_due, shadow_extent, through, Ship};
+use super::ship::{continues, index_path, io, retention_due, shadow_extent, through, Ship};
 use super::tail::IndexReader;
 use super::{ReplicaOptions, ShadowView, Shared};
 use crate::wal::WAL_HEADER_LEN;
@@ -68,6 +68,36 @@ pub(crate) struct LtxShipper {
 const DEFAULT_SNAPSHOT_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 
 impl LtxShipper {
+    /// A shipper for replica `slot` that has shipped nothing yet (its
+    /// first round finds where the replica stands).
+    pub(crate) fn new(
+        slot: usize,
+        options: ReplicaOptions,
+        client: LtxClient,
+        views: watch::Receiver<ShadowView>,
+        gate: Arc<RwLock<()>>,
+        shared: Arc<Shared>,
+    ) -> Self {
+        Self {
+            slot,
+            options,
+            client,
+            views,
+            gate,
+            shared,
+            pos: None,
+            txid: 0,
+            has_snapshot: false,
+            last_snapshot: None,
+            last_compaction: Vec::new(),
+            compacted: Vec::new(),
+            snapshot_txid: 0,
+            last_retention: None,
+            retention_idle_until: None,
+            shipped: 0,
+        }
+    }
+
     fn publish(&self) {
         super::ship::publish(&self.shared, self.slot, &self.pos);
     }
@@ -260,12 +290,7 @@ impl LtxShipper {
             let Ok(wal) = crate::wal::WalHeader::parse(&head) else {
                 continue;
             };
-            // A closed index's file holds only what was unshipped at its
-            // restart: an end below that (a replica rolled back since) is
-            // not continued.
-            let readable =
-                || index == view.index || IndexReader::open(view, index, end, len).is_ok();
-            if header.wal_offset > 0 && wal.salts == salts && end <= len && readable() {
+            if header.wal_offset > 0 && wal.salts == salts && continues(view, index, end, len) {
                 info!(replica = %self.options.name, txid = %TxId(self.txid), index = %format_index(index), offset = %format_index(end), "continuing the replica");
                 self.pos = Some(Pos::new(view.generation.clone(), index, end)?);
                 self.publish();
@@ -615,5 +640,72 @@ impl Ship for LtxShipper {
             self.position(&view).await?;
         }
         self.ship(&view).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::ship::tests::{frame_at, view_after_a_spill};
+    use super::*;
+
+    /// RELIABILITY.md's second defensive check, for LTX: a replica whose
+    /// newest file ends (its WAL fields) in the hole of a closed index's
+    /// shadow file (the store rolled back since the restart) is not
+    /// continued; a whole-database L0 is to start anew (here the database
+    /// task is gone, so that fails: no position is taken). One ending
+    /// where the file holds a frame is continued there.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_end_in_the_hole_of_a_closed_index_is_not_continued() {
+        let dir = tempfile::tempdir().unwrap();
+        let (view, wal) = view_after_a_spill(dir.path());
+        for (end, continued) in [(frame_at(1), false), (frame_at(2), true)] {
+            let client = LtxClient::new(Arc::new(replica_memory::MemoryStore::default()));
+            let mut header = format::Header::new(512, 2, 1, 1);
+            header.timestamp = Utc::now().timestamp_millis();
+            header.wal_offset = WAL_HEADER_LEN as i64;
+            header.wal_size = (end - WAL_HEADER_LEN as u64) as i64;
+            (header.wal_salt1, header.wal_salt2) = wal.salts;
+            let pages: replica_core::ltx::PageSource = Box::new(|encode| {
+                encode(1, &[1u8; 512])?;
+                encode(2, &[2u8; 512])
+            });
+            client
+                .write(
+                    0,
+                    TxId(1),
+                    TxId(1),
+                    encode_stream(header, pages),
+                    Utc::now(),
+                )
+                .await
+                .unwrap();
+            let shared = Arc::new(Shared::new(1, Default::default()));
+            let (tx, views) = watch::channel(view.clone());
+            drop(tx);
+            let mut shipper = LtxShipper::new(
+                0,
+                ReplicaOptions::default(),
+                client,
+                views,
+                Default::default(),
+                shared,
+            );
+            let result = shipper.position(&view).await;
+            if continued {
+                result.unwrap();
+                assert_eq!(
+                    shipper.pos,
+                    Some(Pos::new(view.generation.clone(), 0, end).unwrap())
+                );
+            } else {
+                let err = result.expect_err("an end in the hole was continued");
+                assert!(
+                    err.to_string().contains("database task has stopped"),
+                    "{err}"
+                );
+                assert_eq!(shipper.pos, None);
+            }
+            assert_eq!(shipper.txid, 1);
+        }
     }
 }

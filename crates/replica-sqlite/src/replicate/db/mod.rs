@@ -17,6 +17,8 @@
 mod checkpoint;
 mod copy;
 mod resume;
+#[cfg(test)]
+mod tests;
 
 pub(crate) use checkpoint::Hooks;
 use resume::{boot_id, BOOT};

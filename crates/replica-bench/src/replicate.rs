@@ -311,8 +311,8 @@ pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// A tool to run: its program and the arguments before the config path.
 pub(crate) type Tool<'a> = (&'a Path, &'a [&'a str]);
 
-/// Both tools' figures for one setting: the medians over the runs, and each
-/// run's lag for the record.
+/// Both tools' figures for one setting, each the median over the runs (each
+/// run's lag and CPU go to stderr only).
 pub(crate) struct Pair {
     pub(crate) ours: Outcome,
     pub(crate) theirs: Outcome,
@@ -322,8 +322,11 @@ pub(crate) struct Pair {
 
 /// Runs each tool `s.runs` times under the same load (in
 /// `scratch/<name>-{litestream,replica}-<run>`), alternating which goes
-/// first, each on a quiet disk ([`run_one`] syncs first); every figure is
-/// the median over a tool's runs. One run is at the mercy of the machine:
+/// first (litestream on even runs at 10 ms, on odd ones at other intervals,
+/// so that over a benchmark's two settings each goes first as often), each
+/// on a quiet disk ([`run_one`] syncs first); each run's directory is
+/// removed once measured. Every figure is the median over a tool's runs.
+/// One run is at the mercy of the machine:
 /// one upload stalled behind the disk's writeback moves a tool's p99 at
 /// 1 s by hundreds of milliseconds (seen in session 17, for either tool).
 pub(crate) fn run_pair(
@@ -336,13 +339,18 @@ pub(crate) fn run_pair(
     interval: &str,
 ) -> Pair {
     let runs = s.runs.max(1);
+    let offset = usize::from(interval != "10ms");
     let (mut t_all, mut o_all) = (Vec::new(), Vec::new());
     for run in 0..runs {
         let one = |(program, args): Tool, who: &str| {
             let dir = scratch.join(format!("{name}-{who}-{run}"));
-            run_one(program, args, &dir, s, flavor, interval)
+            let outcome = run_one(program, args, &dir, s, flavor, interval);
+            // Its WAL and replica (160 MiB in benchmark 8) are not needed
+            // again, and the next runs' syncs need not write them back.
+            let _ = std::fs::remove_dir_all(&dir);
+            outcome
         };
-        let (t, o) = if run % 2 == 0 {
+        let (t, o) = if (run + offset) % 2 == 0 {
             let t = one(theirs, "litestream");
             (t, one(ours, "replica"))
         } else {
@@ -370,7 +378,10 @@ pub(crate) fn run_pair(
     }
 }
 
-/// Each figure's median over `all` (the upper middle one of an even count).
+/// Each figure's median over `all` (the upper middle one of an even count),
+/// figure by figure (they may come from different runs); `cpu_secs` is not
+/// a median of its own but the one that makes `cpu_secs / wal_mib` the
+/// median of the runs' CPU seconds per MiB.
 fn median_outcome(all: &[Outcome]) -> Outcome {
     let median = |f: fn(&Outcome) -> f64| {
         let mut v: Vec<f64> = all.iter().map(f).collect();
@@ -563,7 +574,7 @@ pub(crate) fn replicate(scratch: &Path, s: &ReplicateSizes) -> Vec<Figure> {
     let cpu_ratio_1s = per_mib(&o_1s) / per_mib(&theirs_1s);
     let detail = format!(
         "{} transactions, {:.1} MiB of WAL shipped by replica, {:.1} MiB by litestream; \
-         medians of {runs} runs",
+         every row: medians of {runs} runs",
         s.transactions, o.wal_mib, theirs.wal_mib
     );
     vec![

@@ -237,8 +237,8 @@ fn rows(o: &Outcome, theirs: &Outcome, tag: &str, transactions: u64, runs: usize
         Figure {
             bench: format!(
                 "10. replicate into LTX at {tag}: CPU seconds per MiB of WAL shipped ({transactions} \
-                 transactions, {:.1} MiB by replica, {:.1} MiB by litestream 0.5.17; medians of \
-                 {runs} runs)",
+                 transactions, {:.1} MiB by replica, {:.1} MiB by litestream 0.5.17; every 10, 10b, 10c row: \
+                 medians of {runs} runs)",
                 o.wal_mib, theirs.wal_mib
             ),
             ours: format!("{:.3} s/MiB", per_mib(o)),

@@ -119,7 +119,7 @@ pub(crate) async fn shadow_extent(view: &ShadowView, pos: &Pos) -> Result<Option
 /// Whether a replica at `offset` of index `index` (its shadow file, or the
 /// current index, `len` long) may be continued from there: in the current
 /// index whenever `offset <= len`; in a closed one only where its file holds
-/// a frame, since it holds just what was unshipped at its restart (a
+/// a frame or at its end, since it holds just what was unshipped at its restart (a
 /// position below that, a replica's store rolled back since, is not
 /// continued: it would ship a hole).
 pub(crate) fn continues(view: &ShadowView, index: u64, offset: u64, len: u64) -> bool {
@@ -947,8 +947,9 @@ pub(super) mod tests {
         WAL_HEADER_LEN as u64 + n * (FRAME_HEADER_LEN + 512) as u64
     }
 
-    /// A view whose current index (1) holds its header only, after index
-    /// 0, closed with three frames (512-byte pages) of which only the third,
+    /// A view whose current index (1) holds its header only (salt-1 one
+    /// more, as a restart writes it), after index 0, closed with three
+    /// one-frame transactions (512-byte pages) of which only the third,
     /// unshipped at the restart, was spilled into its file: below it, a
     /// hole. With index 0's WAL header.
     pub(in crate::replicate) fn view_after_a_spill(
@@ -957,19 +958,21 @@ pub(super) mod tests {
         use crate::wal::{WalBuilder, WalHeader, WAL_HEADER_LEN};
         use std::os::unix::fs::FileExt;
         let mut wal = WalBuilder::new(512, false);
-        wal.frame(1, 0, 1).frame(2, 0, 2).frame(1, 2, 3);
+        wal.frame(1, 1, 1).frame(2, 2, 2).frame(1, 2, 3);
         let header = &wal.bytes[..WAL_HEADER_LEN];
         let closed = std::fs::File::create(dir.join(format!("{:016x}.wal", 0))).unwrap();
         closed.write_all_at(header, 0).unwrap();
         let third = frame_at(2) as usize..frame_at(3) as usize;
         closed.write_all_at(&wal.bytes[third], frame_at(2)).unwrap();
-        std::fs::write(dir.join(format!("{:016x}.wal", 1)), header).unwrap();
+        let parsed = WalHeader::parse(header).unwrap();
+        let next = WalBuilder::with_salts(512, false, (parsed.salts.0 + 1, parsed.salts.1));
+        std::fs::write(dir.join(format!("{:016x}.wal", 1)), &next.bytes).unwrap();
         let view = ShadowView {
             index: 1,
             closed: Some((0, frame_at(3))),
             ..empty_view(dir)
         };
-        (view, WalHeader::parse(header).unwrap())
+        (view, parsed)
     }
 
     /// RELIABILITY.md's second defensive check: a closed index's shadow

@@ -18,12 +18,17 @@ pub struct WalBuilder {
 impl WalBuilder {
     /// A WAL header for `page_size`-byte pages.
     pub fn new(page_size: u32, big_endian: bool) -> Self {
+        Self::with_salts(page_size, big_endian, (0x1234_5678, 0x9abc_def0))
+    }
+
+    /// A WAL header for `page_size`-byte pages with the given salts (those
+    /// of a WAL restarted after another: salt-1 one more).
+    pub fn with_salts(page_size: u32, big_endian: bool, salts: (u32, u32)) -> Self {
         let mut h = Vec::with_capacity(WAL_HEADER_LEN);
         h.extend((if big_endian { MAGIC_BE } else { MAGIC_LE }).to_be_bytes());
         h.extend(VERSION.to_be_bytes());
         h.extend(page_size.to_be_bytes());
         h.extend(0u32.to_be_bytes());
-        let salts: (u32, u32) = (0x1234_5678, 0x9abc_def0);
         h.extend(salts.0.to_be_bytes());
         h.extend(salts.1.to_be_bytes());
         let c = checksum((0, 0), &h, big_endian);

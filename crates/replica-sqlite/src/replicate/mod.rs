@@ -392,18 +392,14 @@ impl Replicator {
                     ReplicaTarget::Generations(client) => tokio::spawn(keep_open(
                         db.clone(),
                         ship::run(
-                            ship::Shipper {
+                            ship::Shipper::new(
                                 slot,
-                                options: replica.options,
+                                replica.options,
                                 client,
-                                views: views.clone(),
-                                gate: gate.clone(),
-                                shared: shared.clone(),
-                                pos: None,
-                                last_snapshot: None,
-                                last_retention: None,
-                                shipped: 0,
-                            },
+                                views.clone(),
+                                gate.clone(),
+                                shared.clone(),
+                            ),
                             stop,
                         ),
                     )),

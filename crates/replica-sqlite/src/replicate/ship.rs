@@ -118,10 +118,10 @@ pub(crate) async fn shadow_extent(view: &ShadowView, pos: &Pos) -> Result<Option
 
 /// Whether a replica at `offset` of index `index` (its shadow file, or the
 /// current index, `len` long) may be continued from there: in the current
-/// index whenever `offset <= len`; in a closed one only where its file holds
-/// a frame or at its end, since it holds just what was unshipped at its restart (a
-/// position below that, a replica's store rolled back since, is not
-/// continued: it would ship a hole).
+/// index whenever `offset <= len`; in a closed one only where its file
+/// holds a frame or at its end, since it holds just what was unshipped at
+/// its restart (a position below that, a replica's store rolled back
+/// since, is not continued: it would ship a hole).
 pub(crate) fn continues(view: &ShadowView, index: u64, offset: u64, len: u64) -> bool {
     offset <= len && (index == view.index || IndexReader::open(view, index, offset, len).is_ok())
 }
@@ -140,6 +140,30 @@ pub(crate) fn io(context: String) -> impl FnOnce(std::io::Error) -> Error {
 }
 
 impl Shipper {
+    /// A shipper for replica `slot` that has shipped nothing yet (its
+    /// first round finds where the replica stands).
+    pub(crate) fn new(
+        slot: usize,
+        options: ReplicaOptions,
+        client: Arc<dyn ReplicaClient>,
+        views: watch::Receiver<ShadowView>,
+        gate: Arc<RwLock<()>>,
+        shared: Arc<Shared>,
+    ) -> Self {
+        Self {
+            slot,
+            options,
+            client,
+            views,
+            gate,
+            shared,
+            pos: None,
+            last_snapshot: None,
+            last_retention: None,
+            shipped: 0,
+        }
+    }
+
     pub(crate) fn name(&self) -> &str {
         &self.options.name
     }
@@ -1002,18 +1026,14 @@ pub(super) mod tests {
                 .unwrap();
             let shared = Arc::new(Shared::new(1, Default::default()));
             let (_tx, views) = watch::channel(view.clone());
-            let mut shipper = Shipper {
-                slot: 0,
-                options: ReplicaOptions::default(),
+            let mut shipper = Shipper::new(
+                0,
+                ReplicaOptions::default(),
                 client,
                 views,
-                gate: Default::default(),
-                shared: shared.clone(),
-                pos: None,
-                last_snapshot: None,
-                last_retention: None,
-                shipped: 0,
-            };
+                Default::default(),
+                shared.clone(),
+            );
             let result = shipper.position(&view).await;
             let diverged = shared.diverged.load(std::sync::atomic::Ordering::SeqCst);
             if continued {
